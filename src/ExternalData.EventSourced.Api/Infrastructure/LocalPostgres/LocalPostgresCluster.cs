@@ -1,0 +1,210 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using Npgsql;
+
+namespace ExternalData.EventSourced.Infrastructure.LocalPostgres;
+
+/// <summary>
+/// A PostgreSQL cluster run from the local server binaries (initdb / pg_ctl), for the default development run
+/// and for tests on machines without Docker. Started with <c>wal_level=logical</c> so CDC works against it.
+/// As root, the server runs as the <c>postgres</c> OS user (initdb refuses root).
+/// </summary>
+public sealed class LocalPostgresCluster : IAsyncDisposable
+{
+    private readonly string _root;
+    private readonly bool _removeOnStop;
+    private readonly Action<string> _log;
+    private readonly bool _attached;
+    private bool _stopped;
+
+    private LocalPostgresCluster(string root, int port, bool removeOnStop, Action<string> log, bool attached = false)
+    {
+        _root = root;
+        Port = port;
+        SuperuserPassword = File.ReadAllText(Path.Combine(root, "superuser.password")).Trim();
+        _removeOnStop = removeOnStop;
+        _log = log;
+        _attached = attached;
+    }
+
+    public int Port { get; }
+    public string SuperuserPassword { get; }
+    public string DataDirectory => Path.Combine(_root, "data");
+    public string ConnectionString => $"Host=127.0.0.1;Port={Port};Username=postgres;Password={SuperuserPassword};Database=postgres;Pooling=true;Maximum Pool Size=50";
+
+    public static bool BinariesAvailable() => FindBinary("pg_ctl") is not null && FindBinary("initdb") is not null;
+
+    /// <summary>Starts (or re-attaches to) the cluster under <paramref name="root"/>. A persistent cluster keeps
+    /// its data between runs; a throwaway one is deleted on stop.</summary>
+    public static async Task<LocalPostgresCluster> StartAsync(string root, bool persistent, Action<string>? log = null, CancellationToken ct = default)
+    {
+        log ??= _ => { };
+        var pgCtl = FindBinary("pg_ctl") ?? throw new InvalidOperationException("PostgreSQL server binaries (pg_ctl, initdb) were not found on PATH or under /usr/lib/postgresql.");
+        var initdb = FindBinary("initdb")!;
+        root = PrepareRoot(Path.GetFullPath(root));
+        var data = Path.Combine(root, "data");
+
+        if (!File.Exists(Path.Combine(data, "PG_VERSION")))
+        {
+            log($"Initialising a local PostgreSQL cluster in {data}");
+            // TCP connections need a password (so a wrong one fails, as on a real server); the local socket is trusted.
+            var passwordFile = Path.Combine(root, "superuser.password");
+            await File.WriteAllTextAsync(passwordFile, Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)), ct);
+            if (IsRoot) RunSync("chown", ["postgres:postgres", passwordFile]);
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(passwordFile, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            await RunAsync(initdb, ["-D", data, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", $"--pwfile={passwordFile}",
+                "-E", "UTF8", "--no-sync", "--locale=C"], ct);
+        }
+        else if (await TryReadRunningPortAsync(pgCtl, data, ct) is { } runningPort)
+        {
+            log($"Re-using the local PostgreSQL already running on port {runningPort}");
+            return new LocalPostgresCluster(root, runningPort, removeOnStop: false, log, attached: true);
+        }
+
+        var port = FreePort();
+        var settings = string.Join(' ',
+            "-c listen_addresses=127.0.0.1", $"-p {port}", $"-c unix_socket_directories={root}",
+            "-c wal_level=logical", "-c max_replication_slots=20", "-c max_wal_senders=20", "-c max_connections=200",
+            persistent ? "" : "-c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        // -l is essential: without a log file the postmaster inherits our stdout and the call never returns.
+        await RunAsync(pgCtl, ["-D", data, "-l", Path.Combine(root, "postgres.log"), "-w", "-t", "60", "-o", settings, "start"], ct);
+        log($"Local PostgreSQL listening on 127.0.0.1:{port}");
+        var cluster = new LocalPostgresCluster(root, port, !persistent, log);
+        await cluster.WaitUntilReadyAsync(ct);
+        return cluster;
+    }
+
+    /// <summary>Stops the server. A cluster this process only attached to (started by a running service, while an
+    /// operator command runs) is left alone unless <paramref name="evenIfAttached"/>: the service owns it.</summary>
+    public async Task StopAsync(bool evenIfAttached = false)
+    {
+        if (_stopped || (_attached && !evenIfAttached)) return;
+        _stopped = true;
+        try
+        {
+            await RunAsync(FindBinary("pg_ctl")!, ["-D", DataDirectory, "-m", "fast", "-w", "stop"], CancellationToken.None);
+            _log("Local PostgreSQL stopped");
+        }
+        catch (InvalidOperationException e)
+        {
+            _log("Stopping the local PostgreSQL failed: " + e.Message);
+        }
+
+        if (_removeOnStop)
+        {
+            try { Directory.Delete(_root, recursive: true); }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+    }
+
+    public ValueTask DisposeAsync() => new(StopAsync());
+
+    private async Task WaitUntilReadyAsync(CancellationToken ct)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                await using var connection = new NpgsqlConnection(ConnectionString + ";Pooling=false");
+                await connection.OpenAsync(ct);
+                return;
+            }
+            catch (NpgsqlException) when (attempt < 50)
+            {
+                await Task.Delay(100, ct);
+            }
+        }
+    }
+
+    private static async Task<int?> TryReadRunningPortAsync(string pgCtl, string data, CancellationToken ct)
+    {
+        var pidFile = Path.Combine(data, "postmaster.pid");
+        if (!File.Exists(pidFile)) return null;
+        try
+        {
+            await RunAsync(pgCtl, ["-D", data, "status"], ct);
+        }
+        catch (InvalidOperationException)
+        {
+            return null; // stale pid file: pg_ctl start copes with it
+        }
+
+        var lines = await File.ReadAllLinesAsync(pidFile, ct);
+        return lines.Length > 3 && int.TryParse(lines[3], out var port) ? port : null;
+    }
+
+    private static bool IsRoot => Environment.UserName == "root" || (OperatingSystem.IsLinux() && geteuid() == 0);
+
+    [System.Runtime.InteropServices.DllImport("libc")]
+    private static extern uint geteuid();
+
+    /// <summary>As root, the folder must belong to, and be reachable by, the postgres user. A folder under a
+    /// private home directory is not, so such a cluster moves to a per-folder place under /var/tmp.</summary>
+    private static string PrepareRoot(string root)
+    {
+        Directory.CreateDirectory(root);
+        if (!IsRoot) return root;
+
+        if (!CanPostgresUserReach(root))
+        {
+            var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(root)))[..12];
+            var fallback = Path.Combine("/var/tmp", $"externaldata-pg-{hash}");
+            Console.Error.WriteLine($"The postgres OS user cannot reach {root}; using {fallback} for the local cluster instead.");
+            root = fallback;
+            Directory.CreateDirectory(root);
+        }
+
+        RunSync("chown", ["-R", "postgres:postgres", root]);
+        return root;
+    }
+
+    private static bool CanPostgresUserReach(string directory)
+    {
+        RunSync("chown", ["postgres:postgres", directory]);
+        return RunSync("runuser", ["-u", "postgres", "--", "test", "-w", directory]) == 0;
+    }
+
+    private static int RunSync(string file, string[] args)
+    {
+        using var process = Process.Start(new ProcessStartInfo(file, args) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        process.WaitForExit();
+        return process.ExitCode;
+    }
+
+    private static async Task RunAsync(string binary, string[] args, CancellationToken ct)
+    {
+        var start = IsRoot
+            ? new ProcessStartInfo("runuser", ["-u", "postgres", "--", binary, .. args])
+            : new ProcessStartInfo(binary, args);
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
+        start.WorkingDirectory = "/tmp";
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync(ct);
+        var stderr = process.StandardError.ReadToEndAsync(ct);
+        await process.WaitForExitAsync(ct);
+        if (process.ExitCode != 0)
+            throw new InvalidOperationException($"{Path.GetFileName(binary)} exited with {process.ExitCode}: {await stderr}{await stdout}".Trim());
+    }
+
+    private static string? FindBinary(string name)
+    {
+        var onPath = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
+            .Select(dir => Path.Combine(dir, name)).FirstOrDefault(File.Exists);
+        if (onPath is not null) return onPath;
+        return Directory.Exists("/usr/lib/postgresql")
+            ? Directory.GetDirectories("/usr/lib/postgresql").OrderDescending().Select(d => Path.Combine(d, "bin", name)).FirstOrDefault(File.Exists)
+            : null;
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}

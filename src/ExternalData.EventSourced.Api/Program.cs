@@ -1,0 +1,132 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using ExternalData.EventSourced.Infrastructure.Auth;
+using ExternalData.EventSourced.Infrastructure.Encryption;
+using ExternalData.EventSourced.Infrastructure.Http;
+using ExternalData.EventSourced.Infrastructure.LocalPostgres;
+using ExternalData.EventSourced.Sources;
+using ExternalData.EventSourced.SourceTypes;
+using ExternalData.EventSourced.SourceTypes.Network;
+using FluentValidation;
+using JasperFx;
+using JasperFx.CommandLine;
+using JasperFx.Events;
+using JasperFx.MultiTenancy;
+using Marten;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Logging.Console;
+using Wolverine;
+using Wolverine.Http;
+using Wolverine.Marten;
+
+var builder = WebApplication.CreateBuilder(args);
+
+// Operator commands print their result on stdout; everything the host logs goes to stderr so it cannot mix in.
+builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+
+// The database: the configured one, or an embedded local PostgreSQL for a newcomer's first run.
+var connectionString = await EmbeddedDatabase.ResolveConnectionStringAsync(builder);
+var localData = Path.Combine(builder.Environment.ContentRootPath, EmbeddedDatabase.LocalDataFolder);
+
+// Event store and documents. Events and documents are conjoined-tenanted by project (ADR 0002).
+builder.Services.AddMarten(opts =>
+    {
+        opts.Connection(connectionString);
+        opts.DatabaseSchemaName = builder.Configuration["ExternalData:Database:Schema"] ?? "externaldata";
+        opts.Events.TenancyStyle = TenancyStyle.Conjoined;
+        opts.Events.StreamIdentity = StreamIdentity.AsGuid;
+        opts.Events.MetadataConfig.CorrelationIdEnabled = true;
+        opts.Events.MetadataConfig.CausationIdEnabled = true;
+        opts.Events.MetadataConfig.HeadersEnabled = true;
+        opts.Events.MetadataConfig.UserNameEnabled = true;
+        opts.Schema.For<ApiKey>().UniqueIndex(k => k.TokenHash);
+        opts.ConfigureSources();
+    })
+    .ApplyAllDatabaseChangesOnStartup()
+    .IntegrateWithWolverine();
+
+// Commands run through Wolverine; every write endpoint commits its events in one Marten transaction.
+builder.Host.UseWolverine(opts =>
+{
+    opts.ApplicationAssembly = typeof(Program).Assembly;
+    opts.Policies.AutoApplyTransactions();
+});
+builder.Services.AddWolverineHttp();
+
+// JSON is snake_case everywhere, as PostHog's API is.
+builder.Services.ConfigureSystemTextJsonForWolverineOrMinimalApi(o =>
+{
+    o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+    o.SerializerOptions.DictionaryKeyPolicy = null;
+    o.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.Never;
+});
+
+// Source types and validators are found by scanning: a new source type is one new class (ADR 0006).
+builder.Services.Scan(scan => scan
+    .FromAssemblyOf<ISourceType>().AddClasses(c => c.AssignableTo<ISourceType>()).AsImplementedInterfaces().WithSingletonLifetime()
+    .FromAssemblyOf<Program>().AddClasses(c => c.AssignableTo(typeof(IValidator<>))).AsImplementedInterfaces().WithSingletonLifetime());
+builder.Services.AddSingleton<SourceTypeRegistry>();
+builder.Services.Configure<NetworkOptions>(builder.Configuration.GetSection(NetworkOptions.Section));
+builder.Services.AddSingleton<IHostPolicy, HostPolicy>();
+
+// Secrets: envelope encryption under a master key from configuration (generated locally in Development).
+builder.Services.AddSingleton(new SecretsCipher(MasterKeySetup.Resolve(builder.Configuration, builder.Environment, localData)));
+
+// Personal API keys.
+builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
+    .AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+if (builder.Environment.IsDevelopment()) builder.Services.AddHostedService<DevelopmentAdminKey>();
+
+// Framework-made errors (bad route ids, unhandled exceptions) get our problem shape too.
+builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>
+{
+    var problem = ctx.ProblemDetails;
+    var status = problem.Status ?? ctx.HttpContext.Response.StatusCode;
+    var detail = problem.Detail ?? (status == 404 ? "Not found." : problem.Title ?? "Error");
+    string? attr = null;
+    var code = status == 404 ? "not_found" : status >= 500 ? "server_error" : "invalid_request";
+    if (status >= 500) detail = "The server failed to process the request. It has been logged; retry later.";
+    if (problem.Title == "Invalid JSON format")
+    {
+        // Wolverine's text names our .NET types; keep only the JSON path the caller can act on.
+        (attr, detail) = MalformedBody.Describe(detail);
+        code = "parse_error";
+        problem.Title = "Bad Request";
+        foreach (var key in new[] { "lineNumber", "bytePositionInLine", "line_number", "byte_position_in_line" }) problem.Extensions.Remove(key);
+    }
+
+    problem.Type = Problems.TypeFor(status);
+    problem.Detail = detail;
+    problem.Extensions.Remove("traceId");
+    problem.Extensions.Remove("trace_id");
+    problem.Extensions.TryAdd("code", code);
+    problem.Extensions.TryAdd("attr", attr);
+    problem.Extensions["message"] = detail;
+});
+builder.Services.AddHealthChecks().AddCheck<DatabaseReadyCheck>("database", tags: ["ready"]);
+
+var app = builder.Build();
+
+app.UseExceptionHandler();
+app.UseStatusCodePages();
+// /api/environments/... and trailing slashes are normalised before routing (ADR 0004).
+app.UseRouteAliases();
+app.UseRouting();
+app.UseAuthentication();
+app.UseMiddleware<ProjectAccessMiddleware>();
+
+app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
+app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") });
+
+app.MapWolverineEndpoints(opts =>
+{
+    // The tenant of every Marten session is the project in the route.
+    opts.TenantId.IsRouteArgumentNamed("project_id");
+    opts.AddPolicy<FluentValidationPolicy>();
+    opts.AddMiddleware(typeof(AuditMetadataMiddleware), AuditMetadataMiddleware.AppliesTo);
+    // A write that lost an optimistic-concurrency race answers 409, without the store's internals.
+    opts.MapConcurrencyFailuresToConflict(toProblemDetails: _ => Problems.Conflict(
+        "The source was changed by another request at the same time. Fetch it again and retry.", "concurrent_modification"));
+});
+
+return await app.RunJasperFxCommands(args);

@@ -1,0 +1,198 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using ExternalData.EventSourced.Infrastructure.Http;
+using ExternalData.EventSourced.SourceTypes.Discovery;
+using Microsoft.AspNetCore.Mvc;
+
+namespace ExternalData.EventSourced.Sources;
+
+/// <summary>
+/// Turns the <c>payload.schemas</c> of a create request and the discovered tables into each table's sync
+/// settings (ref §5.2 steps 12–17). Pure: the discovery already happened, so this is easy to test exhaustively.
+/// Every discovered table gets a schema; the ones the caller did not name start disabled and unset.
+/// </summary>
+public static class SchemaSelection
+{
+    public const int MaxLookbackSeconds = 5_184_000;
+    public const string DefaultFrequency = "6hour";
+    private static readonly string[] RowFilterOperators = [">", ">=", "<", "<=", "=", "!=", "IN", "NOT IN"];
+
+    public static (IReadOnlyList<SchemaSettings>? Schemas, ProblemDetails? Problem) Build(
+        JsonNode? requested, IReadOnlyList<DiscoveredTable> discovered, bool direct, bool cdcEnabled, Func<Guid> newId)
+    {
+        if (requested is not JsonArray entries || entries.Count == 0)
+            return Fail("Schemas not given", "schemas_not_given");
+
+        var parsed = new List<RequestedSchema>();
+        foreach (var entry in entries)
+        {
+            var (schema, problem) = Parse(entry);
+            if (problem is not null) return (null, problem);
+            parsed.Add(schema!);
+        }
+
+        var byName = discovered.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        if (parsed.Any(p => !byName.ContainsKey(p.Name)))
+            return Fail("Schemas given do not exist in source", "schemas_not_in_source");
+
+        var cdcRequested = parsed.Where(p => p.SyncType == SyncTypes.Cdc && p.ShouldSync).Select(p => p.Name).Order(StringComparer.Ordinal).ToList();
+        if (!cdcEnabled && cdcRequested.Count > 0)
+        {
+            return Fail($"CDC must be enabled on the source before selecting it as a sync type. The following schemas requested CDC: {string.Join(", ", cdcRequested)}.",
+                "cdc_not_enabled");
+        }
+
+        var settings = new List<SchemaSettings>();
+        foreach (var entry in parsed)
+        {
+            var table = byName[entry.Name];
+            var problem = CheckEntry(entry, table, direct);
+            if (problem is not null) return (null, problem);
+            settings.Add(ToSettings(entry, table, direct, newId()));
+        }
+
+        var named = parsed.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+        settings.AddRange(discovered.Where(t => !named.Contains(t.Name))
+            .Select(t => ToSettings(new RequestedSchema(t.Name, false, null, null, null, null, null, null, null, null, null), t, direct, newId())));
+        return (settings, null);
+    }
+
+    private static ProblemDetails? CheckEntry(RequestedSchema entry, DiscoveredTable table, bool direct)
+    {
+        if (entry.ShouldSync && entry.SyncType is SyncTypes.Incremental or SyncTypes.Append)
+        {
+            if (string.IsNullOrEmpty(entry.IncrementalField))
+                return Problems.Validation("Incremental schemas given do not have an incremental field set", "payload.schemas", "incremental_field_missing");
+            if (string.IsNullOrEmpty(entry.IncrementalFieldType))
+                return Problems.Validation("Incremental schemas given do not have an incremental field type set", "payload.schemas", "incremental_field_type_missing");
+        }
+
+        if (entry.RowFilters is { Count: > 0 } filters)
+        {
+            if (direct)
+                return Problems.Validation($"Row filter not allowed for schema '{entry.Name}': row filters are not available for direct query sources.", "payload.schemas", "row_filter_not_allowed");
+            if (entry.SyncType == SyncTypes.Cdc)
+                return Problems.Validation($"Row filter not allowed for schema '{entry.Name}': CDC streams every change, so it cannot be filtered.", "payload.schemas", "row_filter_not_allowed");
+            var error = RowFilterError(filters, table);
+            if (error is not null)
+                return Problems.Validation($"Invalid row filter for schema '{entry.Name}': {error}", "payload.schemas", "invalid_row_filter");
+        }
+
+        if (!direct && entry.SyncType is SyncTypes.Incremental or SyncTypes.Append && entry.LookbackProvided && entry.LookbackSeconds is null)
+        {
+            return Problems.Validation(
+                $"incremental_field_lookback_seconds must be an integer between 0 and {MaxLookbackSeconds} (60 days) for schema '{entry.Name}'.",
+                "payload.schemas", "invalid_lookback");
+        }
+
+        if (entry.EnabledColumns is { } columns && table.Columns.Count > 0)
+        {
+            var unknown = columns.Where(c => table.Columns.All(tc => tc.Name != c)).ToList();
+            if (unknown.Count > 0)
+            {
+                return Problems.Validation(
+                    $"Unknown columns in enabled_columns: [{string.Join(", ", unknown.Select(u => $"'{u}'"))}]. Run `Pull new schemas` to refresh available columns.",
+                    "payload.schemas", "unknown_columns");
+            }
+        }
+
+        return null;
+    }
+
+    private static string? RowFilterError(JsonArray filters, DiscoveredTable table)
+    {
+        foreach (var node in filters)
+        {
+            if (node is not JsonObject filter) return "each filter must be an object with column, operator and value";
+            var column = filter["column"] is JsonValue c && c.TryGetValue<string>(out var col) ? col : null;
+            var op = filter["operator"] is JsonValue o && o.TryGetValue<string>(out var opText) ? opText.ToUpperInvariant() : null;
+            if (string.IsNullOrEmpty(column)) return "column is required";
+            if (table.Columns.Count > 0 && table.Columns.All(tc => tc.Name != column)) return $"unknown column '{column}'";
+            if (op is null || !RowFilterOperators.Contains(op)) return $"operator must be one of {string.Join(", ", RowFilterOperators)}";
+            if (!filter.ContainsKey("value")) return "value is required";
+            if (op is "IN" or "NOT IN" && filter["value"] is not JsonArray) return $"{op} needs a list value";
+        }
+
+        return null;
+    }
+
+    private static SchemaSettings ToSettings(RequestedSchema entry, DiscoveredTable table, bool direct, Guid id)
+    {
+        var cursorBased = !direct && entry.SyncType is SyncTypes.Incremental or SyncTypes.Append;
+        return new SchemaSettings(
+            Id: id,
+            Name: table.Name,
+            Label: table.Label,
+            Description: table.Description,
+            ShouldSync: entry.ShouldSync,
+            // A CDC choice on a disabled table means "not set up"; direct sources have no sync at all.
+            SyncType: direct || entry.SyncType == SyncTypes.Cdc && !entry.ShouldSync ? null : entry.SyncType,
+            IncrementalField: cursorBased ? entry.IncrementalField : null,
+            IncrementalFieldType: cursorBased ? entry.IncrementalFieldType : null,
+            IncrementalFieldLookbackSeconds: !direct && entry.SyncType == SyncTypes.Incremental ? entry.LookbackSeconds : null,
+            PrimaryKeyColumns: cursorBased ? entry.PrimaryKeyColumns ?? table.DetectedPrimaryKeys : entry.PrimaryKeyColumns,
+            SyncFrequency: direct ? null : DefaultFrequency,
+            SyncTimeOfDay: direct ? null : entry.SyncTimeOfDay,
+            CdcTableMode: entry.CdcTableMode,
+            EnabledColumns: direct ? entry.EnabledColumns : entry.EnabledColumns,
+            RowFilters: direct ? null : entry.RowFilters,
+            AvailableColumns: table.Columns.Select(c => new AvailableColumn(c.Name, c.DataType, c.IsNullable)).ToList(),
+            Discovery: new DiscoveryFacts(table.SupportsIncremental, table.SupportsAppend, table.SupportsCdc, table.SupportsWebhooks,
+                table.WebhookOnly, table.DetectedPrimaryKeys, table.RowEstimate));
+    }
+
+    private sealed record RequestedSchema(
+        string Name, bool ShouldSync, string? SyncType, string? IncrementalField, string? IncrementalFieldType,
+        IReadOnlyList<string>? PrimaryKeyColumns, string? SyncTimeOfDay, IReadOnlyList<string>? EnabledColumns, JsonArray? RowFilters,
+        string? CdcTableMode, int? LookbackSeconds, bool LookbackProvided = false);
+
+    private static (RequestedSchema? Schema, ProblemDetails? Problem) Parse(JsonNode? node)
+    {
+        if (node is not JsonObject o || Text(o, "name") is not { Length: > 0 } name)
+            return (null, Problems.Validation("Each schema must be an object with a name.", "payload.schemas", "invalid_schema_entry"));
+
+        var syncType = Text(o, "sync_type");
+        if (syncType is not null && !SyncTypes.All.Contains(syncType))
+            return (null, Problems.Validation($"\"{syncType}\" is not a valid choice for sync_type of schema '{name}'.", "payload.schemas", "invalid_choice"));
+
+        var timeOfDay = Text(o, "sync_time_of_day");
+        if (timeOfDay is not null && !TimeOnly.TryParseExact(timeOfDay, "HH:mm:ss", CultureInfo.InvariantCulture, DateTimeStyles.None, out _))
+            return (null, Problems.Validation("Invalid sync time of day", "payload.schemas", "invalid_sync_time_of_day"));
+
+        var cdcTableMode = Text(o, "cdc_table_mode");
+        if (cdcTableMode is not null && cdcTableMode is not ("consolidated" or "cdc_only" or "both"))
+            return (null, Problems.Validation($"\"{cdcTableMode}\" is not a valid choice for cdc_table_mode of schema '{name}'.", "payload.schemas", "invalid_choice"));
+
+        var lookbackProvided = o.TryGetPropertyValue("incremental_field_lookback_seconds", out var lookbackNode) && lookbackNode is not null;
+        return (new RequestedSchema(
+            name,
+            o["should_sync"] is JsonValue v && v.GetValueKind() == JsonValueKind.True,
+            syncType,
+            Text(o, "incremental_field"),
+            Text(o, "incremental_field_type"),
+            Strings(o, "primary_key_columns"),
+            timeOfDay,
+            Strings(o, "enabled_columns"),
+            o["row_filters"] as JsonArray is { } filters ? (JsonArray)filters.DeepClone() : null,
+            cdcTableMode,
+            lookbackProvided ? Lookback(lookbackNode) : null,
+            lookbackProvided), null);
+    }
+
+    /// <summary>Whole numbers (including whole floats) in range; booleans and fractions are refused (ref §5.2 step 17).</summary>
+    private static int? Lookback(JsonNode? node) =>
+        node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue<double>(out var d)
+        && d == Math.Floor(d) && d is >= 0 and <= MaxLookbackSeconds
+            ? (int)d
+            : null;
+
+    private static string? Text(JsonObject o, string key) =>
+        o[key] is JsonValue v && v.TryGetValue<string>(out var s) && s.Trim().Length > 0 ? s.Trim() : null;
+
+    private static List<string>? Strings(JsonObject o, string key) =>
+        o[key] is JsonArray a ? a.Select(n => n is JsonValue v && v.TryGetValue<string>(out var s) ? s : null).OfType<string>().ToList() : null;
+
+    private static (IReadOnlyList<SchemaSettings>?, ProblemDetails?) Fail(string message, string code) =>
+        (null, Problems.Validation(message, "payload.schemas", code));
+}

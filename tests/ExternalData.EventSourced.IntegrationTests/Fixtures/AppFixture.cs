@@ -1,0 +1,105 @@
+using Alba;
+using ExternalData.EventSourced.Infrastructure.Auth;
+using ExternalData.EventSourced.Infrastructure.Encryption;
+using Marten;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Wolverine;
+
+namespace ExternalData.EventSourced.IntegrationTests.Fixtures;
+
+/// <summary>
+/// One service host for the whole suite, over a real PostgreSQL, with a real source database beside it. Tests
+/// isolate themselves by using a fresh project id each (a tenant of its own), so nothing needs resetting.
+/// </summary>
+public sealed class AppFixture : IAsyncLifetime
+{
+    public const string MasterKeyId = "test1";
+    public static readonly string MasterKey = SecretsCipher.NewMasterKey();
+
+    public TestDatabase Server { get; private set; } = null!;
+    public SourceDatabase Source { get; private set; } = null!;
+    public IAlbaHost Host { get; private set; } = null!;
+    public CapturedLogs Logs { get; } = new();
+    public string Schema { get; } = $"edtest_{Guid.NewGuid():N}"[..20];
+    public string AdminKey { get; private set; } = "";
+
+    public async Task InitializeAsync()
+    {
+        Server = await TestDatabase.StartAsync();
+        try
+        {
+            Source = await SourceDatabase.CreateAsync(Server);
+            Host = await StartHostAsync(allowPrivateHosts: true);
+            AdminKey = await IssueKeyAsync("test-admin", Scopes.All, [ApiKey.AllProjects]);
+        }
+        catch
+        {
+            await Server.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Starts a service host on the suite's database. <paramref name="allowPrivateHosts"/> false is the
+    /// production network policy.</summary>
+    public Task<IAlbaHost> StartHostAsync(bool allowPrivateHosts) => AlbaHost.For<Program>(builder =>
+    {
+        builder.UseEnvironment("Testing");
+        builder.UseSetting("ConnectionStrings:Marten", Server.ConnectionStringFor("postgres"));
+        builder.UseSetting("ExternalData:Database:Schema", Schema);
+        builder.UseSetting($"ExternalData:Encryption:MasterKeys:{MasterKeyId}", MasterKey);
+        builder.UseSetting("ExternalData:Encryption:ActiveMasterKeyId", MasterKeyId);
+        builder.UseSetting("ExternalData:Network:AllowPrivateHosts", allowPrivateHosts ? "true" : "false");
+        builder.ConfigureServices(services =>
+        {
+            services.AddSingleton<ILoggerProvider>(Logs);
+            services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Debug));
+            services.RunWolverineInSoloMode();
+            services.DisableAllExternalWolverineTransports();
+        });
+    });
+
+    public async Task<string> IssueKeyAsync(string name, IEnumerable<string> scopes, IEnumerable<string> projects)
+    {
+        var (key, token) = ApiKey.Issue(name, scopes, projects, DateTimeOffset.UtcNow);
+        await using var session = Host.Services.GetRequiredService<IDocumentStore>().LightweightSession();
+        session.Store(key);
+        await session.SaveChangesAsync();
+        return token;
+    }
+
+    public ApiClient Client(string? key = null) => new(Host.Server.CreateClient(), key ?? AdminKey);
+
+    public ApiClient Anonymous() => new(Host.Server.CreateClient(), apiKey: null);
+
+    public async Task DisposeAsync()
+    {
+        if (Host is not null) await Host.DisposeAsync();
+        await Server.DisposeAsync();
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class IntegrationCollection : ICollectionFixture<AppFixture>
+{
+    public const string Name = "integration";
+}
+
+/// <summary>Every log line the host writes, at Debug and above, with exceptions: the canary test reads them.</summary>
+public sealed class CapturedLogs : ILoggerProvider
+{
+    private readonly System.Collections.Concurrent.ConcurrentQueue<string> _lines = new();
+    public IReadOnlyCollection<string> Lines => _lines;
+    public ILogger CreateLogger(string categoryName) => new Logger(categoryName, _lines);
+    public void Dispose() { }
+
+    private sealed class Logger(string category, System.Collections.Concurrent.ConcurrentQueue<string> lines) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            lines.Enqueue($"{logLevel} {category}: {formatter(state, exception)} {exception}");
+    }
+}

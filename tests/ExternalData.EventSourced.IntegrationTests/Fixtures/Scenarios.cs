@@ -1,0 +1,61 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using Npgsql;
+
+namespace ExternalData.EventSourced.IntegrationTests.Fixtures;
+
+/// <summary>Base for integration tests: a fresh project per test class instance, and helpers that build state
+/// through the real API.</summary>
+[Collection(IntegrationCollection.Name)]
+public abstract class IntegrationContext(AppFixture app)
+{
+    protected AppFixture App { get; } = app;
+    protected string ProjectId { get; } = Random.Shared.Next(100_000, int.MaxValue).ToString(System.Globalization.CultureInfo.InvariantCulture);
+    protected ApiClient Api => App.Client();
+    protected string Sources => $"/api/projects/{ProjectId}/external_data_sources/";
+    protected string SourceUrl(string id) => $"{Sources}{id}/";
+
+    /// <summary>The Postgres config of the test source database, as a caller sends it.</summary>
+    protected JsonObject PostgresConfig(string? password = null, string schema = "public") => new()
+    {
+        ["host"] = App.Source.Host,
+        ["port"] = App.Source.Port,
+        ["database"] = App.Source.Name,
+        ["user"] = SourceDatabase.Reader,
+        ["password"] = password ?? App.Source.ReaderPassword,
+        ["schema"] = schema,
+    };
+
+    protected static JsonArray OrdersIncremental() =>
+    [
+        new JsonObject
+        {
+            ["name"] = "orders", ["should_sync"] = true, ["sync_type"] = "incremental",
+            ["incremental_field"] = "updated_at", ["incremental_field_type"] = "timestamp",
+        },
+    ];
+
+    protected JsonObject CreateBody(string? prefix = null, JsonObject? config = null, JsonArray? schemas = null, string? description = null)
+    {
+        var payload = config ?? PostgresConfig();
+        payload["schemas"] = schemas ?? OrdersIncremental();
+        return new JsonObject { ["source_type"] = "Postgres", ["prefix"] = prefix, ["description"] = description, ["payload"] = payload };
+    }
+
+    protected async Task<JsonNode> CreateSourceAsync(string? prefix = null, JsonObject? config = null, JsonArray? schemas = null)
+    {
+        var response = await Api.PostAsync(Sources, CreateBody(prefix, config, schemas));
+        return response.ShouldHaveStatus(HttpStatusCode.Created).Json;
+    }
+
+    protected async Task<long> EventCountAsync(string? streamId = null)
+    {
+        await using var connection = new NpgsqlConnection(App.Server.ConnectionStringFor("postgres"));
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(
+            $"SELECT count(*) FROM {App.Schema}.mt_events WHERE tenant_id = @tenant AND (@stream::uuid IS NULL OR stream_id = @stream::uuid)", connection);
+        command.Parameters.AddWithValue("tenant", ProjectId);
+        command.Parameters.AddWithValue("stream", (object?)streamId ?? DBNull.Value);
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
+}

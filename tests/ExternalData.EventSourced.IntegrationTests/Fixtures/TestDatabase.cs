@@ -1,0 +1,96 @@
+using System.Net.Sockets;
+using ExternalData.EventSourced.Infrastructure.LocalPostgres;
+using Testcontainers.PostgreSql;
+
+namespace ExternalData.EventSourced.IntegrationTests.Fixtures;
+
+/// <summary>
+/// A real PostgreSQL for the tests, found in this order: a connection string in <c>TEST_POSTGRES</c>; else a
+/// Testcontainers container when a Docker engine answers; else a throwaway cluster from the local server binaries
+/// (random port, temp folder, <c>wal_level=logical</c>, removed afterwards). Never skipped: one of them is there.
+/// </summary>
+public sealed class TestDatabase : IAsyncDisposable
+{
+    private LocalPostgresCluster? _cluster;
+    private PostgreSqlContainer? _container;
+
+    public string AdminConnectionString { get; private set; } = "";
+    public string Host { get; private set; } = "127.0.0.1";
+    public int Port { get; private set; }
+    public string Origin { get; private set; } = "";
+
+    public static async Task<TestDatabase> StartAsync()
+    {
+        var database = new TestDatabase();
+        var fromEnvironment = Environment.GetEnvironmentVariable("TEST_POSTGRES");
+        if (!string.IsNullOrWhiteSpace(fromEnvironment))
+        {
+            database.Use(fromEnvironment, "TEST_POSTGRES");
+        }
+        else if (await DockerEngineAnswersAsync())
+        {
+            database._container = new PostgreSqlBuilder("postgres:15-alpine")
+                .WithCommand("-c", "wal_level=logical", "-c", "max_replication_slots=20", "-c", "max_wal_senders=20")
+                .Build();
+            await database._container.StartAsync();
+            database.Use(database._container.GetConnectionString(), "Testcontainers");
+        }
+        else
+        {
+            var root = Path.Combine(Environment.GetEnvironmentVariable("TEST_PG_ROOT") ?? Path.GetTempPath(), $"externaldata-pg-{Guid.NewGuid():N}");
+            database._cluster = await LocalPostgresCluster.StartAsync(root, persistent: false);
+            database.Use(database._cluster.ConnectionString, "local binaries");
+        }
+
+        return database;
+    }
+
+    private void Use(string connectionString, string origin)
+    {
+        var builder = new Npgsql.NpgsqlConnectionStringBuilder(connectionString);
+        AdminConnectionString = builder.ConnectionString;
+        Host = builder.Host ?? "127.0.0.1";
+        Port = builder.Port;
+        Origin = origin;
+    }
+
+    public string ConnectionStringFor(string database, string? user = null, string? password = null)
+    {
+        var builder = new Npgsql.NpgsqlConnectionStringBuilder(AdminConnectionString) { Database = database, Pooling = false };
+        if (user is not null) builder.Username = user;
+        if (password is not null) builder.Password = password;
+        return builder.ConnectionString;
+    }
+
+    /// <summary>A Docker CLI without an engine is common (this workplace has one); only a live socket counts.</summary>
+    private static async Task<bool> DockerEngineAnswersAsync()
+    {
+        var dockerHost = Environment.GetEnvironmentVariable("DOCKER_HOST");
+        try
+        {
+            if (dockerHost is { Length: > 0 } && dockerHost.StartsWith("tcp://", StringComparison.Ordinal))
+            {
+                var uri = new Uri(dockerHost);
+                using var tcp = new TcpClient();
+                await tcp.ConnectAsync(uri.Host, uri.Port).WaitAsync(TimeSpan.FromSeconds(2));
+                return true;
+            }
+
+            var path = dockerHost is { Length: > 0 } && dockerHost.StartsWith("unix://", StringComparison.Ordinal) ? dockerHost["unix://".Length..] : "/var/run/docker.sock";
+            if (!File.Exists(path)) return false;
+            using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(path)).WaitAsync(TimeSpan.FromSeconds(2));
+            return true;
+        }
+        catch (Exception e) when (e is SocketException or TimeoutException or IOException)
+        {
+            return false;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_cluster is not null) await _cluster.StopAsync();
+        if (_container is not null) await _container.DisposeAsync();
+    }
+}

@@ -1,0 +1,72 @@
+using System.Diagnostics;
+using System.Net;
+using ExternalData.EventSourced.IntegrationTests.Fixtures;
+using Shouldly;
+
+namespace ExternalData.EventSourced.IntegrationTests.Operations;
+
+public sealed class when_operating_the_service(AppFixture app) : IntegrationContext(app)
+{
+    [Fact]
+    public async Task health_endpoints_answer_without_a_key()
+    {
+        var client = App.Anonymous();
+        (await client.GetAsync("/health/live")).ShouldHaveStatus(HttpStatusCode.OK).Text.ShouldBe("Healthy");
+        var ready = await client.GetAsync("/health/ready");
+        ready.ShouldHaveStatus(HttpStatusCode.OK);
+        ready.Text.ShouldBe("Healthy");
+    }
+
+    [Fact]
+    public async Task the_api_keys_command_prints_a_working_key_alone_on_its_last_line()
+    {
+        var (exitCode, stdout, stderr) = await RunServiceCommandAsync(
+            "api-keys", "create", "--name", "ci-bot", "--scopes", "external_data_source:read,external_data_source:write", "--projects", $"{ProjectId},7");
+
+        exitCode.ShouldBe(0, stderr);
+        var token = stdout.TrimEnd().Split('\n').Last().Trim();
+        token.ShouldStartWith("edk_");
+        var client = App.Client(token);
+        (await client.GetAsync(Sources)).ShouldHaveStatus(HttpStatusCode.OK);
+        (await client.GetAsync("/api/projects/8/external_data_sources/")).ShouldHaveStatus(HttpStatusCode.NotFound);
+
+        var (listExit, listed, _) = await RunServiceCommandAsync("api-keys", "list");
+        listExit.ShouldBe(0);
+        var keyId = listed.Split('\n').Single(l => l.Contains("ci-bot", StringComparison.Ordinal)).Split(' ')[0];
+        var (revokeExit, _, revokeErr) = await RunServiceCommandAsync("api-keys", "revoke", "--id", keyId);
+        revokeExit.ShouldBe(0, revokeErr);
+        (await client.GetAsync(Sources)).ShouldHaveStatus(HttpStatusCode.Unauthorized);
+    }
+
+    [Fact]
+    public async Task the_api_keys_command_refuses_an_unknown_scope()
+    {
+        var (exitCode, stdout, stderr) = await RunServiceCommandAsync("api-keys", "create", "--name", "x", "--scopes", "admin", "--projects", "all");
+        exitCode.ShouldNotBe(0);
+        stdout.ShouldNotContain("edk_");
+        stderr.ShouldContain("Unknown scope(s): admin");
+    }
+
+    /// <summary>Runs the built service binary as an operator would, against the suite's database.</summary>
+    private async Task<(int ExitCode, string Stdout, string Stderr)> RunServiceCommandAsync(params string[] args)
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "ExternalData.EventSourced.Api.dll");
+        var start = new ProcessStartInfo("dotnet", [dll, .. args])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = AppContext.BaseDirectory,
+        };
+        start.Environment["ASPNETCORE_ENVIRONMENT"] = "Testing";
+        start.Environment["DOTNET_ENVIRONMENT"] = "Testing";
+        start.Environment["ConnectionStrings__Marten"] = App.Server.ConnectionStringFor("postgres");
+        start.Environment["ExternalData__Database__Schema"] = App.Schema;
+        start.Environment[$"ExternalData__Encryption__MasterKeys__{AppFixture.MasterKeyId}"] = AppFixture.MasterKey;
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await process.WaitForExitAsync(timeout.Token);
+        return (process.ExitCode, await stdout, await stderr);
+    }
+}

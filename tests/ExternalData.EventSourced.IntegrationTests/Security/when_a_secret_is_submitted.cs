@@ -1,0 +1,78 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using ExternalData.EventSourced.IntegrationTests.Fixtures;
+using Npgsql;
+using Shouldly;
+
+namespace ExternalData.EventSourced.IntegrationTests.Security;
+
+/// <summary>
+/// The canary: a source whose password is a unique marker goes through every endpoint, happy and sad paths.
+/// The marker must then appear in no response, no log line, and no row of the event or document tables.
+/// </summary>
+public sealed class when_a_secret_is_submitted(AppFixture app) : IntegrationContext(app)
+{
+    [Fact]
+    public async Task it_appears_in_no_response_log_line_event_or_document()
+    {
+        var canary = $"canary-{Guid.NewGuid():N}";
+        await using (var admin = new NpgsqlConnection(App.Server.ConnectionStringFor("postgres")))
+        {
+            await admin.OpenAsync();
+            await using var command = new NpgsqlCommand($"CREATE ROLE canary_{ProjectId} LOGIN PASSWORD '{canary}'; GRANT source_reader TO canary_{ProjectId};", admin);
+            await command.ExecuteNonQueryAsync();
+        }
+
+        var config = PostgresConfig(password: canary);
+        config["user"] = $"canary_{ProjectId}";
+        var responses = new List<ApiResponse>();
+        async Task<ApiResponse> Track(Func<Task<ApiResponse>> call)
+        {
+            var response = await call();
+            responses.Add(response);
+            return response;
+        }
+
+        var created = await Track(() => Api.PostAsync(Sources, CreateBody(prefix: "canary", config: (JsonObject)config.DeepClone())));
+        var id = created.ShouldHaveStatus(HttpStatusCode.Created).Json["id"]!.GetValue<string>();
+        await Track(() => Api.GetAsync(Sources));
+        await Track(() => Api.GetAsync(SourceUrl(id)));
+        await Track(() => Api.GetAsync($"{SourceUrl(id)}?as_of=1"));
+        await Track(() => Api.PatchAsync(SourceUrl(id), new JsonObject { ["job_inputs"] = new JsonObject { ["schema"] = "public" } }));
+        await Track(() => Api.PatchAsync(SourceUrl(id), new JsonObject { ["job_inputs"] = new JsonObject { ["password"] = canary } }));
+        // Sad paths that carry the secret: a failed login, a bad config, a prefix clash, malformed JSON around it.
+        await Track(() => Api.PostAsync(Sources, CreateBody(prefix: "canary", config: (JsonObject)config.DeepClone())));
+        var wrongUser = (JsonObject)config.DeepClone();
+        wrongUser["user"] = "nobody_here";
+        await Track(() => Api.PostAsync(Sources, CreateBody(prefix: "other", config: wrongUser)));
+        var badPort = (JsonObject)config.DeepClone();
+        badPort["port"] = canary;
+        await Track(() => Api.PostAsync(Sources, CreateBody(prefix: "third", config: badPort)));
+        await Track(() => Api.PostAsync(Sources, $"{{\"source_type\":\"Postgres\",\"payload\":{{\"password\":\"{canary}\",")); 
+        await Track(() => Api.PatchAsync(SourceUrl(id), new JsonObject { ["job_inputs"] = new JsonObject { ["host"] = "localhost", ["password"] = canary + "x" } }));
+        await Track(() => Api.DeleteAsync(SourceUrl(id)));
+
+        responses.ShouldAllBe(r => !r.Text.Contains(canary, StringComparison.Ordinal));
+        App.Logs.Lines.Where(l => l.Contains(canary, StringComparison.Ordinal)).ShouldBeEmpty();
+
+        await using var connection = new NpgsqlConnection(App.Server.ConnectionStringFor("postgres"));
+        await connection.OpenAsync();
+        var tables = new List<string>();
+        await using (var list = new NpgsqlCommand(
+                         "SELECT table_name FROM information_schema.tables WHERE table_schema = @schema AND (table_name = 'mt_events' OR table_name LIKE 'mt_doc_%' OR table_name LIKE 'wolverine_%')",
+                         connection))
+        {
+            list.Parameters.AddWithValue("schema", App.Schema);
+            await using var reader = await list.ExecuteReaderAsync();
+            while (await reader.ReadAsync()) tables.Add(reader.GetString(0));
+        }
+
+        tables.ShouldContain("mt_events");
+        foreach (var table in tables)
+        {
+            await using var count = new NpgsqlCommand($"SELECT count(*) FROM {App.Schema}.{table} t WHERE t::text LIKE '%' || @canary || '%'", connection);
+            count.Parameters.AddWithValue("canary", canary);
+            ((long)(await count.ExecuteScalarAsync())!).ShouldBe(0, $"{table} holds the secret in plaintext");
+        }
+    }
+}
