@@ -1,0 +1,111 @@
+using System.Text.Json.Nodes;
+using ExternalData.EventSourced.Infrastructure.Encryption;
+using ExternalData.EventSourced.Sources;
+using JasperFx.Events;
+using Shouldly;
+using Wolverine.Marten;
+
+namespace ExternalData.EventSourced.UnitTests.Sources;
+
+/// <summary>Given the folded events, when the pure Patch decider runs, then these events (no host, no database).</summary>
+public sealed class when_deciding_an_update
+{
+    // Marten sets Version from the stream; one event folded means version 1.
+    private static Source GivenSource()
+    {
+        var source = Source.Create(when_folding_a_source.Created());
+        source.Version = 1;
+        return source;
+    }
+
+    private static SourceChange NoConfigChange(Source source) =>
+        new(source.JobInputs, null, null, false, SourceDetailsProjection.Create(new Event<SourceCreated>(when_folding_a_source.Created()) { Version = 1 }));
+
+    [Fact]
+    public void a_new_description_is_one_event_naming_the_change()
+    {
+        var source = GivenSource();
+
+        var (details, events, _) = UpdateSourceEndpoint.Patch(new UpdateSource(null, "nightly", null, null, null, null, null), source,
+            NoConfigChange(source), Given.User(), Given.Now, Given.Registry);
+
+        var updated = events.ShouldHaveSingleItem().ShouldBeOfType<SourceUpdated>();
+        updated.ChangedFields.ShouldBe(["description"]);
+        updated.Description.ShouldBe("nightly");
+        updated.Prefix.ShouldBe("prod");
+        updated.Secrets.ShouldBeNull();
+        updated.UpdatedBy.Name.ShouldBe("alice");
+        updated.UpdatedAt.ShouldBe(Given.Now);
+        details.Description.ShouldBe("nightly");
+        details.Version.ShouldBe(2);
+    }
+
+    [Fact]
+    public void nothing_changed_appends_nothing()
+    {
+        var source = GivenSource();
+
+        var (details, events, op) = UpdateSourceEndpoint.Patch(new UpdateSource("prod", null, true, null, "warehouse", "Postgres", "mcp"), source,
+            NoConfigChange(source), Given.User(), Given.Now, Given.Registry);
+
+        events.ShouldBeEmpty();
+        details.Version.ShouldBe(1);
+        op.ShouldBeOfType<NoOp>();
+    }
+
+    [Fact]
+    public void new_secrets_and_config_travel_sealed_in_the_event()
+    {
+        var source = GivenSource();
+        var sealedSecrets = new SealedSecrets("bm9uY2U=", "bmV3");
+        var change = NoConfigChange(source) with { PublicConfig = new JsonObject { ["host"] = "db2.example.com" }, NewSecrets = sealedSecrets, ConfigChanged = true };
+
+        var (_, events, _) = UpdateSourceEndpoint.Patch(new UpdateSource(null, null, null, new JsonObject(), null, null, null), source, change, Given.User(), Given.Now,
+            Given.Registry);
+
+        var updated = events.ShouldHaveSingleItem().ShouldBeOfType<SourceUpdated>();
+        updated.ChangedFields.ShouldBe(["job_inputs"]);
+        updated.Secrets.ShouldBe(sealedSecrets);
+        updated.JobInputs["host"]!.GetValue<string>().ShouldBe("db2.example.com");
+    }
+
+    [Theory]
+    [InlineData("{\"host\":\"evil.example.com\"}", true)]
+    [InlineData("{\"port\":6543}", true)]
+    [InlineData("{\"database\":\"other\"}", true)]
+    [InlineData("{\"host\":\"evil.example.com\",\"password\":\"again\"}", false)]
+    [InlineData("{\"schema\":\"sales\"}", false)]
+    [InlineData("{\"host\":\"db.example.com\"}", false)]
+    public void moving_the_connection_target_needs_the_secrets_again(string incomingJson, bool refused)
+    {
+        var definition = Given.Postgres.Definition;
+        var stored = new JsonObject { ["host"] = "db.example.com", ["port"] = 5432, ["database"] = "app", ["user"] = "u", ["password"] = "stored" };
+        var incoming = JsonNode.Parse(incomingJson)!.AsObject();
+
+        UpdateSourceEndpoint.CarriesSecretsToNewTarget(definition, stored, definition.Config.Merge(stored, incoming), incoming).ShouldBe(refused);
+    }
+
+    [Fact]
+    public void the_full_config_lays_secrets_back_into_nested_blocks()
+    {
+        var combined = UpdateSourceEndpoint.Combine(
+            new JsonObject { ["host"] = "h", ["auth_method"] = new JsonObject { ["selection"] = "api_key" } },
+            new JsonObject { ["password"] = "p", ["auth_method"] = new JsonObject { ["api_key"] = "k" } });
+
+        combined.ToJsonString().ShouldBe("{\"host\":\"h\",\"auth_method\":{\"selection\":\"api_key\",\"api_key\":\"k\"},\"password\":\"p\"}");
+    }
+
+    [Fact]
+    public void delete_is_one_event_and_shreds_the_data_key()
+    {
+        var source = GivenSource();
+
+        var (_, events, op) = DeleteSourceEndpoint.Delete(source, Given.User(), Given.Now);
+
+        events.ShouldHaveSingleItem().ShouldBe(new SourceDeleted(source.Id, new ExternalData.EventSourced.Infrastructure.Http.Actor(
+            Guid.Parse("01a2176b-5003-7d90-8f49-c3ffe88af8df"), "alice"), Given.Now));
+        // The op itself is Wolverine's; the integration test proves the key is gone after a real delete.
+        op.GetType().Name.ShouldStartWith("Delete");
+        op.GetType().GenericTypeArguments.ShouldBe([typeof(DataKey)]);
+    }
+}

@@ -1,0 +1,100 @@
+using System.Text.Json.Nodes;
+using ExternalData.EventSourced.Sources;
+using ExternalData.EventSourced.SourceTypes.Discovery;
+using Shouldly;
+
+namespace ExternalData.EventSourced.UnitTests.Sources;
+
+public sealed class when_selecting_schemas_at_creation
+{
+    private static readonly IReadOnlyList<DiscoveredTable> Discovered =
+    [
+        Table("orders", ["id"], new IncrementalField("updated_at", "timestamp", "updated_at", "timestamp")),
+        Table("events", null),
+    ];
+
+    private static DiscoveredTable Table(string name, IReadOnlyList<string>? pk, params IncrementalField[] fields) => new(
+        name, null, null, [new DiscoveredColumn("id", "integer", false), new DiscoveredColumn("updated_at", "timestamp", true)], fields,
+        fields.Length > 0, fields.Length > 0, pk is not null, false, false, 10, pk, null, null);
+
+    private static (IReadOnlyList<SchemaSettings>? Schemas, string? Problem) Build(JsonNode? requested, bool direct = false)
+    {
+        var (schemas, problem) = SchemaSelection.Build(requested, Discovered, direct, cdcEnabled: false, Guid.NewGuid);
+        return (schemas, problem?.Detail);
+    }
+
+    [Fact]
+    public void an_incremental_table_gets_its_cursor_and_the_discovered_primary_key_and_the_rest_start_disabled()
+    {
+        var (schemas, problem) = Build(new JsonArray(new JsonObject
+        {
+            ["name"] = "orders", ["should_sync"] = true, ["sync_type"] = "incremental", ["incremental_field"] = "updated_at",
+            ["incremental_field_type"] = "timestamp", ["incremental_field_lookback_seconds"] = 3600.0,
+        }));
+
+        problem.ShouldBeNull();
+        var orders = schemas!.Single(s => s.Name == "orders");
+        orders.ShouldSync.ShouldBeTrue();
+        orders.SyncType.ShouldBe("incremental");
+        orders.PrimaryKeyColumns.ShouldBe(["id"]);
+        orders.IncrementalFieldLookbackSeconds.ShouldBe(3600);
+        orders.SyncFrequency.ShouldBe("6hour");
+        var events = schemas!.Single(s => s.Name == "events");
+        events.ShouldSync.ShouldBeFalse();
+        events.SyncType.ShouldBeNull();
+    }
+
+    [Theory]
+    [InlineData(null, "Schemas not given")]
+    [InlineData("[]", "Schemas not given")]
+    [InlineData("{}", "Schemas not given")]
+    [InlineData("[{\"name\":\"nope\"}]", "Schemas given do not exist in source")]
+    [InlineData("[{\"should_sync\":true}]", "Each schema must be an object with a name.")]
+    [InlineData("[{\"name\":\"orders\",\"should_sync\":true,\"sync_type\":\"cdc\"}]",
+        "CDC must be enabled on the source before selecting it as a sync type. The following schemas requested CDC: orders.")]
+    [InlineData("[{\"name\":\"orders\",\"should_sync\":true,\"sync_type\":\"append\"}]", "Incremental schemas given do not have an incremental field set")]
+    [InlineData("[{\"name\":\"orders\",\"should_sync\":true,\"sync_type\":\"incremental\",\"incremental_field\":\"updated_at\"}]",
+        "Incremental schemas given do not have an incremental field type set")]
+    [InlineData("[{\"name\":\"orders\",\"sync_type\":\"teleport\"}]", "\"teleport\" is not a valid choice for sync_type of schema 'orders'.")]
+    [InlineData("[{\"name\":\"orders\",\"sync_time_of_day\":\"25:00\"}]", "Invalid sync time of day")]
+    [InlineData("[{\"name\":\"orders\",\"enabled_columns\":[\"id\",\"ghost\"]}]",
+        "Unknown columns in enabled_columns: ['ghost']. Run `Pull new schemas` to refresh available columns.")]
+    [InlineData("[{\"name\":\"orders\",\"row_filters\":[{\"column\":\"id\",\"operator\":\"~\",\"value\":1}]}]",
+        "Invalid row filter for schema 'orders': operator must be one of >, >=, <, <=, =, !=, IN, NOT IN")]
+    [InlineData("[{\"name\":\"orders\",\"row_filters\":[{\"column\":\"ghost\",\"operator\":\"=\",\"value\":1}]}]",
+        "Invalid row filter for schema 'orders': unknown column 'ghost'")]
+    public void refuses_a_bad_request_in_posthogs_words(string? json, string expected) =>
+        Build(json is null ? null : JsonNode.Parse(json)).Problem.ShouldBe(expected);
+
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("5184001")]
+    [InlineData("1.5")]
+    [InlineData("true")]
+    [InlineData("\"60\"")]
+    public void refuses_a_lookback_that_is_not_a_whole_number_in_range(string lookback)
+    {
+        var entry = $"[{{\"name\":\"orders\",\"should_sync\":true,\"sync_type\":\"incremental\",\"incremental_field\":\"updated_at\",\"incremental_field_type\":\"timestamp\",\"incremental_field_lookback_seconds\":{lookback}}}]";
+        Build(JsonNode.Parse(entry)).Problem.ShouldBe("incremental_field_lookback_seconds must be an integer between 0 and 5184000 (60 days) for schema 'orders'.");
+    }
+
+    [Fact]
+    public void a_cdc_choice_on_a_disabled_table_means_not_set_up()
+    {
+        var (schemas, _) = Build(JsonNode.Parse("[{\"name\":\"orders\",\"should_sync\":false,\"sync_type\":\"cdc\"}]"));
+        schemas!.Single(s => s.Name == "orders").SyncType.ShouldBeNull();
+    }
+
+    [Fact]
+    public void direct_sources_get_no_sync_settings_and_refuse_row_filters()
+    {
+        var (schemas, _) = Build(JsonNode.Parse("[{\"name\":\"orders\",\"should_sync\":true,\"sync_type\":\"full_refresh\",\"sync_time_of_day\":\"01:00:00\"}]"), direct: true);
+        var orders = schemas!.Single(s => s.Name == "orders");
+        orders.SyncType.ShouldBeNull();
+        orders.SyncFrequency.ShouldBeNull();
+        orders.SyncTimeOfDay.ShouldBeNull();
+
+        Build(JsonNode.Parse("[{\"name\":\"orders\",\"row_filters\":[{\"column\":\"id\",\"operator\":\"=\",\"value\":1}]}]"), direct: true).Problem
+            .ShouldBe("Row filter not allowed for schema 'orders': row filters are not available for direct query sources.");
+    }
+}
