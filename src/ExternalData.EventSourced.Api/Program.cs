@@ -25,7 +25,8 @@ var builder = WebApplication.CreateBuilder(args);
 builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
 
 // The database: the configured one, or an embedded local PostgreSQL for a newcomer's first run.
-var connectionString = await EmbeddedDatabase.ResolveConnectionStringAsync(builder);
+await using var database = await EmbeddedDatabase.ResolveAsync(builder, EmbeddedDatabase.IsServiceRun(args));
+var connectionString = database.ConnectionString;
 var localData = Path.Combine(builder.Environment.ContentRootPath, EmbeddedDatabase.LocalDataFolder);
 
 // Event store and documents. Events and documents are conjoined-tenanted by project (ADR 0002).

@@ -2,32 +2,42 @@ namespace ExternalData.EventSourced.Infrastructure.LocalPostgres;
 
 /// <summary>
 /// The default run: with no <c>ConnectionStrings:Marten</c> configured, start a local PostgreSQL in the data
-/// folder under the working directory and stop it when the host stops (Ctrl-C / SIGTERM).
+/// folder under the working directory. It is stopped when the program ends (after the host has fully stopped,
+/// so no background agent is cut off mid-query), on Ctrl-C and SIGTERM alike.
 /// </summary>
-public static class EmbeddedDatabase
+public sealed class EmbeddedDatabase : IAsyncDisposable
 {
     public const string LocalDataFolder = ".local";
+    private readonly LocalPostgresCluster? _cluster;
+    private readonly bool _ownsServer;
 
-    public static async Task<string> ResolveConnectionStringAsync(WebApplicationBuilder builder)
+    private EmbeddedDatabase(string connectionString, LocalPostgresCluster? cluster, bool ownsServer)
+    {
+        ConnectionString = connectionString;
+        _cluster = cluster;
+        _ownsServer = ownsServer;
+    }
+
+    public string ConnectionString { get; }
+
+    /// <param name="isServiceRun">The service owns the cluster even when it re-attaches to one a crash left running;
+    /// an operator command run beside a live service must leave that service's cluster alone.</param>
+    public static async Task<EmbeddedDatabase> ResolveAsync(WebApplicationBuilder builder, bool isServiceRun)
     {
         var configured = builder.Configuration.GetConnectionString("Marten");
-        if (!string.IsNullOrWhiteSpace(configured)) return configured;
+        if (!string.IsNullOrWhiteSpace(configured)) return new EmbeddedDatabase(configured, null, false);
 
         var cluster = await LocalPostgresCluster.StartAsync(
             Path.Combine(builder.Environment.ContentRootPath, LocalDataFolder, "postgres"),
             persistent: true,
             log: message => Console.Error.WriteLine(message));
-        builder.Services.AddHostedService(_ => new StopOnShutdown(cluster));
-        // Commands (api-keys, codegen…) never start the host, so stop the cluster when the process ends too.
-#pragma warning disable VSTHRD002 // ProcessExit handlers are synchronous by nature; the process is ending anyway.
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => cluster.StopAsync().GetAwaiter().GetResult();
-#pragma warning restore VSTHRD002
-        return cluster.ConnectionString;
+        return new EmbeddedDatabase(cluster.ConnectionString, cluster, isServiceRun);
     }
 
-    private sealed class StopOnShutdown(LocalPostgresCluster cluster) : IHostedService
+    public static bool IsServiceRun(string[] args) => args.Length == 0 || args[0].StartsWith('-') || args[0] == "run";
+
+    public async ValueTask DisposeAsync()
     {
-        public Task StartAsync(CancellationToken ct) => Task.CompletedTask;
-        public Task StopAsync(CancellationToken ct) => cluster.StopAsync(evenIfAttached: true);
+        if (_cluster is not null) await _cluster.StopAsync(evenIfAttached: _ownsServer);
     }
 }
