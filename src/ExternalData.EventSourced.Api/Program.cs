@@ -130,4 +130,8 @@ app.MapWolverineEndpoints(opts =>
         "The source was changed by another request at the same time. Fetch it again and retry.", "concurrent_modification"));
 });
 
+// Say where the service listens, on stdout, once it does (log lines go to stderr).
+app.Lifetime.ApplicationStarted.Register(() =>
+    Console.WriteLine($"ExternalData.EventSourced is listening on {string.Join(", ", app.Urls)} (environment: {app.Environment.EnvironmentName})"));
+
 return await app.RunJasperFxCommands(args);
