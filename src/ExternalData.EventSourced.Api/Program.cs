@@ -7,6 +7,7 @@ using ExternalData.EventSourced.Infrastructure.LocalPostgres;
 using ExternalData.EventSourced.Sources;
 using ExternalData.EventSourced.SourceTypes;
 using ExternalData.EventSourced.SourceTypes.Network;
+using ExternalData.EventSourced.SourceTypes.Stripe;
 using FluentValidation;
 using JasperFx;
 using JasperFx.CommandLine;
@@ -68,6 +69,7 @@ builder.Services.Scan(scan => scan
     .FromAssemblyOf<Program>().AddClasses(c => c.AssignableTo(typeof(IValidator<>))).AsImplementedInterfaces().WithSingletonLifetime());
 builder.Services.AddSingleton<SourceTypeRegistry>();
 builder.Services.Configure<NetworkOptions>(builder.Configuration.GetSection(NetworkOptions.Section));
+builder.Services.Configure<StripeOptions>(builder.Configuration.GetSection(StripeOptions.Section));
 builder.Services.AddSingleton<IHostPolicy, HostPolicy>();
 
 // Secrets: envelope encryption under a master key from configuration (generated locally in Development).

@@ -32,10 +32,21 @@ public sealed record SourceTypeDefinition(
     IReadOnlyList<SourceField> Fields,
     SourceCapabilities Capabilities,
     IReadOnlyList<string> ConnectionTargetFields,
-    string? DirectQueryEngine = null)
+    string? DirectQueryEngine = null,
+    IReadOnlyList<CatalogTable>? DocumentedTables = null,
+    IReadOnlyList<string>? SuggestedTables = null)
 {
     public ConfigSchema Config { get; } = new(Fields);
 }
+
+/// <summary>A table a static-endpoint source (Stripe) always has, listed in the catalogue without credentials.</summary>
+public sealed record CatalogTable(
+    string Name,
+    string Label,
+    string Description,
+    IReadOnlyList<string> SyncMethods,
+    IReadOnlyList<IncrementalField> IncrementalFields,
+    IReadOnlyList<string> PrimaryKeys);
 
 public sealed record SourceCapabilities(
     bool Incremental,

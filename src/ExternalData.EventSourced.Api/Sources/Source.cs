@@ -50,6 +50,12 @@ public sealed class Source
         Secrets = e.Secrets ?? Secrets;
     }
 
+    public void Apply(SchemasBulkUpdated e)
+    {
+        var changed = e.Schemas.ToDictionary(s => s.Id);
+        Schemas = Schemas.Select(s => changed.GetValueOrDefault(s.Id, s)).ToList();
+    }
+
     // A deleted source has no write model: later commands on it answer 404.
     public bool ShouldDelete(SourceDeleted e) => true;
 }

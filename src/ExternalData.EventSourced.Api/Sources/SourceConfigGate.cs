@@ -12,32 +12,34 @@ namespace ExternalData.EventSourced.Sources;
 public static class SourceConfigGate
 {
     /// <summary>Validates and normalises a flat config payload. Pure: no network.</summary>
-    public static (JsonObject? Config, ProblemDetails? Problem) Validate(ISourceType type, JsonObject payload, string attrPrefix = "payload")
+    public static (JsonObject? Config, ProblemDetails? Problem) Validate(ISourceType type, JsonObject payload, string? attrPrefix = "payload")
     {
         var secretRefs = payload.Where(kv => kv.Value is JsonObject o && o.ContainsKey("secretRef")).Select(kv => kv.Key).Order().ToList();
         if (secretRefs.Count > 0)
         {
             return (null, Problems.Validation(
                 $"Unresolved secret reference(s) for: {string.Join(", ", secretRefs)}. Resolve them to real values before sending, " +
-                "or use the connect link so a person can enter the secrets in their browser.", $"{attrPrefix}.{secretRefs[0]}", "unresolved_secret_reference"));
+                "or use the connect link so a person can enter the secrets in their browser.", Attr(attrPrefix, secretRefs[0]), "unresolved_secret_reference"));
         }
 
         var (config, errors) = type.Definition.Config.Normalise(type.Prepare(payload));
         if (errors.Count > 0)
         {
             return (null, Problems.Validation($"Invalid source config: {string.Join(", ", errors.Select(e => e.Message))}",
-                $"{attrPrefix}.{errors[0].Field}", "invalid_source_config"));
+                Attr(attrPrefix, errors[0].Field), "invalid_source_config"));
         }
 
         if (config["ssh_tunnel"] is JsonObject tunnel && tunnel["enabled"]?.GetValue<bool>() == true)
         {
             return (null, Problems.Validation(
                 "SSH tunnels are not supported yet. Connect to a host reachable from the public internet, or disable the SSH tunnel.",
-                $"{attrPrefix}.ssh_tunnel", "ssh_tunnel_not_supported"));
+                Attr(attrPrefix, "ssh_tunnel"), "ssh_tunnel_not_supported"));
         }
 
         return (config, null);
     }
+
+    private static string Attr(string? prefix, string field) => prefix is null ? field : $"{prefix}.{field}";
 
     /// <summary>Opens a real connection with the config. Returns the problem in the source's own words, or null.</summary>
     public static async Task<ProblemDetails?> CheckCredentialsAsync(ISourceType type, JsonObject config, CancellationToken ct)

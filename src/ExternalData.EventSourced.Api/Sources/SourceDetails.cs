@@ -125,6 +125,16 @@ public sealed partial class SourceDetailsProjection : SingleStreamProjection<Sou
         details.UpdatedAt = e.UpdatedAt;
     }
 
+    public static void Apply(IEvent<SchemasBulkUpdated> @event, SourceDetails details)
+    {
+        var changed = @event.Data.Schemas.ToDictionary(s => s.Id, SchemaDetails.From);
+        details.Schemas = details.Schemas.Select(s => changed.GetValueOrDefault(s.Id, s)).ToList();
+        details.Status = SourceStatus.Derive(details.Schemas, storedStatus: "Running");
+        details.LatestError = details.Schemas.FirstOrDefault(s => s.LatestError is not null)?.LatestError;
+        details.Version = (int)@event.Version;
+        details.UpdatedAt = @event.Data.UpdatedAt;
+    }
+
     public static bool ShouldDelete(SourceDeleted e) => true;
 }
 

@@ -37,6 +37,15 @@ public sealed record SourceUpdated(
     Actor UpdatedBy,
     DateTimeOffset UpdatedAt);
 
+/// <summary>Several tables' sync settings changed together, atomically. Carries each changed schema's resulting
+/// settings and the names of the fields that changed.</summary>
+public sealed record SchemasBulkUpdated(
+    Guid SourceId,
+    IReadOnlyList<SchemaSettings> Schemas,
+    IReadOnlyList<string> ChangedFields,
+    Actor UpdatedBy,
+    DateTimeOffset UpdatedAt);
+
 /// <summary>A source was deleted (soft: the stream stays readable). Its data key was destroyed with it.</summary>
 public sealed record SourceDeleted(Guid SourceId, Actor DeletedBy, DateTimeOffset DeletedAt);
 

@@ -19,6 +19,7 @@ public sealed class AppFixture : IAsyncLifetime
     public static readonly string MasterKey = SecretsCipher.NewMasterKey();
 
     public TestDatabase Server { get; private set; } = null!;
+    public FakeStripeServer Stripe { get; private set; } = null!;
     public SourceDatabase Source { get; private set; } = null!;
     public IAlbaHost Host { get; private set; } = null!;
     public CapturedLogs Logs { get; } = new();
@@ -28,6 +29,7 @@ public sealed class AppFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Server = await TestDatabase.StartAsync();
+        Stripe = await FakeStripeServer.StartAsync();
         try
         {
             Source = await SourceDatabase.CreateAsync(Server);
@@ -51,6 +53,7 @@ public sealed class AppFixture : IAsyncLifetime
         builder.UseSetting($"ExternalData:Encryption:MasterKeys:{MasterKeyId}", MasterKey);
         builder.UseSetting("ExternalData:Encryption:ActiveMasterKeyId", MasterKeyId);
         builder.UseSetting("ExternalData:Network:AllowPrivateHosts", allowPrivateHosts ? "true" : "false");
+        builder.UseSetting("ExternalData:Stripe:ApiBase", Stripe.ApiBase);
         builder.ConfigureServices(services =>
         {
             services.AddSingleton<ILoggerProvider>(Logs);
@@ -76,6 +79,7 @@ public sealed class AppFixture : IAsyncLifetime
     public async Task DisposeAsync()
     {
         if (Host is not null) await Host.DisposeAsync();
+        if (Stripe is not null) await Stripe.DisposeAsync();
         await Server.DisposeAsync();
     }
 }

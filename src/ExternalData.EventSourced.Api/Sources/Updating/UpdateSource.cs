@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Security.Claims;
 using System.Text.Json.Nodes;
 using ExternalData.EventSourced.Infrastructure.Encryption;
@@ -44,11 +43,7 @@ public static class UpdateSourceEndpoint
         UpdateSource command, Source source, HttpContext context, IDocumentSession session, SourceTypeRegistry registry, SecretsCipher cipher,
         CancellationToken ct)
     {
-        if (IfMatchVersion(context) is { } expected && expected != source.Version)
-        {
-            return Problems.Conflict($"The source is at version {source.Version}, not {expected}. Fetch it again and re-apply your change.",
-                "stale_version", "If-Match");
-        }
+        if (IfMatch.Version(context) is { } expected && expected != source.Version) return IfMatch.Stale(source.Version, expected);
 
         if (command.AccessMethod is not null && command.AccessMethod != source.AccessMethod)
             return Problems.Validation("Access method cannot be changed. Create a new source instead.", "access_method", "immutable_field");
@@ -143,14 +138,6 @@ public static class UpdateSourceEndpoint
         }
 
         return combined;
-    }
-
-    /// <summary><c>If-Match: 3</c> or <c>If-Match: "3"</c> (an ETag of the version).</summary>
-    private static int? IfMatchVersion(HttpContext context)
-    {
-        var header = context.Request.Headers.IfMatch.ToString().Trim();
-        if (header.StartsWith("W/", StringComparison.Ordinal)) header = header[2..];
-        return int.TryParse(header.Trim('"'), NumberStyles.Integer, CultureInfo.InvariantCulture, out var version) ? version : null;
     }
 
     private static string? NullIfEmpty(string value) => value.Length == 0 ? null : value;

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using ExternalData.EventSourced.Infrastructure.Http;
@@ -14,9 +13,7 @@ namespace ExternalData.EventSourced.Sources;
 /// </summary>
 public static class SchemaSelection
 {
-    public const int MaxLookbackSeconds = 5_184_000;
     public const string DefaultFrequency = "6hour";
-    private static readonly string[] RowFilterOperators = [">", ">=", "<", "<=", "=", "!=", "IN", "NOT IN"];
 
     public static (IReadOnlyList<SchemaSettings>? Schemas, ProblemDetails? Problem) Build(
         JsonNode? requested, IReadOnlyList<DiscoveredTable> discovered, bool direct, bool cdcEnabled, Func<Guid> newId)
@@ -60,6 +57,9 @@ public static class SchemaSelection
 
     private static ProblemDetails? CheckEntry(RequestedSchema entry, DiscoveredTable table, bool direct)
     {
+        if (!direct && entry.ShouldSync && UnsupportedSyncType(entry.SyncType, table) is { } unsupported)
+            return Problems.Validation(unsupported, "payload.schemas", "sync_type_not_supported");
+
         if (entry.ShouldSync && entry.SyncType is SyncTypes.Incremental or SyncTypes.Append)
         {
             if (string.IsNullOrEmpty(entry.IncrementalField))
@@ -74,48 +74,33 @@ public static class SchemaSelection
                 return Problems.Validation($"Row filter not allowed for schema '{entry.Name}': row filters are not available for direct query sources.", "payload.schemas", "row_filter_not_allowed");
             if (entry.SyncType == SyncTypes.Cdc)
                 return Problems.Validation($"Row filter not allowed for schema '{entry.Name}': CDC streams every change, so it cannot be filtered.", "payload.schemas", "row_filter_not_allowed");
-            var error = RowFilterError(filters, table);
+            var error = SchemaRules.RowFilterError(filters, Columns(table));
             if (error is not null)
                 return Problems.Validation($"Invalid row filter for schema '{entry.Name}': {error}", "payload.schemas", "invalid_row_filter");
         }
 
         if (!direct && entry.SyncType is SyncTypes.Incremental or SyncTypes.Append && entry.LookbackProvided && entry.LookbackSeconds is null)
         {
-            return Problems.Validation(
-                $"incremental_field_lookback_seconds must be an integer between 0 and {MaxLookbackSeconds} (60 days) for schema '{entry.Name}'.",
-                "payload.schemas", "invalid_lookback");
+            return Problems.Validation(SchemaRules.LookbackReason(entry.Name), "payload.schemas", "invalid_lookback");
         }
 
-        if (entry.EnabledColumns is { } columns && table.Columns.Count > 0)
-        {
-            var unknown = columns.Where(c => table.Columns.All(tc => tc.Name != c)).ToList();
-            if (unknown.Count > 0)
-            {
-                return Problems.Validation(
-                    $"Unknown columns in enabled_columns: [{string.Join(", ", unknown.Select(u => $"'{u}'"))}]. Run `Pull new schemas` to refresh available columns.",
-                    "payload.schemas", "unknown_columns");
-            }
-        }
+        if (SchemaRules.UnknownColumns("enabled_columns", entry.EnabledColumns, Columns(table)) is { } unknownColumns)
+            return Problems.Validation(unknownColumns, "payload.schemas", "unknown_columns");
 
         return null;
     }
 
-    private static string? RowFilterError(JsonArray filters, DiscoveredTable table)
+    private static string? UnsupportedSyncType(string? syncType, DiscoveredTable table) => syncType switch
     {
-        foreach (var node in filters)
-        {
-            if (node is not JsonObject filter) return "each filter must be an object with column, operator and value";
-            var column = filter["column"] is JsonValue c && c.TryGetValue<string>(out var col) ? col : null;
-            var op = filter["operator"] is JsonValue o && o.TryGetValue<string>(out var opText) ? opText.ToUpperInvariant() : null;
-            if (string.IsNullOrEmpty(column)) return "column is required";
-            if (table.Columns.Count > 0 && table.Columns.All(tc => tc.Name != column)) return $"unknown column '{column}'";
-            if (op is null || !RowFilterOperators.Contains(op)) return $"operator must be one of {string.Join(", ", RowFilterOperators)}";
-            if (!filter.ContainsKey("value")) return "value is required";
-            if (op is "IN" or "NOT IN" && filter["value"] is not JsonArray) return $"{op} needs a list value";
-        }
+        _ when table.WebhookOnly && syncType != SyncTypes.Webhook => $"{table.Name} can only be synced via webhooks — pick the Webhook sync method.",
+        SyncTypes.Webhook when !table.SupportsWebhooks => $"{table.Name} does not support webhook sync.",
+        SyncTypes.Incremental when !table.SupportsIncremental => $"{table.Name} does not support incremental sync.",
+        SyncTypes.Append when !table.SupportsAppend => $"{table.Name} does not support append-only sync.",
+        _ => null,
+    };
 
-        return null;
-    }
+    private static IReadOnlyList<AvailableColumn> Columns(DiscoveredTable table) =>
+        table.Columns.Select(c => new AvailableColumn(c.Name, c.DataType, c.IsNullable)).ToList();
 
     private static SchemaSettings ToSettings(RequestedSchema entry, DiscoveredTable table, bool direct, Guid id)
     {
@@ -137,7 +122,7 @@ public static class SchemaSelection
             CdcTableMode: entry.CdcTableMode,
             EnabledColumns: direct ? entry.EnabledColumns : entry.EnabledColumns,
             RowFilters: direct ? null : entry.RowFilters,
-            AvailableColumns: table.Columns.Select(c => new AvailableColumn(c.Name, c.DataType, c.IsNullable)).ToList(),
+            AvailableColumns: Columns(table),
             Discovery: new DiscoveryFacts(table.SupportsIncremental, table.SupportsAppend, table.SupportsCdc, table.SupportsWebhooks,
                 table.WebhookOnly, table.DetectedPrimaryKeys, table.RowEstimate));
     }
@@ -157,11 +142,11 @@ public static class SchemaSelection
             return (null, Problems.Validation($"\"{syncType}\" is not a valid choice for sync_type of schema '{name}'.", "payload.schemas", "invalid_choice"));
 
         var timeOfDay = Text(o, "sync_time_of_day");
-        if (timeOfDay is not null && !TimeOnly.TryParseExact(timeOfDay, "HH:mm:ss", CultureInfo.InvariantCulture, DateTimeStyles.None, out _))
+        if (timeOfDay is not null && !SchemaRules.IsTimeOfDay(timeOfDay))
             return (null, Problems.Validation("Invalid sync time of day", "payload.schemas", "invalid_sync_time_of_day"));
 
         var cdcTableMode = Text(o, "cdc_table_mode");
-        if (cdcTableMode is not null && cdcTableMode is not ("consolidated" or "cdc_only" or "both"))
+        if (cdcTableMode is not null && !SchemaRules.CdcTableModes.Contains(cdcTableMode))
             return (null, Problems.Validation($"\"{cdcTableMode}\" is not a valid choice for cdc_table_mode of schema '{name}'.", "payload.schemas", "invalid_choice"));
 
         var lookbackProvided = o.TryGetPropertyValue("incremental_field_lookback_seconds", out var lookbackNode) && lookbackNode is not null;
@@ -176,19 +161,11 @@ public static class SchemaSelection
             Strings(o, "enabled_columns"),
             o["row_filters"] as JsonArray is { } filters ? (JsonArray)filters.DeepClone() : null,
             cdcTableMode,
-            lookbackProvided ? Lookback(lookbackNode) : null,
+            lookbackProvided ? SchemaRules.Lookback(lookbackNode) : null,
             lookbackProvided), null);
     }
 
-    /// <summary>Whole numbers (including whole floats) in range; booleans and fractions are refused (ref §5.2 step 17).</summary>
-    private static int? Lookback(JsonNode? node) =>
-        node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue<double>(out var d)
-        && d == Math.Floor(d) && d is >= 0 and <= MaxLookbackSeconds
-            ? (int)d
-            : null;
-
-    private static string? Text(JsonObject o, string key) =>
-        o[key] is JsonValue v && v.TryGetValue<string>(out var s) && s.Trim().Length > 0 ? s.Trim() : null;
+    private static string? Text(JsonObject o, string key) => SchemaRules.Text(o, key);
 
     private static List<string>? Strings(JsonObject o, string key) =>
         o[key] is JsonArray a ? a.Select(n => n is JsonValue v && v.TryGetValue<string>(out var s) ? s : null).OfType<string>().ToList() : null;
