@@ -68,6 +68,9 @@ public sealed class PostgresSourceType(IHostPolicy hostPolicy) : ISourceType
     /// <summary>Checks the host, then opens a connection pinned to the address the policy approved.</summary>
     internal async Task<(NpgsqlConnection? Connection, SourceCheck? Problem)> OpenAsync(JsonObject config, CancellationToken ct)
     {
+        if (!int.TryParse(ConfigSchema.Lookup(config, "port"), out var port) || port is < 1 or > 65535)
+            return (null, SourceCheck.Failed("invalid_port", "Port must be a number between 1 and 65535"));
+
         var host = ConfigSchema.Lookup(config, "host") ?? "";
         var verdict = await hostPolicy.CheckAsync(host, ct);
         if (!verdict.Allowed)

@@ -84,8 +84,9 @@ public sealed partial class StripeSourceType(IOptionsMonitor<StripeOptions> opti
             await Parallel.ForEachAsync(StripeTables.All.Where(t => t.ListPath is not null), new ParallelOptions { MaxDegreeOfParallelism = ProbeConcurrency, CancellationToken = ct },
                 async (table, token) => permissionErrors[table.Name] = await ProbeAsync(client, table, token));
         }
-        catch (StripeException e) when (e.HttpStatusCode == HttpStatusCode.Unauthorized)
+        catch (StripeException e)
         {
+            // Stripe's message is not repeated (it quotes part of the key); the status says enough.
             return new DiscoveryResult([], Classify(e));
         }
         catch (HttpRequestException)
@@ -143,6 +144,7 @@ public sealed partial class StripeSourceType(IOptionsMonitor<StripeOptions> opti
         HttpStatusCode.Unauthorized => SourceCheck.Failed("invalid_credentials",
             "Stripe rejected the API key. Check that it is a live or test secret key or restricted key, and that it has not been rolled."),
         HttpStatusCode.TooManyRequests => SourceCheck.Failed("rate_limited", "Stripe is rate limiting requests for this key. Try again in a moment."),
-        _ => SourceCheck.Failed("stripe_error", "Stripe could not validate the credentials. Check the API key and account id."),
+        HttpStatusCode.NotFound => SourceCheck.Failed("stripe_account_not_found", "Stripe did not find that account. Check the account id."),
+        _ => SourceCheck.Failed("stripe_error", "Stripe could not be read with these credentials right now. Check the API key and account id, then try again."),
     };
 }

@@ -104,6 +104,17 @@ public sealed class when_creating_a_source_with_bad_input(AppFixture app) : Inte
             "Could not connect to the host: the connection was refused. Check the host and port, and that Postgres listens on it.");
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(70000)]
+    [InlineData(-5)]
+    public Task a_port_out_of_range(int port)
+    {
+        var config = PostgresConfig();
+        config["port"] = port;
+        return RefusedAsync(CreateBody(config: config), "Port must be a number between 1 and 65535");
+    }
+
     [Fact]
     public Task host_that_does_not_resolve()
     {

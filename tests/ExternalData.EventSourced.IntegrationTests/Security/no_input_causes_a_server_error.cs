@@ -1,0 +1,56 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using CsCheck;
+using ExternalData.EventSourced.IntegrationTests.Fixtures;
+using Shouldly;
+
+namespace ExternalData.EventSourced.IntegrationTests.Security;
+
+/// <summary>
+/// Property: whatever JSON a caller sends to the write endpoints (wrong types, nesting, nulls, junk), the answer
+/// is a success or a 4xx problem, never a 500.
+/// </summary>
+public sealed class no_input_causes_a_server_error(AppFixture app) : IntegrationContext(app)
+{
+    private static readonly Gen<JsonNode?> Scalar = Gen.OneOf<JsonNode?>(
+        Gen.Const((JsonNode?)null), Gen.Bool.Select(b => (JsonNode?)b), Gen.Int.Select(i => (JsonNode?)i), Gen.Double.Select(d => (JsonNode?)(double.IsFinite(d) ? d : 0)),
+        Gen.String.Select(s => (JsonNode?)s), Gen.OneOf("", "Postgres", "Stripe", "warehouse", "direct", "********", "127.0.0.1", "incremental").Select(s => (JsonNode?)s));
+
+    private static readonly Gen<JsonNode?> Value = Gen.OneOf(
+        Scalar,
+        Scalar.Array[0, 3].Select(a => (JsonNode?)new JsonArray(a.Select(n => n?.DeepClone()).ToArray())),
+        Gen.Select(Gen.OneOf("host", "port", "password", "name", "id", "selection", "secretRef", "enabled"), Scalar, (k, v) => (JsonNode?)new JsonObject { [k] = v?.DeepClone() }));
+
+    private static readonly string[] Keys =
+    [
+        "source_type", "payload", "prefix", "description", "access_method", "created_via", "direct_query_enabled", "job_inputs", "schemas", "host", "port",
+        "database", "user", "password", "schema", "ssh_tunnel", "auth_method", "stripe_secret_key", "should_sync", "sync_type", "id",
+    ];
+
+    private static readonly Gen<JsonObject> Body = Gen.Select(Gen.Int[0, Keys.Length - 1], Value, (k, v) => (Keys[k], v)).Array[0, 6]
+        .Select(pairs =>
+        {
+            var body = new JsonObject();
+            foreach (var (key, value) in pairs) body[key] = value?.DeepClone();
+            return body;
+        });
+
+    [Fact]
+    public async Task random_bodies_get_a_problem_or_success_never_a_500()
+    {
+        var id = (await CreateSourceAsync())["id"]!.GetValue<string>();
+        var targets = new[]
+        {
+            (HttpMethod.Post, Sources), (HttpMethod.Patch, SourceUrl(id)), (HttpMethod.Patch, $"{SourceUrl(id)}bulk_update_schemas/"),
+            (HttpMethod.Post, $"{Sources}database_schema/"), (HttpMethod.Post, $"{Sources}source_prefix/"),
+        };
+
+        await Gen.Select(Gen.Int[0, targets.Length - 1], Body).SampleAsync(async (target, body) =>
+        {
+            var (method, url) = targets[target];
+            var response = await Api.SendAsync(method, url, body);
+            ((int)response.Status).ShouldBeLessThan(500, $"{method} {url} {body.ToJsonString()} -> {response.Text}");
+            if ((int)response.Status >= 400) response.ContentType.ShouldBe("application/problem+json");
+        }, iter: 150, threads: 1);
+    }
+}
