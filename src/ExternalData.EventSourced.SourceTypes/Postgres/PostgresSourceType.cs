@@ -60,7 +60,8 @@ public sealed class PostgresSourceType(IHostPolicy hostPolicy) : ISourceType
             }
             catch (Exception e) when (e is NpgsqlException or TimeoutException)
             {
-                return new DiscoveryResult([], PostgresErrors.Classify(e, config));
+                // Connected, but reading the catalog failed: PostHog's generic discovery texts fit here.
+                return new DiscoveryResult([], DiscoveryErrors.Classify(e));
             }
         }
     }
