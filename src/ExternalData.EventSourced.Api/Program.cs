@@ -106,6 +106,7 @@ builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>
     problem.Extensions.TryAdd("attr", attr);
     problem.Extensions["message"] = detail;
 });
+builder.Services.AddExceptionHandler<UniqueViolationHandler>();
 builder.Services.AddHealthChecks().AddCheck<DatabaseReadyCheck>("database", tags: ["ready"]);
 
 var app = builder.Build();

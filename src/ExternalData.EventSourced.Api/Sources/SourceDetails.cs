@@ -31,6 +31,11 @@ public sealed class SourceDetails
     public DateTimeOffset UpdatedAt { get; set; }
     public object? Webhook { get; set; }
     public object? Cdc { get; set; }
+
+    /// <summary>"SourceType:prefix" for warehouse sources, null for direct ones: a unique index on it (per project)
+    /// holds the prefix rule even when two creates race past the check.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string? WarehousePrefixKey => AccessMethod == AccessMethods.Warehouse ? $"{SourceType}:{Prefix}" : null;
 }
 
 /// <summary>A schema (one upstream table) as the API shows it (ref §4.2).</summary>

@@ -48,12 +48,13 @@ public abstract class IntegrationContext(AppFixture app)
         return response.ShouldHaveStatus(HttpStatusCode.Created).Json;
     }
 
+    /// <summary>The project's events, not counting Marten's tombstones (its record of appends that rolled back).</summary>
     protected async Task<long> EventCountAsync(string? streamId = null)
     {
         await using var connection = new NpgsqlConnection(App.Server.ConnectionStringFor("postgres"));
         await connection.OpenAsync();
         await using var command = new NpgsqlCommand(
-            $"SELECT count(*) FROM {App.Schema}.mt_events WHERE tenant_id = @tenant AND (@stream::uuid IS NULL OR stream_id = @stream::uuid)", connection);
+            $"SELECT count(*) FROM {App.Schema}.mt_events WHERE tenant_id = @tenant AND type <> 'tombstone' AND (@stream::uuid IS NULL OR stream_id = @stream::uuid)", connection);
         command.Parameters.AddWithValue("tenant", ProjectId);
         command.Parameters.AddWithValue("stream", (object?)streamId ?? DBNull.Value);
         return (long)(await command.ExecuteScalarAsync())!;

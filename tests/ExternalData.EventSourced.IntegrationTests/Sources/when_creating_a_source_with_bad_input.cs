@@ -43,6 +43,18 @@ public sealed class when_creating_a_source_with_bad_input(AppFixture app) : Inte
     }
 
     [Fact]
+    public async Task racing_creates_with_the_same_prefix_leave_exactly_one_source()
+    {
+        var responses = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => Api.PostAsync(Sources, CreateBody(prefix: "raced"))));
+
+        responses.Count(r => r.Status == HttpStatusCode.Created).ShouldBe(1);
+        responses.Where(r => r.Status != HttpStatusCode.Created).ShouldAllBe(r =>
+            (r.Status == HttpStatusCode.BadRequest || r.Status == HttpStatusCode.Conflict) && r.ContentType == "application/problem+json");
+        (await Api.GetAsync($"{Sources}?search=raced")).Json["count"]!.GetValue<int>().ShouldBe(1);
+        (await EventCountAsync()).ShouldBe(1);
+    }
+
+    [Fact]
     public async Task a_second_source_of_the_type_without_prefix()
     {
         await CreateSourceAsync();
