@@ -59,6 +59,14 @@ public sealed class when_selecting_schemas_at_creation
     [InlineData("[{\"name\":\"orders\",\"sync_time_of_day\":\"25:00\"}]", "Invalid sync time of day")]
     [InlineData("[{\"name\":\"orders\",\"enabled_columns\":[\"id\",\"ghost\"]}]",
         "Unknown columns in enabled_columns: ['ghost']. Run `Pull new schemas` to refresh available columns.")]
+    [InlineData("[{\"name\":\"orders\",\"primary_key_columns\":[\"ghost\"]}]",
+        "Unknown columns in primary_key_columns: ['ghost']. Run `Pull new schemas` to refresh available columns.")]
+    [InlineData("[{\"name\":\"orders\",\"should_sync\":true,\"sync_type\":\"append\",\"incremental_field\":\"ghost\",\"incremental_field_type\":\"integer\"}]",
+        "Unknown incremental field 'ghost' for schema 'orders'.")]
+    [InlineData("[{\"name\":\"orders\",\"should_sync\":\"yes\"}]", "should_sync of schema 'orders' must be true or false.")]
+    [InlineData("[{\"name\":\"orders\",\"enabled_columns\":[1,\"id\"]}]", "enabled_columns of schema 'orders' must be a list of column names.")]
+    [InlineData("[{\"name\":\"orders\",\"primary_key_columns\":\"id\"}]", "primary_key_columns of schema 'orders' must be a list of column names.")]
+    [InlineData("[{\"name\":\"orders\",\"row_filters\":{\"column\":\"id\"}}]", "row_filters of schema 'orders' must be a list.")]
     [InlineData("[{\"name\":\"orders\",\"row_filters\":[{\"column\":\"id\",\"operator\":\"~\",\"value\":1}]}]",
         "Invalid row filter for schema 'orders': operator must be one of >, >=, <, <=, =, !=, IN, NOT IN")]
     [InlineData("[{\"name\":\"orders\",\"row_filters\":[{\"column\":\"ghost\",\"operator\":\"=\",\"value\":1}]}]",

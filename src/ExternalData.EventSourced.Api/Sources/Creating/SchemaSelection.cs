@@ -84,8 +84,13 @@ public static class SchemaSelection
             return Problems.Validation(SchemaRules.LookbackReason(entry.Name), "payload.schemas", "invalid_lookback");
         }
 
-        if (SchemaRules.UnknownColumns("enabled_columns", entry.EnabledColumns, Columns(table)) is { } unknownColumns)
+        var columns = Columns(table);
+        if (SchemaRules.UnknownColumns("enabled_columns", entry.EnabledColumns, columns) is { } unknownColumns)
             return Problems.Validation(unknownColumns, "payload.schemas", "unknown_columns");
+        if (SchemaRules.UnknownColumns("primary_key_columns", entry.PrimaryKeyColumns, columns) is { } unknownKeys)
+            return Problems.Validation(unknownKeys, "payload.schemas", "unknown_columns");
+        if (entry.IncrementalField is { } field && columns.Count > 0 && columns.All(c => c.Name != field))
+            return Problems.Validation($"Unknown incremental field '{field}' for schema '{entry.Name}'.", "payload.schemas", "unknown_incremental_field");
 
         return null;
     }
@@ -120,7 +125,7 @@ public static class SchemaSelection
             SyncFrequency: direct ? null : DefaultFrequency,
             SyncTimeOfDay: direct ? null : entry.SyncTimeOfDay,
             CdcTableMode: entry.CdcTableMode,
-            EnabledColumns: direct ? entry.EnabledColumns : entry.EnabledColumns,
+            EnabledColumns: entry.EnabledColumns,
             RowFilters: direct ? null : entry.RowFilters,
             AvailableColumns: Columns(table),
             Discovery: new DiscoveryFacts(table.SupportsIncremental, table.SupportsAppend, table.SupportsCdc, table.SupportsWebhooks,
@@ -149,16 +154,27 @@ public static class SchemaSelection
         if (cdcTableMode is not null && !SchemaRules.CdcTableModes.Contains(cdcTableMode))
             return (null, Problems.Validation($"\"{cdcTableMode}\" is not a valid choice for cdc_table_mode of schema '{name}'.", "payload.schemas", "invalid_choice"));
 
+        // Same shape rules as a bulk update: a wrong type is refused, never silently dropped or coerced.
+        var shouldSync = o["should_sync"];
+        if (shouldSync is not null && shouldSync.GetValueKind() is not (JsonValueKind.True or JsonValueKind.False))
+            return (null, Problems.Validation($"should_sync of schema '{name}' must be true or false.", "payload.schemas", "invalid"));
+        if (!SchemaRules.TryStrings(o["primary_key_columns"], out var primaryKeys))
+            return (null, Problems.Validation($"primary_key_columns of schema '{name}' must be a list of column names.", "payload.schemas", "invalid"));
+        if (!SchemaRules.TryStrings(o["enabled_columns"], out var enabledColumns))
+            return (null, Problems.Validation($"enabled_columns of schema '{name}' must be a list of column names.", "payload.schemas", "invalid"));
+        if (o["row_filters"] is { } rowFilters and not JsonArray)
+            return (null, Problems.Validation($"row_filters of schema '{name}' must be a list.", "payload.schemas", "invalid"));
+
         var lookbackProvided = o.TryGetPropertyValue("incremental_field_lookback_seconds", out var lookbackNode) && lookbackNode is not null;
         return (new RequestedSchema(
             name,
-            o["should_sync"] is JsonValue v && v.GetValueKind() == JsonValueKind.True,
+            shouldSync?.GetValueKind() == JsonValueKind.True,
             syncType,
             Text(o, "incremental_field"),
             Text(o, "incremental_field_type"),
-            Strings(o, "primary_key_columns"),
+            primaryKeys,
             timeOfDay,
-            Strings(o, "enabled_columns"),
+            enabledColumns,
             o["row_filters"] as JsonArray is { } filters ? (JsonArray)filters.DeepClone() : null,
             cdcTableMode,
             lookbackProvided ? SchemaRules.Lookback(lookbackNode) : null,
@@ -166,9 +182,6 @@ public static class SchemaSelection
     }
 
     private static string? Text(JsonObject o, string key) => SchemaRules.Text(o, key);
-
-    private static List<string>? Strings(JsonObject o, string key) =>
-        o[key] is JsonArray a ? a.Select(n => n is JsonValue v && v.TryGetValue<string>(out var s) ? s : null).OfType<string>().ToList() : null;
 
     private static (IReadOnlyList<SchemaSettings>?, ProblemDetails?) Fail(string message, string code) =>
         (null, Problems.Validation(message, "payload.schemas", code));
