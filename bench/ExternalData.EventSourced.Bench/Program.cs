@@ -2,7 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
-using ExternalData.EventSourced.Infrastructure.LocalPostgres;
+using ExternalData.EventSourced.LocalPostgres;
 using ExternalData.EventSourced.SourceTypes.Network;
 using ExternalData.EventSourced.SourceTypes.Postgres;
 using Microsoft.Extensions.Options;

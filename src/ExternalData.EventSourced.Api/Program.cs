@@ -4,6 +4,7 @@ using ExternalData.EventSourced.Infrastructure.Auth;
 using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.Infrastructure.Http;
 using ExternalData.EventSourced.Infrastructure.LocalPostgres;
+using ExternalData.EventSourced.Shared;
 using ExternalData.EventSourced.Sources;
 using ExternalData.EventSourced.SourceTypes;
 using ExternalData.EventSourced.SourceTypes.Network;
@@ -17,6 +18,7 @@ using Marten;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging.Console;
 using Wolverine;
+using Wolverine.ErrorHandling;
 using Wolverine.Http;
 using Wolverine.Marten;
 
@@ -48,10 +50,16 @@ builder.Services.AddMarten(opts =>
     .IntegrateWithWolverine();
 
 // Commands run through Wolverine; every write endpoint commits its events in one Marten transaction.
+// Use cases are Wolverine handlers that every channel invokes in-process (ADR 0018): each commits its events in one
+// Marten transaction, and each stamps its caller into the events' metadata.
 builder.Host.UseWolverine(opts =>
 {
     opts.ApplicationAssembly = typeof(Program).Assembly;
     opts.Policies.AutoApplyTransactions();
+    opts.Policies.Add<CallerMetadataPolicy>();
+    // Writes lock their source's stream, so they queue rather than collide; should an append still lose a race
+    // (a stream first written by another node, say), load → decide → append runs again, a bounded number of times (ADR 0017).
+    opts.OnException<ConcurrencyException>().RetryTimes(3);
 });
 builder.Services.AddWolverineHttp();
 
@@ -68,6 +76,7 @@ builder.Services.Scan(scan => scan
     .FromAssemblyOf<ISourceType>().AddClasses(c => c.AssignableTo<ISourceType>()).AsImplementedInterfaces().WithSingletonLifetime()
     .FromAssemblyOf<Program>().AddClasses(c => c.AssignableTo(typeof(IValidator<>))).AsImplementedInterfaces().WithSingletonLifetime());
 builder.Services.AddSingleton<SourceTypeRegistry>();
+builder.Services.ConfigureSources();
 builder.Services.Configure<NetworkOptions>(builder.Configuration.GetSection(NetworkOptions.Section));
 builder.Services.Configure<StripeOptions>(builder.Configuration.GetSection(StripeOptions.Section));
 builder.Services.AddSingleton<IHostPolicy, HostPolicy>();
@@ -106,7 +115,7 @@ builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>
     problem.Extensions.TryAdd("attr", attr);
     problem.Extensions["message"] = detail;
 });
-builder.Services.AddExceptionHandler<UniqueViolationHandler>();
+builder.Services.AddExceptionHandler<ConstraintViolationHandler>();
 builder.Services.AddHealthChecks().AddCheck<DatabaseReadyCheck>("database", tags: ["ready"]);
 
 var app = builder.Build();
@@ -115,6 +124,8 @@ app.UseExceptionHandler();
 app.UseStatusCodePages();
 // /api/environments/... and trailing slashes are normalised before routing (ADR 0004).
 app.UseRouteAliases();
+// A body that is not a JSON object is refused here, once, for every endpoint (an empty one reads as {}).
+app.UseJsonObjectBodies();
 app.UseRouting();
 app.UseAuthentication();
 app.UseMiddleware<ProjectAccessMiddleware>();
@@ -127,10 +138,6 @@ app.MapWolverineEndpoints(opts =>
     // The tenant of every Marten session is the project in the route.
     opts.TenantId.IsRouteArgumentNamed("project_id");
     opts.AddPolicy<FluentValidationPolicy>();
-    opts.AddMiddleware(typeof(AuditMetadataMiddleware), AuditMetadataMiddleware.AppliesTo);
-    // A write that lost an optimistic-concurrency race answers 409, without the store's internals.
-    opts.MapConcurrencyFailuresToConflict(toProblemDetails: _ => Problems.Conflict(
-        "The source was changed by another request at the same time. Fetch it again and retry.", "concurrent_modification"));
 });
 
 // Say where the service listens, on stdout, once it does (log lines go to stderr).

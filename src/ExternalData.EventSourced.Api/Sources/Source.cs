@@ -4,9 +4,10 @@ using ExternalData.EventSourced.Infrastructure.Encryption;
 namespace ExternalData.EventSourced.Sources;
 
 /// <summary>
-/// The write model of a source: what the deciders need to judge a command. Folded from its events; kept as an
-/// inline snapshot so a write loads one document. Apply methods are public: Marten 9's source generator
-/// silently skips private ones (STACK.md G6).
+/// The write model of a source: what the deciders need to judge a source-level command. Folded from its events;
+/// kept as an inline snapshot so a write loads one small document. It holds no tables: per-table state lives in
+/// <see cref="SourceSchema"/> documents, which a command loads only for the tables it touches (ADR 0016).
+/// Apply methods are public: Marten 9's source generator silently skips private ones (STACK.md G6).
 /// </summary>
 public sealed class Source
 {
@@ -21,7 +22,6 @@ public sealed class Source
     public bool DirectQueryEnabled { get; set; }
     public JsonObject JobInputs { get; set; } = new();
     public SealedSecrets? Secrets { get; set; }
-    public List<SchemaSettings> Schemas { get; set; } = [];
     public DateTimeOffset CreatedAt { get; set; }
 
     public bool IsDirect => AccessMethod == AccessMethods.Direct;
@@ -37,7 +37,6 @@ public sealed class Source
         DirectQueryEnabled = e.DirectQueryEnabled,
         JobInputs = e.JobInputs,
         Secrets = e.Secrets,
-        Schemas = e.Schemas.ToList(),
         CreatedAt = e.CreatedAt,
     };
 
@@ -48,12 +47,6 @@ public sealed class Source
         DirectQueryEnabled = e.DirectQueryEnabled;
         JobInputs = e.JobInputs;
         Secrets = e.Secrets ?? Secrets;
-    }
-
-    public void Apply(SchemasBulkUpdated e)
-    {
-        var changed = e.Schemas.ToDictionary(s => s.Id);
-        Schemas = Schemas.Select(s => changed.GetValueOrDefault(s.Id, s)).ToList();
     }
 
     // A deleted source has no write model: later commands on it answer 404.

@@ -1,4 +1,5 @@
 using ExternalData.EventSourced.Infrastructure.Encryption;
+using ExternalData.EventSourced.Infrastructure.Http;
 using JasperFx.Events.Projections;
 using Marten;
 using Marten.Schema;
@@ -12,20 +13,26 @@ public static class SourcesConfiguration
 
     public static StoreOptions ConfigureSources(this StoreOptions options)
     {
-        // The write model: an inline snapshot, so a command loads one document instead of replaying the stream.
+        // The write model: an inline snapshot, so a command loads one small document instead of replaying the stream.
         options.Projections.Snapshot<Source>(SnapshotLifecycle.Inline);
         options.Schema.For<Source>().MultiTenanted();
 
-        // The read model behind list and retrieve: inline, so a read right after a write sees it.
+        // The read models behind list and retrieve: inline, so a read right after a write sees it. The source's own
+        // fields and each of its schemas are separate documents (ADR 0016).
         options.Projections.Add<SourceDetailsProjection>(ProjectionLifecycle.Inline);
         options.Schema.For<SourceDetails>().MultiTenanted()
-            .Index(x => x.CreatedAt)
             .Duplicate(x => x.SourceType)
             .Duplicate(x => x.Prefix!)
             .UniqueIndex(UniqueIndexType.DuplicatedField, PrefixUniqueIndex, TenancyScope.PerTenant, x => x.WarehousePrefixKey!);
+        options.Projections.Add<SourceSchemaProjection>(ProjectionLifecycle.Inline);
+        options.Schema.For<SourceSchema>().MultiTenanted().Duplicate(x => x.SourceId);
 
         // Data keys live apart from events so that deleting one shreds the secrets sealed with it.
         options.Schema.For<DataKey>().MultiTenanted();
         return options;
     }
+
+    public static IServiceCollection ConfigureSources(this IServiceCollection services) =>
+        services.AddSingleton(new UniqueConstraintProblem(PrefixUniqueIndex, () => Problems.Conflict(
+            "Another source of this type with the same prefix was created at the same moment. Choose another prefix.", "prefix_taken", "prefix")));
 }

@@ -1,5 +1,5 @@
 using System.Net.Sockets;
-using ExternalData.EventSourced.Infrastructure.LocalPostgres;
+using ExternalData.EventSourced.LocalPostgres;
 using Testcontainers.PostgreSql;
 
 namespace ExternalData.EventSourced.IntegrationTests.Fixtures;

@@ -17,7 +17,8 @@ public sealed class FluentValidationPolicy : IHttpPolicy
 {
     public void Apply(IReadOnlyList<HttpChain> chains, GenerationRules rules, IServiceContainer container)
     {
-        foreach (var chain in chains.Where(c => c.RequestType is not null && c.RequestType != typeof(void)))
+        // Use-case commands validate inside their use case (Shared/Validation), so every channel gets the same answer.
+        foreach (var chain in chains.Where(c => c.RequestType is not null && c.RequestType != typeof(void) && !typeof(Shared.ICommand).IsAssignableFrom(c.RequestType)))
         {
             var validatorType = typeof(IValidator<>).MakeGenericType(chain.RequestType!);
             if (!container.HasRegistrationFor(validatorType)) continue;

@@ -1,3 +1,5 @@
+using ExternalData.EventSourced.LocalPostgres;
+
 namespace ExternalData.EventSourced.Infrastructure.LocalPostgres;
 
 /// <summary>

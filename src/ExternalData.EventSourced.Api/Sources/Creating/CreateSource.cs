@@ -1,12 +1,13 @@
-using System.Security.Claims;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.Infrastructure.Http;
+using ExternalData.EventSourced.Shared;
 using ExternalData.EventSourced.SourceTypes;
 using FluentValidation;
+using JasperFx.Events;
 using Marten;
-using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.AspNetCore.Mvc;
+using Wolverine;
 using Wolverine.Http;
 using Wolverine.Marten;
 
@@ -20,8 +21,10 @@ public sealed record CreateSource(
     string? Description,
     string? AccessMethod,
     string? CreatedVia,
-    bool? DirectQueryEnabled)
+    bool? DirectQueryEnabled) : ICommand
 {
+    [JsonIgnore] public Caller Caller { get; init; } = null!;
+
     public sealed class Validator : AbstractValidator<CreateSource>
     {
         public Validator()
@@ -32,13 +35,13 @@ public sealed record CreateSource(
             RuleFor(x => x.Description).MaximumLength(400).WithMessage("Ensure this field has no more than 400 characters.").WithErrorCode("max_length");
             RuleFor(x => x.AccessMethod).Must(v => v is null || AccessMethods.All.Contains(v))
                 .WithMessage(x => $"\"{x.AccessMethod}\" is not a valid choice.").WithErrorCode("invalid_choice");
-            RuleFor(x => x.CreatedVia).Must(v => v is null || v is Channel.Api or Channel.Mcp or Channel.Web)
+            RuleFor(x => x.CreatedVia).Must(v => v is null || Channel.All.Contains(v))
                 .WithMessage(x => $"\"{x.CreatedVia}\" is not a valid choice.").WithErrorCode("invalid_choice");
         }
     }
 }
 
-/// <summary>Everything the create decision needs, gathered and checked by <see cref="CreateSourceEndpoint.LoadAsync"/>.</summary>
+/// <summary>Everything the create decision needs, gathered and checked by <see cref="CreateSourceHandler.LoadAsync"/>.</summary>
 public sealed record NewSource(
     Guid Id,
     ISourceType Type,
@@ -47,17 +50,20 @@ public sealed record NewSource(
     JsonObject PublicConfig,
     SealedSecrets? Secrets,
     DataKey? DataKey,
-    IReadOnlyList<SchemaSettings> Schemas);
+    IReadOnlyList<NewSchema> Schemas);
 
-public static class CreateSourceEndpoint
+/// <summary>The create use case, whichever channel calls it.</summary>
+public static class CreateSourceHandler
 {
     /// <summary>
-    /// The gate, in PostHog's order: mode and prefix rules, the config and a live credential check, discovery,
-    /// then the requested tables. Nothing is stored unless every step passes, so a failure leaves no trace.
+    /// The gate, in PostHog's order: request rules, mode and prefix rules, the config and a live credential check,
+    /// discovery, then the requested tables. Nothing is stored unless every step passes, so a failure leaves no trace.
     /// </summary>
     public static async Task<Checked<NewSource>> LoadAsync(
-        CreateSource command, IDocumentSession session, SourceTypeRegistry registry, SecretsCipher cipher, CancellationToken ct)
+        CreateSource command, IValidator<CreateSource> validator, IDocumentSession session, SourceTypeRegistry registry, SecretsCipher cipher,
+        DateTimeOffset now, CancellationToken ct)
     {
+        if (await Validation.CheckAsync(validator, command, ct) is { } invalid) return invalid;
         if (!registry.TryGet(command.SourceType, out var type))
             return Problems.Validation($"\"{command.SourceType}\" is not a valid choice.", "source_type", "invalid_choice");
 
@@ -94,26 +100,38 @@ public static class CreateSourceEndpoint
         var (schemas, schemaProblem) = SchemaSelection.Build(payload["schemas"], discovery.Tables, direct, cdcEnabled: false, Guid.CreateVersion7);
         if (schemaProblem is not null) return schemaProblem;
 
-        var id = Guid.CreateVersion7();
+        // The id carries the creation time (UUIDv7), so ordering by id is ordering by age.
+        var id = Guid.CreateVersion7(now);
         var (publicConfig, secrets) = type.Definition.Config.Split(config!);
         if (secrets.Count == 0) return new NewSource(id, type, accessMethod, prefix, publicConfig, null, null, schemas!);
 
-        var (dataKey, key) = cipher.NewDataKey(id, DateTimeOffset.UtcNow);
+        var (dataKey, key) = cipher.NewDataKey(id, now);
         return new NewSource(id, type, accessMethod, prefix, publicConfig, cipher.Seal(secrets, key, id), dataKey, schemas!);
     }
 
-    public static ProblemDetails Validate(Checked<NewSource> draft) => draft.Problem ?? WolverineContinue.NoProblems;
-
-    /// <summary>The decision: a pure function of the command and the checked draft. Starting the stream and
-    /// storing the data key are returned as side effects, so both commit in one transaction.</summary>
-    [WolverinePost("/api/projects/{project_id}/external_data_sources")]
-    public static (Created<SourceDetails>, IStartStream, IMartenOp) Post(
-        string project_id, CreateSource command, Checked<NewSource> draft, ClaimsPrincipal user, DateTimeOffset now, HttpContext context)
+    /// <summary>The decision: a pure function of the command and the checked draft. The stream starts with the
+    /// source and one event per table; starting it and storing the data key are returned as side effects, so both
+    /// commit in one transaction.</summary>
+    public static (Checked<SourceDetails>, IMartenOp, IMartenOp) Handle(CreateSource command, Checked<NewSource> draft, DateTimeOffset now)
     {
-        var source = draft.Value!;
+        if (draft.Problem is { } problem) return (problem, MartenOps.Nothing(), MartenOps.Nothing());
+        var (created, tables) = Decide(command, draft.Value!, now);
+
+        var details = SourceDetailsProjection.Create(new Event<SourceCreated>(created) { Version = 1 })
+            .WithCapabilitiesOf(draft.Value!.Type)
+            .WithSchemas(draft.Value.Schemas.OrderBy(s => s.Name, StringComparer.Ordinal).Select(s => s.ToDetails()));
+        details.Version = 1 + tables.Count;
+        IMartenOp storeKey = draft.Value.DataKey is null ? MartenOps.Nothing() : MartenOps.Store(draft.Value.DataKey);
+        return (details, MartenOps.StartStream<Source>(created.SourceId, [created, .. tables]), storeKey);
+    }
+
+    public static (SourceCreated Created, IReadOnlyList<SchemaAdded> Tables) Decide(CreateSource command, NewSource source, DateTimeOffset now)
+    {
+        var caller = command.Caller;
+        var channel = command.CreatedVia ?? caller.Channel;
         var created = new SourceCreated(
             SourceId: source.Id,
-            ProjectId: project_id,
+            ProjectId: caller.ProjectId,
             SourceType: source.Type.Definition.Name,
             AccessMethod: source.AccessMethod,
             Prefix: source.Prefix,
@@ -122,14 +140,30 @@ public static class CreateSourceEndpoint
             Engine: source.AccessMethod == AccessMethods.Direct ? source.Type.Definition.DirectQueryEngine : null,
             JobInputs: source.PublicConfig,
             Secrets: source.Secrets,
-            Schemas: source.Schemas,
-            CreatedBy: Actor.From(user),
-            CreatedVia: command.CreatedVia ?? Channel.Api,
+            TableCount: source.Schemas.Count,
+            CreatedBy: caller.Actor,
+            CreatedVia: channel,
             CreatedAt: now);
+        var tables = source.Schemas
+            .Select(s => new SchemaAdded(source.Id, s.Id, s.Name, s.Facts, s.Settings, caller.Actor, channel, now))
+            .ToList();
+        return (created, tables);
+    }
+}
 
-        var details = SourceDetailsProjection.Create(new JasperFx.Events.Event<SourceCreated>(created) { Version = 1 }).WithCapabilitiesOf(source.Type);
-        var location = $"{context.SourcesBasePath(project_id)}{source.Id}/";
-        IMartenOp storeKey = source.DataKey is null ? MartenOps.Nothing() : MartenOps.Store(source.DataKey);
-        return (TypedResults.Created(location, details), MartenOps.StartStream<Source>(source.Id, created), storeKey);
+public static class CreateSourceEndpoint
+{
+    /// <summary>REST is one channel of the use case: it names the caller and the project, then answers 201 with
+    /// the full source and its Location, or the problem.</summary>
+    [WolverinePost("/api/projects/{project_id}/external_data_sources")]
+    public static async Task<IResult> Post(string project_id, CreateSource command, HttpContext context, IMessageBus bus, SourceTypeRegistry registry)
+    {
+        // PostHog lets a REST client say which channel it is (its MCP server sends created_via=mcp); the event body and
+        // its metadata then both say so.
+        var channel = command.CreatedVia is { } via && Channel.All.Contains(via) ? via : Channel.Api;
+        var outcome = await bus.RunAsync<SourceDetails>(command with { Caller = Caller.FromHttp(context, project_id, channel) }, context.RequestAborted);
+        if (outcome.Problem is { } problem) return Results.Problem(problem);
+        return SourceResponses.Source(outcome.Value!, withSchemas: true, status: StatusCodes.Status201Created,
+            location: $"{context.SourcesBasePath(project_id)}{outcome.Value!.Id}/");
     }
 }

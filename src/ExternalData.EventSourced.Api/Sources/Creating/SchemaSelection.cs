@@ -6,6 +6,12 @@ using Microsoft.AspNetCore.Mvc;
 
 namespace ExternalData.EventSourced.Sources;
 
+/// <summary>A table about to become a schema of a new source: its id, what discovery saw, and its starting settings.</summary>
+public sealed record NewSchema(Guid Id, string Name, TableFacts Facts, SyncSettings Settings)
+{
+    public SchemaDetails ToDetails() => SchemaDetails.From(Id, Name, Facts, Settings);
+}
+
 /// <summary>
 /// Turns the <c>payload.schemas</c> of a create request and the discovered tables into each table's sync
 /// settings (ref §5.2 steps 12–17). Pure: the discovery already happened, so this is easy to test exhaustively.
@@ -15,7 +21,7 @@ public static class SchemaSelection
 {
     public const string DefaultFrequency = "6hour";
 
-    public static (IReadOnlyList<SchemaSettings>? Schemas, ProblemDetails? Problem) Build(
+    public static (IReadOnlyList<NewSchema>? Schemas, ProblemDetails? Problem) Build(
         JsonNode? requested, IReadOnlyList<DiscoveredTable> discovered, bool direct, bool cdcEnabled, Func<Guid> newId)
     {
         if (requested is not JsonArray entries || entries.Count == 0)
@@ -40,11 +46,11 @@ public static class SchemaSelection
                 "cdc_not_enabled");
         }
 
-        var settings = new List<SchemaSettings>();
+        var settings = new List<NewSchema>();
         foreach (var entry in parsed)
         {
             var table = byName[entry.Name];
-            var problem = CheckEntry(entry, table, direct);
+            var problem = CheckEntry(entry, table, direct, cdcEnabled);
             if (problem is not null) return (null, problem);
             settings.Add(ToSettings(entry, table, direct, newId()));
         }
@@ -55,10 +61,11 @@ public static class SchemaSelection
         return (settings, null);
     }
 
-    private static ProblemDetails? CheckEntry(RequestedSchema entry, DiscoveredTable table, bool direct)
+    private static ProblemDetails? CheckEntry(RequestedSchema entry, DiscoveredTable table, bool direct, bool cdcEnabled)
     {
-        if (!direct && entry.ShouldSync && UnsupportedSyncType(entry.SyncType, table) is { } unsupported)
-            return Problems.Validation(unsupported, "payload.schemas", "sync_type_not_supported");
+        if (!direct && SyncTypeRules.JudgedAtCreate(entry.ShouldSync)
+            && SyncTypeRules.Refusal(table.Name, entry.SyncType, FactsOf(table).Capabilities, cdcEnabled) is { } unsupported)
+            return Problems.Validation(SyncTypeRules.AsSentence(unsupported), "payload.schemas", "sync_type_not_supported");
 
         if (entry.ShouldSync && entry.SyncType is SyncTypes.Incremental or SyncTypes.Append)
         {
@@ -95,26 +102,17 @@ public static class SchemaSelection
         return null;
     }
 
-    private static string? UnsupportedSyncType(string? syncType, DiscoveredTable table) => syncType switch
-    {
-        _ when table.WebhookOnly && syncType != SyncTypes.Webhook => $"{table.Name} can only be synced via webhooks — pick the Webhook sync method.",
-        SyncTypes.Webhook when !table.SupportsWebhooks => $"{table.Name} does not support webhook sync.",
-        SyncTypes.Incremental when !table.SupportsIncremental => $"{table.Name} does not support incremental sync.",
-        SyncTypes.Append when !table.SupportsAppend => $"{table.Name} does not support append-only sync.",
-        _ => null,
-    };
-
     private static IReadOnlyList<AvailableColumn> Columns(DiscoveredTable table) =>
         table.Columns.Select(c => new AvailableColumn(c.Name, c.DataType, c.IsNullable)).ToList();
 
-    private static SchemaSettings ToSettings(RequestedSchema entry, DiscoveredTable table, bool direct, Guid id)
+    public static TableFacts FactsOf(DiscoveredTable table) => new(table.Label, table.Description, Columns(table),
+        new DiscoveryFacts(table.SupportsIncremental, table.SupportsAppend, table.SupportsCdc, table.SupportsWebhooks,
+            table.WebhookOnly, table.DetectedPrimaryKeys, table.RowEstimate));
+
+    private static NewSchema ToSettings(RequestedSchema entry, DiscoveredTable table, bool direct, Guid id)
     {
         var cursorBased = !direct && entry.SyncType is SyncTypes.Incremental or SyncTypes.Append;
-        return new SchemaSettings(
-            Id: id,
-            Name: table.Name,
-            Label: table.Label,
-            Description: table.Description,
+        return new NewSchema(id, table.Name, FactsOf(table), new SyncSettings(
             ShouldSync: entry.ShouldSync,
             // A CDC choice on a disabled table means "not set up"; direct sources have no sync at all.
             SyncType: direct || entry.SyncType == SyncTypes.Cdc && !entry.ShouldSync ? null : entry.SyncType,
@@ -126,10 +124,7 @@ public static class SchemaSelection
             SyncTimeOfDay: direct ? null : entry.SyncTimeOfDay,
             CdcTableMode: entry.CdcTableMode,
             EnabledColumns: entry.EnabledColumns,
-            RowFilters: direct ? null : entry.RowFilters,
-            AvailableColumns: Columns(table),
-            Discovery: new DiscoveryFacts(table.SupportsIncremental, table.SupportsAppend, table.SupportsCdc, table.SupportsWebhooks,
-                table.WebhookOnly, table.DetectedPrimaryKeys, table.RowEstimate));
+            RowFilters: direct ? null : entry.RowFilters));
     }
 
     private sealed record RequestedSchema(
@@ -183,6 +178,6 @@ public static class SchemaSelection
 
     private static string? Text(JsonObject o, string key) => SchemaRules.Text(o, key);
 
-    private static (IReadOnlyList<SchemaSettings>?, ProblemDetails?) Fail(string message, string code) =>
+    private static (IReadOnlyList<NewSchema>?, ProblemDetails?) Fail(string message, string code) =>
         (null, Problems.Validation(message, "payload.schemas", code));
 }

@@ -1,18 +1,48 @@
-using System.Security.Claims;
+using System.Text.Json.Serialization;
 using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.Infrastructure.Http;
-using Microsoft.AspNetCore.Http.HttpResults;
+using ExternalData.EventSourced.Shared;
+using Wolverine;
 using Wolverine.Http;
 using Wolverine.Marten;
 
 namespace ExternalData.EventSourced.Sources;
 
-/// <summary>DELETE external_data_sources/{id}/ (API.md §3 row 5, ref §5.5): soft delete, 204.</summary>
-public static class DeleteSourceEndpoint
+/// <summary>DELETE external_data_sources/{id}/ (API.md §3 row 5, ref §5.5): soft delete.</summary>
+public sealed record DeleteSource(Guid SourceId) : ICommand
 {
+    [JsonIgnore] public int? ExpectedVersion { get; init; }
+    [JsonIgnore] public Caller Caller { get; init; } = null!;
+}
+
+public sealed record SourceRemoved(Guid SourceId);
+
+/// <summary>The delete use case, whichever channel calls it.</summary>
+public static class DeleteSourceHandler
+{
+    public static Checked<SourceRemoved> Load(DeleteSource command, Source? source) =>
+        source is null ? Problems.NotFound()
+        : IfMatch.Check(command.ExpectedVersion, source.Version) is { } stale ? stale
+        : new SourceRemoved(source.Id);
+
     /// <summary>The event is appended to the stream (kept for history); deleting the data key in the same
     /// transaction shreds every secret this source ever stored.</summary>
+    public static (Checked<SourceRemoved>, Events, IMartenOp) Handle(
+        DeleteSource command, [WriteAggregate(Required = false, LoadStyle = ConcurrencyStyle.Exclusive)] Source? source, Checked<SourceRemoved> removal,
+        DateTimeOffset now)
+    {
+        if (removal.Problem is not null) return (removal, [], MartenOps.Nothing());
+        return (removal, [new SourceDeleted(command.SourceId, command.Caller.Actor, command.Caller.Channel, now)], MartenOps.Delete<DataKey>(command.SourceId));
+    }
+}
+
+public static class DeleteSourceEndpoint
+{
     [WolverineDelete("/api/projects/{project_id}/external_data_sources/{id}")]
-    public static (NoContent, Events, IMartenOp) Delete([WriteAggregate] Source source, ClaimsPrincipal user, DateTimeOffset now) =>
-        (TypedResults.NoContent(), [new SourceDeleted(source.Id, Actor.From(user), now)], MartenOps.Delete<DataKey>(source.Id));
+    public static async Task<IResult> Delete(string project_id, Guid id, HttpContext context, IMessageBus bus)
+    {
+        var outcome = await bus.RunAsync<SourceRemoved>(
+            new DeleteSource(id) { ExpectedVersion = IfMatch.Version(context), Caller = Caller.FromHttp(context, project_id) }, context.RequestAborted);
+        return outcome.Problem is { } problem ? Results.Problem(problem) : Results.NoContent();
+    }
 }

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using ExternalData.EventSourced.Infrastructure.Http;
+using ExternalData.EventSourced.Shared;
 using ExternalData.EventSourced.SourceTypes;
 using ExternalData.EventSourced.SourceTypes.Discovery;
 using Wolverine.Http;

@@ -1,8 +1,10 @@
-using System.Security.Claims;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 using ExternalData.EventSourced.Infrastructure.Http;
+using ExternalData.EventSourced.Shared;
 using FluentValidation;
-using Microsoft.AspNetCore.Mvc;
+using Marten;
+using Wolverine;
 using Wolverine.Http;
 using Wolverine.Marten;
 
@@ -10,8 +12,12 @@ namespace ExternalData.EventSourced.Sources;
 
 /// <summary>PATCH external_data_sources/{id}/bulk_update_schemas/ (API.md §3 row 6, ref §5.6). Entries stay JSON
 /// objects: whether a key is present (and null) or absent matters.</summary>
-public sealed record BulkUpdateSchemas(JsonArray? Schemas)
+public sealed record BulkUpdateSchemas(JsonArray? Schemas) : ICommand
 {
+    [JsonIgnore] public Guid SourceId { get; init; }
+    [JsonIgnore] public int? ExpectedVersion { get; init; }
+    [JsonIgnore] public Caller Caller { get; init; } = null!;
+
     public sealed class Validator : AbstractValidator<BulkUpdateSchemas>
     {
         public Validator()
@@ -27,40 +33,50 @@ public sealed record BulkUpdateSchemas(JsonArray? Schemas)
         entry["id"] is JsonValue v && v.TryGetValue<string>(out var s) && Guid.TryParse(s, out var id) ? id : null;
 }
 
-/// <summary>The whole batch, checked: every changed schema's resulting settings, in request order.</summary>
-public sealed record SchemaChanges(IReadOnlyList<SchemaSettings> Requested, IReadOnlyList<SchemaSettings> Changed, IReadOnlyList<string> ChangedFields);
+/// <summary>The whole batch, checked: every requested schema as it will read, and the changes to record.</summary>
+public sealed record SchemaChanges(IReadOnlyList<SchemaDetails> Requested, IReadOnlyList<SchemaSettingsChange> Changed, IReadOnlyList<string> ChangedFields);
 
-public static class BulkUpdateSchemasEndpoint
+/// <summary>The bulk-update use case, whichever channel calls it. Only the schemas named in the batch are read.</summary>
+public static class BulkUpdateSchemasHandler
 {
     /// <summary>Every entry is judged before anything is written; one bad entry refuses the whole batch (atomic,
-    /// unlike PostHog's per-schema transactions), naming each failing schema and why.</summary>
-    public static Checked<SchemaChanges> Load(BulkUpdateSchemas command, Source source, HttpContext context)
+    /// unlike PostHog's per-schema transactions), naming each failing schema and why. Runs after the source's stream
+    /// is locked for this write, so the schemas read are the ones the change lands on.</summary>
+    public static async Task<Checked<SchemaChanges>> LoadAsync(
+        BulkUpdateSchemas command, Source? source, IValidator<BulkUpdateSchemas> validator, IDocumentSession session, CancellationToken ct)
     {
-        if (IfMatch.Version(context) is { } expected && expected != source.Version) return IfMatch.Stale(source.Version, expected);
+        if (source is null) return Problems.NotFound();
+        if (IfMatch.Check(command.ExpectedVersion, source.Version) is { } stale) return stale;
+        if (await Validation.CheckAsync(validator, command, ct) is { } invalid) return invalid;
 
         var entries = command.Schemas!.Select(e => (JsonObject)e!).ToList();
         var ids = entries.Select(e => BulkUpdateSchemas.SchemaId(e)!.Value).ToList();
         if (ids.Distinct().Count() != ids.Count) return Problems.Validation("Schema updates must contain unique ids", "schemas", "duplicate_ids");
 
-        var byId = source.Schemas.ToDictionary(s => s.Id);
+        var byId = (await session.LoadManyAsync<SourceSchema>(ct, ids)).Where(s => s.SourceId == source.Id).ToDictionary(s => s.Id);
         if (ids.Any(id => !byId.ContainsKey(id))) return Problems.Validation("One or more schemas could not be found for this source", "schemas", "schema_not_found");
+        return Judge(entries.Zip(ids, (entry, id) => (byId[id], entry)).ToList(), source.IsDirect);
+    }
 
-        var requested = new List<SchemaSettings>();
-        var changed = new List<SchemaSettings>();
+    /// <summary>The rules over the whole batch: pure, so atomicity is a property of this function.</summary>
+    public static Checked<SchemaChanges> Judge(IReadOnlyList<(SourceSchema Schema, JsonObject Entry)> batch, bool direct)
+    {
+        var requested = new List<SchemaDetails>();
+        var changed = new List<SchemaSettingsChange>();
         var fields = new SortedSet<string>(StringComparer.Ordinal);
         var failures = new List<(Guid Id, string Name, string Reason)>();
-        foreach (var (entry, id) in entries.Zip(ids))
+        foreach (var (schema, entry) in batch)
         {
-            var (result, changedFields, reason) = SchemaUpdate.Apply(byId[id], entry, source.IsDirect);
+            var (result, changedFields, reason) = SchemaUpdate.Apply(schema, entry, direct);
             if (reason is not null)
             {
-                failures.Add((id, byId[id].Name, reason));
+                failures.Add((schema.Id, schema.Name, reason));
                 continue;
             }
 
-            requested.Add(result!);
+            requested.Add(SchemaDetails.From(schema.Id, schema.Name, schema.Facts, result!));
             if (changedFields.Count == 0) continue;
-            changed.Add(result!);
+            changed.Add(new SchemaSettingsChange(schema.Id, schema.Name, result!, changedFields));
             fields.UnionWith(changedFields);
         }
 
@@ -73,17 +89,28 @@ public static class BulkUpdateSchemasEndpoint
         return problem;
     }
 
-    public static ProblemDetails Validate(Checked<SchemaChanges> changes) => changes.Problem ?? WolverineContinue.NoProblems;
-
     /// <summary>One event for the whole batch, or none when nothing actually changed. Answers the requested schemas.</summary>
-    [WolverinePatch("/api/projects/{project_id}/external_data_sources/{id}/bulk_update_schemas")]
-    public static (IReadOnlyList<SchemaDetails>, Events) Patch(
-        BulkUpdateSchemas command, [WriteAggregate] Source source, Checked<SchemaChanges> checkedChanges, ClaimsPrincipal user, DateTimeOffset now)
+    public static (Checked<IReadOnlyList<SchemaDetails>>, Events) Handle(
+        BulkUpdateSchemas command, [WriteAggregate(Required = false, LoadStyle = ConcurrencyStyle.Exclusive)] Source? source,
+        Checked<SchemaChanges> checkedChanges, DateTimeOffset now)
     {
+        if (checkedChanges.Problem is { } problem) return (problem, []);
         var changes = checkedChanges.Value!;
-        var response = changes.Requested.Select(SchemaDetails.From).ToList();
         return changes.Changed.Count == 0
-            ? (response, [])
-            : (response, [new SchemasBulkUpdated(source.Id, changes.Changed, changes.ChangedFields, Actor.From(user), now)]);
+            ? (Ok(changes.Requested), [])
+            : (Ok(changes.Requested), [new SchemasBulkUpdated(command.SourceId, changes.Changed, changes.ChangedFields, command.Caller.Actor, command.Caller.Channel, now)]);
+    }
+
+    private static Checked<IReadOnlyList<SchemaDetails>> Ok(IReadOnlyList<SchemaDetails> schemas) => new(schemas, null);
+}
+
+public static class BulkUpdateSchemasEndpoint
+{
+    [WolverinePatch("/api/projects/{project_id}/external_data_sources/{id}/bulk_update_schemas")]
+    public static async Task<IResult> Patch(string project_id, Guid id, BulkUpdateSchemas command, HttpContext context, IMessageBus bus)
+    {
+        var outcome = await bus.RunAsync<IReadOnlyList<SchemaDetails>>(
+            command with { SourceId = id, ExpectedVersion = IfMatch.Version(context), Caller = Caller.FromHttp(context, project_id) }, context.RequestAborted);
+        return outcome.Problem is { } problem ? Results.Problem(problem) : Results.Json(outcome.Value);
     }
 }

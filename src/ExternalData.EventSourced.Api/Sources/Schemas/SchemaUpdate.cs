@@ -16,10 +16,12 @@ public static class SchemaUpdate
         "primary_key_columns", "cdc_table_mode", "row_filters",
     ];
 
-    public static (SchemaSettings? Result, IReadOnlyList<string> Changed, string? Reason) Apply(SchemaSettings current, JsonObject entry, bool direct)
+    public static (SyncSettings? Result, IReadOnlyList<string> Changed, string? Reason) Apply(SourceSchema schema, JsonObject entry, bool direct, bool cdcEnabled = false)
     {
-        var name = current.Name;
-        var facts = current.Discovery;
+        var name = schema.Name;
+        var facts = schema.Facts.Capabilities;
+        var available = schema.Facts.Columns;
+        var current = schema.Settings;
         var changed = new List<string>();
         var next = current;
 
@@ -37,18 +39,7 @@ public static class SchemaUpdate
         {
             var syncType = Text(syncTypeNode, out var ok);
             if (!ok || syncType is not null && !SyncTypes.All.Contains(syncType)) return Refuse($"\"{syncTypeNode}\" is not a valid choice for sync_type");
-            if (facts.WebhookOnly && syncType != SyncTypes.Webhook)
-                return Refuse($"{name} can only be synced via webhooks — pick the Webhook sync method.");
-            var unsupported = syncType switch
-            {
-                SyncTypes.Cdc => "CDC is not enabled for this source",
-                SyncTypes.Xmin => "xmin sync is not available for this source",
-                SyncTypes.Webhook when !facts.SupportsWebhooks => $"{name} does not support webhook sync",
-                SyncTypes.Incremental when !facts.SupportsIncremental => $"{name} does not support incremental sync",
-                SyncTypes.Append when !facts.SupportsAppend => $"{name} does not support append-only sync",
-                _ => null,
-            };
-            if (unsupported is not null) return Refuse(unsupported);
+            if (SyncTypeRules.Refusal(name, syncType, facts, cdcEnabled) is { } unsupported) return Refuse(unsupported);
             next = next with { SyncType = syncType };
         }
 
@@ -56,7 +47,7 @@ public static class SchemaUpdate
         {
             var field = Text(fieldNode, out var ok);
             if (!ok) return Refuse("incremental_field must be a string or null");
-            if (field is not null && current.AvailableColumns.Count > 0 && current.AvailableColumns.All(c => c.Name != field))
+            if (field is not null && available.Count > 0 && available.All(c => c.Name != field))
                 return Refuse($"unknown incremental field '{field}'");
             next = next with { IncrementalField = field };
         }
@@ -102,21 +93,21 @@ public static class SchemaUpdate
         if (entry.TryGetPropertyValue("primary_key_columns", out var keysNode))
         {
             if (!SchemaRules.TryStrings(keysNode, out var keys)) return Refuse("primary_key_columns must be a list of column names");
-            if (SchemaRules.UnknownColumns("primary_key_columns", keys, current.AvailableColumns) is { } unknown) return Refuse(unknown);
+            if (SchemaRules.UnknownColumns("primary_key_columns", keys, available) is { } unknown) return Refuse(unknown);
             next = next with { PrimaryKeyColumns = keys };
         }
 
         if (entry.TryGetPropertyValue("enabled_columns", out var columnsNode))
         {
             if (!SchemaRules.TryStrings(columnsNode, out var columns)) return Refuse("enabled_columns must be a list of column names");
-            if (SchemaRules.UnknownColumns("enabled_columns", columns, current.AvailableColumns) is { } unknown) return Refuse(unknown);
+            if (SchemaRules.UnknownColumns("enabled_columns", columns, available) is { } unknown) return Refuse(unknown);
             next = next with { EnabledColumns = columns };
         }
 
         if (entry.TryGetPropertyValue("row_filters", out var filtersNode))
         {
             if (filtersNode is not null and not JsonArray) return Refuse("row_filters must be a list");
-            if (filtersNode is JsonArray filters && SchemaRules.RowFilterError(filters, current.AvailableColumns) is { } error)
+            if (filtersNode is JsonArray filters && SchemaRules.RowFilterError(filters, available) is { } error)
                 return Refuse($"invalid row filter: {error}");
             next = next with { RowFilters = (JsonArray?)filtersNode?.DeepClone() };
         }
@@ -136,10 +127,10 @@ public static class SchemaUpdate
         changed.AddRange(ChangedFields(current, next));
         return (next, changed, null);
 
-        (SchemaSettings?, IReadOnlyList<string>, string?) Refuse(string reason) => (null, [], reason);
+        (SyncSettings?, IReadOnlyList<string>, string?) Refuse(string reason) => (null, [], reason);
     }
 
-    private static IEnumerable<string> ChangedFields(SchemaSettings a, SchemaSettings b)
+    private static IEnumerable<string> ChangedFields(SyncSettings a, SyncSettings b)
     {
         if (a.ShouldSync != b.ShouldSync) yield return "should_sync";
         if (a.SyncType != b.SyncType) yield return "sync_type";

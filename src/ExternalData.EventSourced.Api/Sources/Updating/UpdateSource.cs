@@ -1,12 +1,14 @@
-using System.Security.Claims;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.Infrastructure.Http;
+using ExternalData.EventSourced.Shared;
 using ExternalData.EventSourced.SourceTypes;
 using ExternalData.EventSourced.SourceTypes.Configuration;
 using FluentValidation;
 using Marten;
 using Microsoft.AspNetCore.Mvc;
+using Wolverine;
 using Wolverine.Http;
 using Wolverine.Marten;
 
@@ -20,8 +22,13 @@ public sealed record UpdateSource(
     JsonObject? JobInputs,
     string? AccessMethod,
     string? SourceType,
-    string? CreatedVia)
+    string? CreatedVia) : ICommand
 {
+    [JsonIgnore] public Guid SourceId { get; init; }
+    /// <summary>The caller's If-Match: the version its change was based on. Null: the caller asked for no check.</summary>
+    [JsonIgnore] public int? ExpectedVersion { get; init; }
+    [JsonIgnore] public Caller Caller { get; init; } = null!;
+
     public sealed class Validator : AbstractValidator<UpdateSource>
     {
         public Validator()
@@ -33,17 +40,25 @@ public sealed record UpdateSource(
 }
 
 /// <summary>The checked outcome of a PATCH's config part, and the read model it will be applied to.</summary>
-public sealed record SourceChange(JsonObject PublicConfig, SealedSecrets? NewSecrets, DataKey? NewDataKey, bool ConfigChanged, SourceDetails Current);
+/// <summary>The checked outcome of a PATCH's config part, and the read model it will be applied to. A direct source
+/// whose connection changed is rediscovered (ref §5.4 step 4): <see cref="Rediscovered"/> holds what that changes.</summary>
+public sealed record SourceChange(
+    JsonObject PublicConfig, SealedSecrets? NewSecrets, DataKey? NewDataKey, bool ConfigChanged, SourceDetails Current, Reconciliation? Rediscovered = null);
 
-public static class UpdateSourceEndpoint
+/// <summary>The update use case, whichever channel calls it.</summary>
+public static class UpdateSourceHandler
 {
     public const string ReentryText = "Changing the connection host requires re-entering your credentials.";
 
+    /// <summary>Runs after the source's stream is locked for this write (see <see cref="Handle"/>), so what it reads
+    /// is what the decision will be appended on top of.</summary>
     public static async Task<Checked<SourceChange>> LoadAsync(
-        UpdateSource command, Source source, HttpContext context, IDocumentSession session, SourceTypeRegistry registry, SecretsCipher cipher,
-        CancellationToken ct)
+        UpdateSource command, Source? source, IValidator<UpdateSource> validator, IDocumentSession session, SourceTypeRegistry registry,
+        SecretsCipher cipher, DateTimeOffset now, CancellationToken ct)
     {
-        if (IfMatch.Version(context) is { } expected && expected != source.Version) return IfMatch.Stale(source.Version, expected);
+        if (source is null) return Problems.NotFound();
+        if (IfMatch.Check(command.ExpectedVersion, source.Version) is { } stale) return stale;
+        if (await Validation.CheckAsync(validator, command, ct) is { } invalid) return invalid;
 
         if (command.AccessMethod is not null && command.AccessMethod != source.AccessMethod)
             return Problems.Validation("Access method cannot be changed. Create a new source instead.", "access_method", "immutable_field");
@@ -79,23 +94,44 @@ public static class UpdateSourceEndpoint
         if (configProblem is not null) return configProblem;
         if (await SourceConfigGate.CheckCredentialsAsync(type, config!, ct) is { } credentials) return credentials;
 
+        Reconciliation? rediscovered = null;
+        if (source.IsDirect)
+        {
+            var rediscovery = await RefreshSchemasHandler.RediscoverAsync(type, config!, source.Id, session, ct);
+            if (rediscovery.Problem is { } discoveryProblem) return discoveryProblem;
+            rediscovered = rediscovery.Value;
+        }
+
         var (publicConfig, secrets) = schema.Split(config!);
-        if (secrets.Count == 0) return new SourceChange(publicConfig, null, null, true, current);
+        if (secrets.Count == 0) return new SourceChange(publicConfig, null, null, true, current, rediscovered);
 
         DataKey? newDataKey = null;
-        if (dataKey is null) (newDataKey, dataKey) = cipher.NewDataKey(source.Id, DateTimeOffset.UtcNow);
-        return new SourceChange(publicConfig, cipher.Seal(secrets, dataKey, source.Id), newDataKey, true, current);
+        if (dataKey is null) (newDataKey, dataKey) = cipher.NewDataKey(source.Id, now);
+        return new SourceChange(publicConfig, cipher.Seal(secrets, dataKey, source.Id), newDataKey, true, current, rediscovered);
     }
 
-    public static ProblemDetails Validate(Checked<SourceChange> change) => change.Problem ?? WolverineContinue.NoProblems;
-
-    /// <summary>The decision: which fields change, as one event. Returns the source as it will read afterwards.</summary>
-    [WolverinePatch("/api/projects/{project_id}/external_data_sources/{id}")]
-    public static (SourceDetails, Events, IMartenOp) Patch(
-        UpdateSource command, [WriteAggregate] Source source, Checked<SourceChange> checkedChange, ClaimsPrincipal user, DateTimeOffset now,
-        SourceTypeRegistry registry)
+    /// <summary>
+    /// The decision: which fields change, as one event. Returns the source as it will read afterwards (its own
+    /// fields; the schemas are not touched, so they are not read). The stream is fetched for exclusive writing:
+    /// concurrent writes to one source queue behind each other instead of failing (API.md §1.3).
+    /// </summary>
+    public static (Checked<SourceDetails>, Events, IMartenOp) Handle(
+        UpdateSource command, [WriteAggregate(Required = false, LoadStyle = ConcurrencyStyle.Exclusive)] Source? source,
+        Checked<SourceChange> checkedChange, DateTimeOffset now, SourceTypeRegistry registry)
     {
+        if (checkedChange.Problem is { } problem) return (problem, [], MartenOps.Nothing());
+        var (details, updated) = Decide(command, source!, checkedChange.Value!, now, registry);
         var change = checkedChange.Value!;
+        IMartenOp storeKey = change.NewDataKey is null || updated is null ? MartenOps.Nothing() : MartenOps.Store(change.NewDataKey);
+        if (updated is null) return (details, [], storeKey);
+        // The rediscovered tables land in the same transaction as the connection change that revealed them.
+        var rediscovered = change.Rediscovered is { } r ? RefreshSchemasHandler.Decide(source!.Id, r, command.Caller, now) : [];
+        details.Version += rediscovered.Count;
+        return (details, [updated, .. rediscovered], storeKey);
+    }
+
+    public static (SourceDetails Details, SourceUpdated? Updated) Decide(UpdateSource command, Source source, SourceChange change, DateTimeOffset now, SourceTypeRegistry registry)
+    {
         var prefix = source.IsDirect && command.Prefix is not null ? command.Prefix.Trim() : source.Prefix;
         var description = command.Description is null ? source.Description : NullIfEmpty(command.Description);
         var directQuery = command.DirectQueryEnabled ?? source.DirectQueryEnabled;
@@ -107,11 +143,12 @@ public static class UpdateSourceEndpoint
         if (change.ConfigChanged) changed.Add("job_inputs");
 
         var details = change.Current.WithCapabilitiesFrom(registry);
-        if (changed.Count == 0) return (details, [], MartenOps.Nothing());
+        if (changed.Count == 0) return (details, null);
 
-        var updated = new SourceUpdated(source.Id, changed, prefix, description, directQuery, change.PublicConfig, change.NewSecrets, Actor.From(user), now);
+        var updated = new SourceUpdated(source.Id, changed, prefix, description, directQuery, change.PublicConfig, change.NewSecrets,
+            command.Caller.Actor, command.Caller.Channel, now);
         SourceDetailsProjection.Apply(new JasperFx.Events.Event<SourceUpdated>(updated) { Version = source.Version + 1 }, details);
-        return (details, [updated], change.NewDataKey is null ? MartenOps.Nothing() : MartenOps.Store(change.NewDataKey));
+        return (details, updated);
     }
 
     /// <summary>
@@ -141,4 +178,19 @@ public static class UpdateSourceEndpoint
     }
 
     private static string? NullIfEmpty(string value) => value.Length == 0 ? null : value;
+}
+
+public static class UpdateSourceEndpoint
+{
+    /// <summary>200 with the source's own fields. <c>Prefer: return=representation</c> adds every schema, as a
+    /// retrieve does; by default they are left out so a PATCH costs the same on 5,000 tables as on 2 (ADR 0016).</summary>
+    [WolverinePatch("/api/projects/{project_id}/external_data_sources/{id}")]
+    public static async Task<IResult> Patch(string project_id, Guid id, UpdateSource command, HttpContext context, IMessageBus bus, IQuerySession session)
+    {
+        var outcome = await bus.RunAsync<SourceDetails>(
+            command with { SourceId = id, ExpectedVersion = IfMatch.Version(context), Caller = Caller.FromHttp(context, project_id) }, context.RequestAborted);
+        return outcome.Problem is { } problem
+            ? Results.Problem(problem)
+            : SourceResponses.Source(outcome.Value!, SourceResponses.WantsRepresentation(context), session);
+    }
 }

@@ -5,7 +5,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Npgsql;
 
-namespace ExternalData.EventSourced.Infrastructure.LocalPostgres;
+namespace ExternalData.EventSourced.LocalPostgres;
 
 /// <summary>
 /// A PostgreSQL cluster run from the local server binaries (initdb / pg_ctl), for the default development run

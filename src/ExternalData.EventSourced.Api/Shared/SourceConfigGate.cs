@@ -3,7 +3,7 @@ using ExternalData.EventSourced.Infrastructure.Http;
 using ExternalData.EventSourced.SourceTypes;
 using Microsoft.AspNetCore.Mvc;
 
-namespace ExternalData.EventSourced.Sources;
+namespace ExternalData.EventSourced.Shared;
 
 /// <summary>
 /// The config and live-credential gate every path that accepts a source config goes through (ref §5.2 step 8,

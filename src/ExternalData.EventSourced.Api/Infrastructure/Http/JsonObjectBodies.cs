@@ -1,0 +1,70 @@
+
+namespace ExternalData.EventSourced.Infrastructure.Http;
+
+/// <summary>
+/// The one place that decides what a request body may be (issue: a <c>null</c> body was a 500): every POST, PUT and
+/// PATCH under <c>/api/</c> takes a JSON object. Any other JSON value (<c>null</c>, an array, a number, a string, a
+/// boolean) is refused with a 400 naming the body before routing; an empty body counts as <c>{}</c>, so action
+/// endpoints can be called without one. Malformed JSON inside an object is left to the deserialiser, which names the field.
+/// </summary>
+public static class JsonObjectBodies
+{
+    private static readonly byte[] EmptyObject = "{}"u8.ToArray();
+
+    public static IApplicationBuilder UseJsonObjectBodies(this IApplicationBuilder app) => app.Use(async (context, next) =>
+    {
+        var request = context.Request;
+        if (!HttpMethods.IsPost(request.Method) && !HttpMethods.IsPut(request.Method) && !HttpMethods.IsPatch(request.Method)
+            || !request.Path.StartsWithSegments("/api", StringComparison.Ordinal))
+        {
+            await next(context);
+            return;
+        }
+
+        request.EnableBuffering();
+        var first = await FirstSignificantByteAsync(request.Body, context.RequestAborted);
+        request.Body.Position = 0;
+        if (first is null)
+        {
+            request.Body = new MemoryStream(EmptyObject);
+            request.ContentLength = EmptyObject.Length;
+            request.ContentType = "application/json";
+        }
+        else if (first != (byte)'{')
+        {
+            await Problems.WriteAsync(context, Problems.Validation(
+                $"The request body must be a JSON object, not {Describe(first.Value)}.", null, "body_not_an_object"));
+            return;
+        }
+
+        await next(context);
+    });
+
+    private static string Describe(byte first) => (char)first switch
+    {
+        'n' => "null",
+        '[' => "an array",
+        '"' => "a string",
+        't' or 'f' => "a boolean",
+        '-' or (>= '0' and <= '9') => "a number",
+        _ => "something that is not JSON",
+    };
+
+    /// <summary>The first byte that is not whitespace or a UTF-8 byte-order mark, or null for an empty body.</summary>
+    private static async Task<byte?> FirstSignificantByteAsync(Stream body, CancellationToken ct)
+    {
+        var buffer = new byte[256];
+        int read;
+        while ((read = await body.ReadAsync(buffer, ct)) > 0)
+        {
+            for (var i = 0; i < read; i++)
+            {
+                var b = buffer[i];
+                if (b is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n' or 0xEF or 0xBB or 0xBF) continue;
+                return b;
+            }
+        }
+
+        return null;
+    }
+}

@@ -1,0 +1,32 @@
+namespace ExternalData.EventSourced.Sources;
+
+/// <summary>
+/// Which sync type a table may use: the one rule module behind create, bulk update and setup's defaults. Each
+/// returns the reason in PostHog's words, or null when the choice is fine.
+/// </summary>
+public static class SyncTypeRules
+{
+    /// <summary>Can <paramref name="table"/> sync with <paramref name="syncType"/>? <paramref name="cdcEnabled"/> is
+    /// whether the source has CDC turned on.</summary>
+    public static string? Refusal(string table, string? syncType, DiscoveryFacts facts, bool cdcEnabled) => syncType switch
+    {
+        _ when facts.WebhookOnly && syncType != SyncTypes.Webhook => $"{table} can only be synced via webhooks — pick the Webhook sync method.",
+        SyncTypes.Cdc when !cdcEnabled => "CDC is not enabled for this source",
+        SyncTypes.Xmin => "xmin sync is not available for this source",
+        SyncTypes.Webhook when !facts.SupportsWebhooks => $"{table} does not support webhook sync",
+        SyncTypes.Incremental when !facts.SupportsIncremental => $"{table} does not support incremental sync",
+        SyncTypes.Append when !facts.SupportsAppend => $"{table} does not support append-only sync",
+        _ => null,
+    };
+
+    /// <summary>
+    /// Where PostHog's create and bulk update really differ, the difference is here and nowhere else:
+    /// create (ref §5.2 steps 14 and 17) judges only the entries it enables, since a disabled entry's sync type is
+    /// "not set up" and PostHog stores it as given (a CDC choice on a disabled entry is stored as null); bulk update
+    /// (ref §5.21) judges a sync type whenever the key is present, enabled or not, because it changes a stored schema.
+    /// </summary>
+    public static bool JudgedAtCreate(bool shouldSync) => shouldSync;
+
+    /// <summary>A reason said on its own (create answers one table at a time) ends as a sentence.</summary>
+    public static string AsSentence(string reason) => reason.EndsWith('.') ? reason : reason + ".";
+}
