@@ -103,7 +103,13 @@ public sealed class CapturedLogs : ILoggerProvider
         public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
         public bool IsEnabled(LogLevel logLevel) => true;
 
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-            lines.Enqueue($"{logLevel} {category}: {formatter(state, exception)} {exception}");
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            var line = $"{logLevel} {category}: {formatter(state, exception)} {exception}";
+            lines.Enqueue(line);
+            // EDTEST_LOG_FILE=path keeps the errors of a run for reading afterwards.
+            if (logLevel >= LogLevel.Error && Environment.GetEnvironmentVariable("EDTEST_LOG_FILE") is { Length: > 0 } file)
+                lock (lines) File.AppendAllText(file, line + Environment.NewLine);
+        }
     }
 }

@@ -48,6 +48,11 @@ public abstract class IntegrationContext(AppFixture app)
         return response.ShouldHaveStatus(HttpStatusCode.Created).Json;
     }
 
+    /// <summary>How many tables the default source config discovers (public schema of the test database: five tables
+    /// and a view). A create records the source and one event per table, so a new source is at version 1 + this.</summary>
+    protected const int PublicTables = 6;
+    protected const int CreatedVersion = 1 + PublicTables;
+
     /// <summary>The project's events, not counting Marten's tombstones (its record of appends that rolled back).</summary>
     protected async Task<long> EventCountAsync(string? streamId = null)
     {

@@ -42,10 +42,10 @@ public sealed class when_bulk_updating_schemas(AppFixture app) : IntegrationCont
         customers["enabled_columns"]!.AsArray().Select(c => c!.GetValue<string>()).ShouldBe(["id", "email"]);
 
         var source = (await Api.GetAsync(SourceUrl(id))).Json;
-        source["version"]!.GetValue<int>().ShouldBe(2);
+        source["version"]!.GetValue<int>().ShouldBe(CreatedVersion + 1);
         source["schemas"]!.AsArray().Single(s => s!["name"]!.GetValue<string>() == "orders")!["should_sync"]!.GetValue<bool>().ShouldBeFalse();
         source["schemas"]!.AsArray().Single(s => s!["name"]!.GetValue<string>() == "events")!["sync_type"]!.GetValue<string>().ShouldBe("full_refresh");
-        (await EventCountAsync(id)).ShouldBe(2);
+        (await EventCountAsync(id)).ShouldBe(CreatedVersion + 1);
     }
 
     [Fact]
@@ -79,7 +79,7 @@ public sealed class when_bulk_updating_schemas(AppFixture app) : IntegrationCont
             "No schema in the batch was changed.", "schemas");
         response.Json["errors"]!.AsArray().Select(e => e!["schema"]!.GetValue<string>()).ShouldBe(["events", "orders"]);
         (await Api.GetAsync(SourceUrl(id))).Text.ShouldBe(before);
-        (await EventCountAsync(id)).ShouldBe(1);
+        (await EventCountAsync(id)).ShouldBe(CreatedVersion);
     }
 
     [Theory]
@@ -103,7 +103,7 @@ public sealed class when_bulk_updating_schemas(AppFixture app) : IntegrationCont
 
         (await Api.PatchAsync(BulkUrl(id), Batch(entry))).ShouldBeProblem(HttpStatusCode.BadRequest,
             $"These schemas in the batch could not be saved: orders ({reason}). No schema in the batch was changed.", "schemas");
-        (await EventCountAsync(id)).ShouldBe(1);
+        (await EventCountAsync(id)).ShouldBe(CreatedVersion);
     }
 
     [Fact]
@@ -153,9 +153,9 @@ public sealed class when_bulk_updating_schemas(AppFixture app) : IntegrationCont
     public async Task if_match_is_enforced()
     {
         var (id, schemas) = await GivenSourceAsync();
-        var stale = new Dictionary<string, string> { ["If-Match"] = "7" };
+        var stale = new Dictionary<string, string> { ["If-Match"] = "70" };
 
         (await Api.PatchAsync(BulkUrl(id), Batch(new JsonObject { ["id"] = schemas["orders"], ["should_sync"] = false }), stale))
-            .ShouldBeProblem(HttpStatusCode.Conflict, "The source is at version 1, not 7. Fetch it again and re-apply your change.");
+            .ShouldBeProblem(HttpStatusCode.Conflict, $"The source is at version {CreatedVersion}, not 70. Fetch it again and re-apply your change.");
     }
 }

@@ -87,6 +87,6 @@ public sealed class when_authenticating_and_scoping(AppFixture app) : Integratio
         (await outsider.PostAsync(Sources, CreateBody())).ShouldHaveStatus(HttpStatusCode.NotFound);
         (await admin.GetAsync($"/api/projects/{otherProject}/external_data_sources/")).Json["count"]!.GetValue<int>().ShouldBe(0);
         (await Api.GetAsync(SourceUrl(id))).Json["description"].ShouldBeNull();
-        (await EventCountAsync(id)).ShouldBe(1);
+        (await EventCountAsync(id)).ShouldBe(CreatedVersion);
     }
 }

@@ -23,7 +23,7 @@ public sealed class when_creating_a_source(AppFixture app) : IntegrationContext(
         source["access_method"]!.GetValue<string>().ShouldBe("warehouse");
         source["created_via"]!.GetValue<string>().ShouldBe("api");
         source["created_by"]!.GetValue<string>().ShouldBe("test-admin");
-        source["version"]!.GetValue<int>().ShouldBe(1);
+        source["version"]!.GetValue<int>().ShouldBe(CreatedVersion);
         source["supports_column_selection"]!.GetValue<bool>().ShouldBeTrue();
         source["supports_webhooks"]!.GetValue<bool>().ShouldBeFalse();
 
@@ -48,7 +48,7 @@ public sealed class when_creating_a_source(AppFixture app) : IntegrationContext(
         events["sync_type"].ShouldBeNull();
 
         (await Api.GetAsync(SourceUrl(id))).ShouldHaveStatus(HttpStatusCode.OK).Json["id"]!.GetValue<string>().ShouldBe(id);
-        (await EventCountAsync(id)).ShouldBe(1);
+        (await EventCountAsync(id)).ShouldBe(CreatedVersion);
     }
 
     [Fact]

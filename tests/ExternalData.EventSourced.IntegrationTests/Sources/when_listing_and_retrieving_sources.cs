@@ -79,9 +79,9 @@ public sealed class when_listing_and_retrieving_sources(AppFixture app) : Integr
         await Task.Delay(100);
         (await Api.PatchAsync(SourceUrl(id), new System.Text.Json.Nodes.JsonObject { ["description"] = "later" })).ShouldHaveStatus(HttpStatusCode.OK);
 
-        (await Api.GetAsync($"{SourceUrl(id)}?as_of=1")).Json["description"].ShouldBeNull();
-        (await Api.GetAsync($"{SourceUrl(id)}?as_of={Uri.EscapeDataString(between.ToString("O"))}")).Json["version"]!.GetValue<int>().ShouldBe(1);
-        (await Api.GetAsync($"{SourceUrl(id)}?as_of=2")).Json["description"]!.GetValue<string>().ShouldBe("later");
+        (await Api.GetAsync($"{SourceUrl(id)}?as_of={CreatedVersion}")).Json["description"].ShouldBeNull();
+        (await Api.GetAsync($"{SourceUrl(id)}?as_of={Uri.EscapeDataString(between.ToString("O"))}")).Json["version"]!.GetValue<int>().ShouldBe(CreatedVersion);
+        (await Api.GetAsync($"{SourceUrl(id)}?as_of={CreatedVersion + 1}")).Json["description"]!.GetValue<string>().ShouldBe("later");
         (await Api.GetAsync($"{SourceUrl(id)}?as_of=yesterday")).ShouldBeProblem(HttpStatusCode.BadRequest,
             "as_of must be a stream version (a positive integer) or an ISO 8601 timestamp.", "as_of");
     }

@@ -3,7 +3,6 @@ using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.Sources;
 using JasperFx.Events;
 using Shouldly;
-using Wolverine.Marten;
 
 namespace ExternalData.EventSourced.UnitTests.Sources;
 
@@ -18,6 +17,8 @@ public sealed class when_deciding_an_update
         return source;
     }
 
+    private static UpdateSource Command(UpdateSource command) => command with { SourceId = when_folding_a_source.SourceId, Caller = when_folding_a_source.Caller };
+
     private static SourceChange NoConfigChange(Source source) =>
         new(source.JobInputs, null, null, false, SourceDetailsProjection.Create(new Event<SourceCreated>(when_folding_a_source.Created()) { Version = 1 }));
 
@@ -26,15 +27,16 @@ public sealed class when_deciding_an_update
     {
         var source = GivenSource();
 
-        var (details, events, _) = UpdateSourceEndpoint.Patch(new UpdateSource(null, "nightly", null, null, null, null, null), source,
-            NoConfigChange(source), Given.User(), Given.Now, Given.Registry);
+        var (details, updated) = UpdateSourceHandler.Decide(Command(new UpdateSource(null, "nightly", null, null, null, null, null)), source,
+            NoConfigChange(source), Given.Now, Given.Registry);
 
-        var updated = events.ShouldHaveSingleItem().ShouldBeOfType<SourceUpdated>();
+        updated.ShouldNotBeNull();
         updated.ChangedFields.ShouldBe(["description"]);
         updated.Description.ShouldBe("nightly");
         updated.Prefix.ShouldBe("prod");
         updated.Secrets.ShouldBeNull();
         updated.UpdatedBy.Name.ShouldBe("alice");
+        updated.UpdatedVia.ShouldBe("api");
         updated.UpdatedAt.ShouldBe(Given.Now);
         details.Description.ShouldBe("nightly");
         details.Version.ShouldBe(2);
@@ -45,12 +47,11 @@ public sealed class when_deciding_an_update
     {
         var source = GivenSource();
 
-        var (details, events, op) = UpdateSourceEndpoint.Patch(new UpdateSource("prod", null, true, null, "warehouse", "Postgres", "mcp"), source,
-            NoConfigChange(source), Given.User(), Given.Now, Given.Registry);
+        var (details, updated) = UpdateSourceHandler.Decide(Command(new UpdateSource("prod", null, true, null, "warehouse", "Postgres", "mcp")), source,
+            NoConfigChange(source), Given.Now, Given.Registry);
 
-        events.ShouldBeEmpty();
+        updated.ShouldBeNull();
         details.Version.ShouldBe(1);
-        op.ShouldBeOfType<NoOp>();
     }
 
     [Fact]
@@ -60,10 +61,10 @@ public sealed class when_deciding_an_update
         var sealedSecrets = new SealedSecrets("bm9uY2U=", "bmV3");
         var change = NoConfigChange(source) with { PublicConfig = new JsonObject { ["host"] = "db2.example.com" }, NewSecrets = sealedSecrets, ConfigChanged = true };
 
-        var (_, events, _) = UpdateSourceEndpoint.Patch(new UpdateSource(null, null, null, new JsonObject(), null, null, null), source, change, Given.User(), Given.Now,
+        var (_, updated) = UpdateSourceHandler.Decide(Command(new UpdateSource(null, null, null, new JsonObject(), null, null, null)), source, change, Given.Now,
             Given.Registry);
 
-        var updated = events.ShouldHaveSingleItem().ShouldBeOfType<SourceUpdated>();
+        updated.ShouldNotBeNull();
         updated.ChangedFields.ShouldBe(["job_inputs"]);
         updated.Secrets.ShouldBe(sealedSecrets);
         updated.JobInputs["host"]!.GetValue<string>().ShouldBe("db2.example.com");
@@ -82,13 +83,13 @@ public sealed class when_deciding_an_update
         var stored = new JsonObject { ["host"] = "db.example.com", ["port"] = 5432, ["database"] = "app", ["user"] = "u", ["password"] = "stored" };
         var incoming = JsonNode.Parse(incomingJson)!.AsObject();
 
-        UpdateSourceEndpoint.CarriesSecretsToNewTarget(definition, stored, definition.Config.Merge(stored, incoming), incoming).ShouldBe(refused);
+        UpdateSourceHandler.CarriesSecretsToNewTarget(definition, stored, definition.Config.Merge(stored, incoming), incoming).ShouldBe(refused);
     }
 
     [Fact]
     public void the_full_config_lays_secrets_back_into_nested_blocks()
     {
-        var combined = UpdateSourceEndpoint.Combine(
+        var combined = UpdateSourceHandler.Combine(
             new JsonObject { ["host"] = "h", ["auth_method"] = new JsonObject { ["selection"] = "api_key" } },
             new JsonObject { ["password"] = "p", ["auth_method"] = new JsonObject { ["api_key"] = "k" } });
 
@@ -99,13 +100,25 @@ public sealed class when_deciding_an_update
     public void delete_is_one_event_and_shreds_the_data_key()
     {
         var source = GivenSource();
+        var command = new DeleteSource(source.Id) { Caller = when_folding_a_source.Caller with { Channel = "mcp" } };
 
-        var (_, events, op) = DeleteSourceEndpoint.Delete(source, Given.User(), Given.Now);
+        var (outcome, events, op) = DeleteSourceHandler.Handle(command, source, DeleteSourceHandler.Load(command, source), Given.Now);
 
-        events.ShouldHaveSingleItem().ShouldBe(new SourceDeleted(source.Id, new ExternalData.EventSourced.Infrastructure.Http.Actor(
-            Guid.Parse("01a2176b-5003-7d90-8f49-c3ffe88af8df"), "alice"), Given.Now));
+        outcome.Problem.ShouldBeNull();
+        events.ShouldHaveSingleItem().ShouldBe(new SourceDeleted(source.Id, when_folding_a_source.Alice, "mcp", Given.Now));
         // The op itself is Wolverine's; the integration test proves the key is gone after a real delete.
         op.GetType().Name.ShouldStartWith("Delete");
         op.GetType().GenericTypeArguments.ShouldBe([typeof(DataKey)]);
+    }
+
+    [Fact]
+    public void a_stale_if_match_is_refused_before_anything_is_decided()
+    {
+        var source = GivenSource();
+        var outcome = DeleteSourceHandler.Load(new DeleteSource(source.Id) { ExpectedVersion = 7, Caller = when_folding_a_source.Caller }, source);
+
+        outcome.Problem!.Status.ShouldBe(409);
+        outcome.Problem.Extensions["code"].ShouldBe("stale_version");
+        DeleteSourceHandler.Load(new DeleteSource(source.Id) { Caller = when_folding_a_source.Caller }, null).Problem!.Status.ShouldBe(404);
     }
 }

@@ -17,10 +17,10 @@ public sealed class when_selecting_schemas_at_creation
         name, null, null, [new DiscoveredColumn("id", "integer", false), new DiscoveredColumn("updated_at", "timestamp", true)], fields,
         fields.Length > 0, fields.Length > 0, pk is not null, false, false, 10, pk, null, null);
 
-    private static (IReadOnlyList<SchemaSettings>? Schemas, string? Problem) Build(JsonNode? requested, bool direct = false)
+    private static (IReadOnlyList<SyncSettingsOf>? Schemas, string? Problem) Build(JsonNode? requested, bool direct = false)
     {
         var (schemas, problem) = SchemaSelection.Build(requested, Discovered, direct, cdcEnabled: false, Guid.NewGuid);
-        return (schemas, problem?.Detail);
+        return (schemas?.Select(s => new SyncSettingsOf(s.Name, s.Settings, s.Facts)).ToList(), problem?.Detail);
     }
 
     [Fact]
@@ -105,4 +105,21 @@ public sealed class when_selecting_schemas_at_creation
         Build(JsonNode.Parse("[{\"name\":\"orders\",\"row_filters\":[{\"column\":\"id\",\"operator\":\"=\",\"value\":1}]}]"), direct: true).Problem
             .ShouldBe("Row filter not allowed for schema 'orders': row filters are not available for direct query sources.");
     }
+}
+
+/// <summary>A built schema read flat, as the assertions above read it.</summary>
+internal sealed record SyncSettingsOf(string Name, SyncSettings Settings, TableFacts Facts)
+{
+    public bool ShouldSync => Settings.ShouldSync;
+    public string? SyncType => Settings.SyncType;
+    public string? IncrementalField => Settings.IncrementalField;
+    public string? IncrementalFieldType => Settings.IncrementalFieldType;
+    public int? IncrementalFieldLookbackSeconds => Settings.IncrementalFieldLookbackSeconds;
+    public IReadOnlyList<string>? PrimaryKeyColumns => Settings.PrimaryKeyColumns;
+    public string? SyncFrequency => Settings.SyncFrequency;
+    public string? SyncTimeOfDay => Settings.SyncTimeOfDay;
+    public IReadOnlyList<string>? EnabledColumns => Settings.EnabledColumns;
+    public System.Text.Json.Nodes.JsonArray? RowFilters => Settings.RowFilters;
+    public string? CdcTableMode => Settings.CdcTableMode;
+    public IReadOnlyList<AvailableColumn> AvailableColumns => Facts.Columns;
 }

@@ -6,11 +6,12 @@ namespace ExternalData.EventSourced.UnitTests.Sources;
 
 public sealed class when_updating_a_schema
 {
-    private static readonly SchemaSettings Orders = when_folding_a_source.Created().Schemas.Single(s => s.Name == "orders");
+    private static readonly SourceSchema Orders = when_folding_a_source.Orders;
 
-    private static SchemaSettings WebhookOnly => Orders with
+    private static SourceSchema WebhookOnly => new()
     {
-        Name = "Discount", SyncType = null, ShouldSync = false, Discovery = Orders.Discovery with { WebhookOnly = true, SupportsWebhooks = true },
+        Id = Guid.NewGuid(), Name = "Discount", Settings = Orders.Settings with { SyncType = null, ShouldSync = false },
+        Facts = Orders.Facts with { Capabilities = Orders.Facts.Capabilities with { WebhookOnly = true, SupportsWebhooks = true } },
     };
 
     [Fact]
@@ -19,7 +20,7 @@ public sealed class when_updating_a_schema
         var (result, changed, reason) = SchemaUpdate.Apply(Orders, JsonNode.Parse("{\"sync_frequency\":\"1hour\",\"should_sync\":true}")!.AsObject(), direct: false);
 
         reason.ShouldBeNull();
-        result.ShouldBe(Orders with { SyncFrequency = "1hour" });
+        result.ShouldBe(Orders.Settings with { SyncFrequency = "1hour" });
         changed.ShouldBe(["sync_frequency"]);
     }
 
@@ -57,7 +58,7 @@ public sealed class when_updating_a_schema
     {
         SchemaUpdate.Apply(Orders, JsonNode.Parse("{\"sync_type\":\"full_refresh\"}")!.AsObject(), direct: true).Reason
             .ShouldBe("sync settings are not available for direct query sources; only should_sync and enabled_columns apply");
-        SchemaUpdate.Apply(Orders with { SyncType = null }, JsonNode.Parse("{\"should_sync\":true,\"enabled_columns\":[\"id\"]}")!.AsObject(), direct: true)
+        SchemaUpdate.Apply(new SourceSchema { Id = Orders.Id, Name = Orders.Name, Facts = Orders.Facts, Settings = Orders.Settings with { SyncType = null } }, JsonNode.Parse("{\"should_sync\":true,\"enabled_columns\":[\"id\"]}")!.AsObject(), direct: true)
             .Reason.ShouldBeNull();
     }
 }

@@ -32,22 +32,24 @@ public static class JsonObjectBodies
         }
         else if (first != (byte)'{')
         {
-            await Problems.WriteAsync(context, Problems.Validation(
-                $"The request body must be a JSON object, not {Describe(first.Value)}.", null, "body_not_an_object"));
+            await Problems.WriteAsync(context, Describe(first.Value) is { } kind
+                ? Problems.Validation($"The request body must be a JSON object, not {kind}.", null, "body_not_an_object")
+                : Problems.Validation("The request body is not valid JSON.", null, "parse_error"));
             return;
         }
 
         await next(context);
     });
 
-    private static string Describe(byte first) => (char)first switch
+    /// <summary>What JSON value a body starting with this byte is, or null when it cannot be JSON at all.</summary>
+    private static string? Describe(byte first) => (char)first switch
     {
         'n' => "null",
         '[' => "an array",
         '"' => "a string",
         't' or 'f' => "a boolean",
         '-' or (>= '0' and <= '9') => "a number",
-        _ => "something that is not JSON",
+        _ => null,
     };
 
     /// <summary>The first byte that is not whitespace or a UTF-8 byte-order mark, or null for an empty body.</summary>
