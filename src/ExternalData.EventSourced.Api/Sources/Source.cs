@@ -49,6 +49,12 @@ public sealed class Source
         Secrets = e.Secrets ?? Secrets;
     }
 
+    // Table events change nothing the source-level deciders read, but they move the stream version the snapshot
+    // carries (If-Match is checked against it): Marten only advances a snapshot through events it has a method for.
+    public void Apply(SchemaAdded e) { }
+    public void Apply(SchemasBulkUpdated e) { }
+    public void Apply(SchemasRefreshed e) { }
+
     // A deleted source has no write model: later commands on it answer 404.
     public bool ShouldDelete(SourceDeleted e) => true;
 }

@@ -53,6 +53,21 @@ public abstract class IntegrationContext(AppFixture app)
     protected const int PublicTables = 6;
     protected const int CreatedVersion = 1 + PublicTables;
 
+    /// <summary>The stream versions of a source's events, in order, not counting tombstones.</summary>
+    protected async Task<IReadOnlyList<long>> StreamVersionsAsync(string streamId)
+    {
+        await using var connection = new NpgsqlConnection(App.Server.ConnectionStringFor("postgres"));
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(
+            $"SELECT version FROM {App.Schema}.mt_events WHERE tenant_id = @tenant AND type <> 'tombstone' AND stream_id = @stream::uuid ORDER BY seq_id", connection);
+        command.Parameters.AddWithValue("tenant", ProjectId);
+        command.Parameters.AddWithValue("stream", streamId);
+        var versions = new List<long>();
+        await using var reader = await command.ExecuteReaderAsync();
+        while (await reader.ReadAsync()) versions.Add(reader.GetInt64(0));
+        return versions;
+    }
+
     /// <summary>The project's events, not counting Marten's tombstones (its record of appends that rolled back).</summary>
     protected async Task<long> EventCountAsync(string? streamId = null)
     {

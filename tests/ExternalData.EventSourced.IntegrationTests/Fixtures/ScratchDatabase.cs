@@ -1,0 +1,71 @@
+using System.Text.Json.Nodes;
+using Npgsql;
+
+namespace ExternalData.EventSourced.IntegrationTests.Fixtures;
+
+/// <summary>A database of a test's own in the suite's server, for a test that shapes (and reshapes) the customer's
+/// tables itself. The service connects to it as the server's admin role.</summary>
+public sealed class ScratchDatabase
+{
+    private readonly TestDatabase _server;
+
+    private ScratchDatabase(TestDatabase server, string name)
+    {
+        _server = server;
+        Name = name;
+    }
+
+    public string Name { get; }
+
+    public static async Task<ScratchDatabase> CreateAsync(TestDatabase server, string sql, string prefix = "scratch")
+    {
+        var name = $"{prefix}_{Guid.NewGuid():N}"[..24];
+        await using (var admin = new NpgsqlConnection(server.ConnectionStringFor("postgres")))
+        {
+            await admin.OpenAsync();
+            await using var create = new NpgsqlCommand($"CREATE DATABASE {name}", admin);
+            await create.ExecuteNonQueryAsync();
+        }
+
+        var database = new ScratchDatabase(server, name);
+        await database.ExecuteAsync(sql);
+        return database;
+    }
+
+    public async Task ExecuteAsync(string sql)
+    {
+        await using var db = new NpgsqlConnection(_server.ConnectionStringFor(Name));
+        await db.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, db) { CommandTimeout = 600 };
+        await command.ExecuteNonQueryAsync();
+    }
+
+    public async Task DropAsync()
+    {
+        await using var admin = new NpgsqlConnection(_server.ConnectionStringFor("postgres"));
+        await admin.OpenAsync();
+        await using var drop = new NpgsqlCommand($"DROP DATABASE IF EXISTS {Name} WITH (FORCE)", admin);
+        await drop.ExecuteNonQueryAsync();
+    }
+
+    /// <summary>The Postgres config a caller would send for this database.</summary>
+    public JsonObject Config()
+    {
+        var admin = new NpgsqlConnectionStringBuilder(_server.AdminConnectionString);
+        return new JsonObject
+        {
+            ["host"] = _server.Host, ["port"] = _server.Port, ["database"] = Name, ["user"] = admin.Username,
+            ["password"] = admin.Password ?? "", ["schema"] = "public",
+        };
+    }
+
+    /// <summary>SQL that creates <paramref name="count"/> tables <c>t1..tN (id bigserial primary key, updated_at timestamptz, v text)</c>.</summary>
+    public static string WideTables(int count) => $"""
+        DO $$ BEGIN
+          FOR i IN 1..{count} LOOP
+            EXECUTE format('CREATE TABLE public.t%s (id bigserial PRIMARY KEY, updated_at timestamptz, v text)', i);
+          END LOOP;
+        END $$;
+        ANALYZE;
+        """;
+}
