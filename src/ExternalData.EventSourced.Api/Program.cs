@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using ExternalData.EventSourced.Credentials;
 using ExternalData.EventSourced.Infrastructure.Auth;
 using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.Infrastructure.Http;
@@ -45,6 +46,7 @@ builder.Services.AddMarten(opts =>
         opts.Events.MetadataConfig.UserNameEnabled = true;
         opts.Schema.For<ApiKey>().UniqueIndex(k => k.TokenHash);
         opts.ConfigureSources();
+        opts.ConfigureCredentials();
     })
     .ApplyAllDatabaseChangesOnStartup()
     .IntegrateWithWolverine();
@@ -60,6 +62,7 @@ builder.Host.UseWolverine(opts =>
     // Writes lock their source's stream, so they queue rather than collide; should an append still lose a race
     // (a stream first written by another node, say), load → decide → append runs again, a bounded number of times (ADR 0017).
     opts.OnException<ConcurrencyException>().RetryTimes(3);
+    opts.ConfigureCredentials();
 });
 builder.Services.AddWolverineHttp();
 
@@ -77,6 +80,9 @@ builder.Services.Scan(scan => scan
     .FromAssemblyOf<Program>().AddClasses(c => c.AssignableTo(typeof(IValidator<>))).AsImplementedInterfaces().WithSingletonLifetime());
 builder.Services.AddSingleton<SourceTypeRegistry>();
 builder.Services.ConfigureSources();
+builder.Services.Configure<CredentialsOptions>(builder.Configuration.GetSection(CredentialsOptions.Section));
+// Time is a service, so tests move the clock instead of sleeping.
+builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.Configure<NetworkOptions>(builder.Configuration.GetSection(NetworkOptions.Section));
 builder.Services.Configure<StripeOptions>(builder.Configuration.GetSection(StripeOptions.Section));
 builder.Services.AddSingleton<IHostPolicy, HostPolicy>();

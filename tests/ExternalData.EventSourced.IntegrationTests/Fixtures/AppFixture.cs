@@ -45,7 +45,8 @@ public sealed class AppFixture : IAsyncLifetime
 
     /// <summary>Starts a service host on the suite's database. <paramref name="allowPrivateHosts"/> false is the
     /// production network policy.</summary>
-    public Task<IAlbaHost> StartHostAsync(bool allowPrivateHosts) => AlbaHost.For<Program>(builder =>
+    public Task<IAlbaHost> StartHostAsync(bool allowPrivateHosts, Action<IServiceCollection>? services = null, IDictionary<string, string>? settings = null) =>
+        AlbaHost.For<Program>(builder =>
     {
         builder.UseEnvironment("Testing");
         builder.UseSetting("ConnectionStrings:Marten", Server.ConnectionStringFor("postgres"));
@@ -54,13 +55,15 @@ public sealed class AppFixture : IAsyncLifetime
         builder.UseSetting("ExternalData:Encryption:ActiveMasterKeyId", MasterKeyId);
         builder.UseSetting("ExternalData:Network:AllowPrivateHosts", allowPrivateHosts ? "true" : "false");
         builder.UseSetting("ExternalData:Stripe:ApiBase", Stripe.ApiBase);
-        builder.ConfigureServices(services =>
+        foreach (var (key, value) in settings ?? new Dictionary<string, string>()) builder.UseSetting(key, value);
+        builder.ConfigureServices(collection =>
         {
-            services.AddSingleton<ILoggerProvider>(Logs);
-            services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Debug));
-            services.RunWolverineInSoloMode();
-            services.DisableAllExternalWolverineTransports();
+            collection.AddSingleton<ILoggerProvider>(Logs);
+            collection.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Debug));
+            collection.RunWolverineInSoloMode();
+            collection.DisableAllExternalWolverineTransports();
         });
+        if (services is not null) builder.ConfigureServices(services);
     });
 
     public async Task<string> IssueKeyAsync(string name, IEnumerable<string> scopes, IEnumerable<string> projects)

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.Json.Nodes;
 using Npgsql;
+using Shouldly;
 
 namespace ExternalData.EventSourced.IntegrationTests.Fixtures;
 
@@ -66,6 +67,48 @@ public abstract class IntegrationContext(AppFixture app)
         await using var reader = await command.ExecuteReaderAsync();
         while (await reader.ReadAsync()) versions.Add(reader.GetInt64(0));
         return versions;
+    }
+
+    /// <summary>The canary's last word: no row of the event, document or Wolverine tables holds the marker (nor the
+    /// tail of it, as Stripe quotes a key's last characters).</summary>
+    protected async Task AssertNowhereStoredAsync(string marker)
+    {
+        await using var connection = new NpgsqlConnection(App.Server.ConnectionStringFor("postgres"));
+        await connection.OpenAsync();
+        var tables = new List<string>();
+        await using (var list = new NpgsqlCommand(
+                         "SELECT table_name FROM information_schema.tables WHERE table_schema = @schema AND (table_name = 'mt_events' OR table_name LIKE 'mt_doc_%' OR table_name LIKE 'wolverine_%')",
+                         connection))
+        {
+            list.Parameters.AddWithValue("schema", App.Schema);
+            await using var reader = await list.ExecuteReaderAsync();
+            while (await reader.ReadAsync()) tables.Add(reader.GetString(0));
+        }
+
+        tables.ShouldContain("mt_events");
+        foreach (var table in tables)
+        {
+            await using var count = new NpgsqlCommand(
+                $"SELECT count(*) FROM {App.Schema}.{table} t WHERE t::text LIKE '%' || @canary || '%' OR t::text LIKE '%' || @tail || '%'", connection);
+            count.Parameters.AddWithValue("tail", marker[^12..]);
+            count.Parameters.AddWithValue("canary", marker);
+            ((long)(await count.ExecuteScalarAsync())!).ShouldBe(0, $"{table} holds the secret in plaintext");
+        }
+    }
+
+    /// <summary>A login role whose password is the marker, able to read the source database's tables.</summary>
+    protected async Task<JsonObject> CanaryConfigAsync(string canary)
+    {
+        await using (var admin = new NpgsqlConnection(App.Server.ConnectionStringFor("postgres")))
+        {
+            await admin.OpenAsync();
+            await using var command = new NpgsqlCommand($"CREATE ROLE canary_{ProjectId} LOGIN PASSWORD '{canary}'; GRANT source_reader TO canary_{ProjectId};", admin);
+            await command.ExecuteNonQueryAsync();
+        }
+
+        var config = PostgresConfig(password: canary);
+        config["user"] = $"canary_{ProjectId}";
+        return config;
     }
 
     /// <summary>The project's events, not counting Marten's tombstones (its record of appends that rolled back).</summary>

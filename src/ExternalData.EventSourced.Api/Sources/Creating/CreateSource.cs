@@ -116,27 +116,36 @@ public static class CreateSourceHandler
     {
         if (draft.Problem is { } problem) return (problem, MartenOps.Nothing(), MartenOps.Nothing());
         var (created, tables) = Decide(command, draft.Value!, now);
-
-        var details = SourceDetailsProjection.Create(new Event<SourceCreated>(created) { Version = 1 })
-            .WithCapabilitiesOf(draft.Value!.Type)
-            .WithSchemas(draft.Value.Schemas.OrderBy(s => s.Name, StringComparer.Ordinal).Select(s => s.ToDetails()));
-        details.Version = 1 + tables.Count;
-        IMartenOp storeKey = draft.Value.DataKey is null ? MartenOps.Nothing() : MartenOps.Store(draft.Value.DataKey);
-        return (details, MartenOps.StartStream<Source>(created.SourceId, [created, .. tables]), storeKey);
+        return (Answer(draft.Value!, created, tables), MartenOps.StartStream<Source>(created.SourceId, [created, .. tables]), StoreKey(draft.Value!));
     }
 
-    public static (SourceCreated Created, IReadOnlyList<SchemaAdded> Tables) Decide(CreateSource command, NewSource source, DateTimeOffset now)
+    public static (SourceCreated Created, IReadOnlyList<SchemaAdded> Tables) Decide(CreateSource command, NewSource source, DateTimeOffset now) =>
+        Decide(source, command.Description, command.DirectQueryEnabled, command.Caller, command.CreatedVia ?? command.Caller.Channel, now);
+
+    /// <summary>The source as a read will return it, built by the read models' own pure methods.</summary>
+    public static SourceDetails Answer(NewSource source, SourceCreated created, IReadOnlyList<SchemaAdded> tables)
     {
-        var caller = command.Caller;
-        var channel = command.CreatedVia ?? caller.Channel;
+        var details = SourceDetailsProjection.Create(new Event<SourceCreated>(created) { Version = 1 })
+            .WithCapabilitiesOf(source.Type)
+            .WithSchemas(source.Schemas.OrderBy(s => s.Name, StringComparer.Ordinal).Select(s => s.ToDetails()));
+        details.Version = 1 + tables.Count;
+        return details;
+    }
+
+    public static IMartenOp StoreKey(NewSource source) => source.DataKey is null ? MartenOps.Nothing() : MartenOps.Store(source.DataKey);
+
+    /// <summary>A new source's events: the source, then one per table. Setup starts sources this way too.</summary>
+    public static (SourceCreated Created, IReadOnlyList<SchemaAdded> Tables) Decide(
+        NewSource source, string? description, bool? directQueryEnabled, Caller caller, string channel, DateTimeOffset now)
+    {
         var created = new SourceCreated(
             SourceId: source.Id,
             ProjectId: caller.ProjectId,
             SourceType: source.Type.Definition.Name,
             AccessMethod: source.AccessMethod,
             Prefix: source.Prefix,
-            Description: string.IsNullOrEmpty(command.Description) ? null : command.Description,
-            DirectQueryEnabled: command.DirectQueryEnabled ?? true,
+            Description: string.IsNullOrEmpty(description) ? null : description,
+            DirectQueryEnabled: directQueryEnabled ?? true,
             Engine: source.AccessMethod == AccessMethods.Direct ? source.Type.Definition.DirectQueryEngine : null,
             JobInputs: source.PublicConfig,
             Secrets: source.Secrets,

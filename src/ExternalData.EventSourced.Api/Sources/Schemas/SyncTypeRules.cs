@@ -29,4 +29,33 @@ public static class SyncTypeRules
 
     /// <summary>A reason said on its own (create answers one table at a time) ends as a sentence.</summary>
     public static string AsSentence(string reason) => reason.EndsWith('.') ? reason : reason + ".";
+
+    /// <summary>
+    /// The settings a table gets when nobody chose any (ref §7.1, §7.2; setup uses it): incremental where a cursor
+    /// exists (<c>updated_at</c>-like before <c>created_at</c>-like before any other candidate, such as an integer key),
+    /// else append, else full refresh; never CDC or webhook. Webhook-only tables, tables the credentials cannot read
+    /// and tables the source says not to sync by default start disabled.
+    /// </summary>
+    public static SyncSettings DefaultFor(SourceTypes.Discovery.DiscoveredTable table)
+    {
+        if (table.WebhookOnly || !table.ShouldSyncDefault || table.PermissionError is not null) return SyncSettings.Disabled with { SyncFrequency = SchemaSelection.DefaultFrequency };
+
+        var cursor = SourceTypes.Discovery.IncrementalFieldRanking.PickDefault(table.IncrementalFields);
+        var syncType = table.SupportsIncremental && cursor is not null ? SyncTypes.Incremental
+            : table.SupportsAppend && cursor is not null ? SyncTypes.Append
+            : SyncTypes.FullRefresh;
+        var cursorBased = syncType != SyncTypes.FullRefresh;
+        return new SyncSettings(
+            ShouldSync: true,
+            SyncType: syncType,
+            IncrementalField: cursorBased ? cursor!.Field : null,
+            IncrementalFieldType: cursorBased ? (string.IsNullOrEmpty(cursor!.FieldType) ? cursor.Type : cursor.FieldType) : null,
+            IncrementalFieldLookbackSeconds: null,
+            PrimaryKeyColumns: table.DetectedPrimaryKeys,
+            SyncFrequency: SchemaSelection.DefaultFrequency,
+            SyncTimeOfDay: null,
+            CdcTableMode: null,
+            EnabledColumns: null,
+            RowFilters: null);
+    }
 }

@@ -1,0 +1,85 @@
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using ExternalData.EventSourced.Credentials.Expiring;
+using ExternalData.EventSourced.Infrastructure.Encryption;
+using ExternalData.EventSourced.Infrastructure.Http;
+using ExternalData.EventSourced.Shared;
+using ExternalData.EventSourced.SourceTypes;
+using FluentValidation;
+using Microsoft.Extensions.Options;
+using Wolverine;
+using Wolverine.Http;
+using Wolverine.Marten;
+
+namespace ExternalData.EventSourced.Credentials.Stashing;
+
+/// <summary>POST external_data_sources/store_credentials/ (API.md §3 row 10, ref §5.17, §8). The connect page runs
+/// this same use case with channel <c>web</c>.</summary>
+public sealed record StashCredentials(string? SourceType, JsonObject? Payload) : ICommand
+{
+    [JsonIgnore] public Caller Caller { get; init; } = null!;
+
+    public sealed class Validator : AbstractValidator<StashCredentials>
+    {
+        public Validator()
+        {
+            RuleFor(x => x.SourceType).NotEmpty().WithMessage("This field is required.").WithErrorCode("required");
+            RuleFor(x => x.Payload).NotNull().WithMessage("This field is required.").WithErrorCode("required");
+        }
+    }
+}
+
+/// <summary>What <c>store_credentials</c> answers (ref §4.4): metadata, never the payload.</summary>
+public sealed record StoredCredential(Guid CredentialId, string SourceType, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt);
+
+/// <summary>A checked config, sealed under a data key of its own.</summary>
+public sealed record NewStash(Guid Id, string SourceType, SealedSecrets Payload, DataKey DataKey);
+
+public static class StashCredentialsHandler
+{
+    /// <summary>The same gate as create (<see cref="SourceConfigGate"/>: secret references refused, strings trimmed,
+    /// the form's rules, host policy, a live login), then the whole config sealed. Nothing is stored on failure.</summary>
+    public static async Task<Checked<NewStash>> LoadAsync(
+        StashCredentials command, IValidator<StashCredentials> validator, SourceTypeRegistry registry, SecretsCipher cipher, TimeProvider clock,
+        CancellationToken ct)
+    {
+        if (await Validation.CheckAsync(validator, command, ct) is { } invalid) return invalid;
+        if (!registry.TryGet(command.SourceType, out var type))
+            return Problems.Validation($"\"{command.SourceType}\" is not a valid choice.", "source_type", "invalid_choice");
+
+        var (config, problem) = SourceConfigGate.Validate(type, command.Payload!);
+        if (problem is not null) return problem;
+        if (await SourceConfigGate.CheckCredentialsAsync(type, config!, ct) is { } credentials) return credentials;
+
+        var id = Guid.CreateVersion7(clock.GetUtcNow());
+        var (dataKey, key) = cipher.NewDataKey(id, clock.GetUtcNow());
+        return new NewStash(id, type.Definition.Name, cipher.Seal(config!, key, id), dataKey);
+    }
+
+    /// <summary>The stash's stream starts, its key is stored, and its expiry is scheduled: one transaction.</summary>
+    public static (Checked<StoredCredential>, IMartenOp, IMartenOp, object[]) Handle(
+        StashCredentials command, Checked<NewStash> stash, TimeProvider clock, IOptions<CredentialsOptions> options)
+    {
+        if (stash.Problem is { } problem) return (problem, MartenOps.Nothing(), MartenOps.Nothing(), []);
+        var (stashed, expiry) = Decide(command.Caller, stash.Value!, clock.GetUtcNow(), options.Value.TimeToLive);
+        return (new StoredCredential(stashed.CredentialId, stashed.SourceType, stashed.StashedAt, stashed.ExpiresAt),
+            MartenOps.StartStream<CredentialStash>(stashed.CredentialId, stashed), MartenOps.Store(stash.Value!.DataKey), [expiry]);
+    }
+
+    public static (CredentialsStashed Stashed, DeliveryMessage<ExpireCredentials> Expiry) Decide(Caller caller, NewStash stash, DateTimeOffset now, TimeSpan timeToLive)
+    {
+        var expiresAt = now + timeToLive;
+        var stashed = new CredentialsStashed(stash.Id, caller.ProjectId, stash.SourceType, stash.Payload, caller.Actor, caller.Channel, now, expiresAt);
+        return (stashed, new ExpireCredentials(stash.Id, expiresAt).ScheduledAt(expiresAt));
+    }
+}
+
+public static class StashCredentialsEndpoint
+{
+    [WolverinePost("/api/projects/{project_id}/external_data_sources/store_credentials")]
+    public static async Task<IResult> Post(string project_id, StashCredentials command, HttpContext context, IMessageBus bus)
+    {
+        var outcome = await bus.RunAsync<StoredCredential>(command with { Caller = Caller.FromHttp(context, project_id) }, context.RequestAborted);
+        return outcome.Problem is { } problem ? Results.Problem(problem) : Results.Json(outcome.Value, statusCode: StatusCodes.Status201Created);
+    }
+}

@@ -1,0 +1,138 @@
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using ExternalData.EventSourced.Credentials;
+using ExternalData.EventSourced.Infrastructure.Encryption;
+using ExternalData.EventSourced.Infrastructure.Http;
+using ExternalData.EventSourced.Shared;
+using ExternalData.EventSourced.SourceTypes;
+using FluentValidation;
+using JasperFx.Events;
+using Marten;
+using Wolverine;
+using Wolverine.Http;
+using Wolverine.Marten;
+
+namespace ExternalData.EventSourced.Sources;
+
+/// <summary>POST external_data_sources/setup/ (API.md §3 row 8, ref §5.15, §7): one call from credentials to a
+/// source with sensible defaults. <c>payload.credential_id</c> consumes a stash, so an agent never sees the secrets.</summary>
+public sealed record SetUpSource(string? SourceType, JsonObject? Payload, string? Prefix, string? Description, bool? DirectQueryEnabled, JsonArray? Tables) : ICommand
+{
+    [JsonIgnore] public Caller Caller { get; init; } = null!;
+
+    public sealed class Validator : AbstractValidator<SetUpSource>
+    {
+        public Validator()
+        {
+            RuleFor(x => x.SourceType).NotEmpty().WithMessage("This field is required.").WithErrorCode("required");
+            RuleFor(x => x.Prefix).MaximumLength(100).WithMessage("Ensure this field has no more than 100 characters.").WithErrorCode("max_length");
+            RuleFor(x => x.Description).MaximumLength(400).WithMessage("Ensure this field has no more than 400 characters.").WithErrorCode("max_length");
+            RuleFor(x => x.Tables).Must(t => t is null || t.All(n => n is JsonValue v && v.TryGetValue<string>(out var s) && s.Length > 0))
+                .WithMessage("tables must be a list of table names.").WithErrorCode("invalid");
+        }
+    }
+}
+
+/// <summary>The checked setup: the new source, and the stash it consumes (locked for this write) if any.</summary>
+public sealed record SourceSetup(NewSource Source, IEventStream<CredentialStash>? Stash);
+
+/// <summary>201: the new source's id and [beyond] the full source (webhook registration comes with issue 9).</summary>
+public sealed record SetUpSourceResult(Guid Id, SourceDetails Source);
+
+public static class SetUpSourceHandler
+{
+    public static string CredentialNotFound(string id) => $"Stored credential '{id}' not found or expired";
+    public const string NoTables = "No tables found for this source. Check the credentials and permissions.";
+
+    /// <summary>
+    /// PostHog's order (ref §5.15): request rules, the stash (locked, so two setups cannot both consume it; stored
+    /// values win over inline ones), the config and live-credential gate, discovery, the default schemas, then the
+    /// create rules. Nothing is stored on failure, and the stash stays usable.
+    /// </summary>
+    public static async Task<Checked<SourceSetup>> LoadAsync(
+        SetUpSource command, IValidator<SetUpSource> validator, IDocumentSession session, SourceTypeRegistry registry, SecretsCipher cipher,
+        TimeProvider clock, CancellationToken ct)
+    {
+        if (await Validation.CheckAsync(validator, command, ct) is { } invalid) return invalid;
+        if (!registry.TryGet(command.SourceType, out var type))
+            return Problems.Validation($"\"{command.SourceType}\" is not a valid choice.", "source_type", "invalid_choice");
+
+        var now = clock.GetUtcNow();
+        var payload = (JsonObject?)command.Payload?.DeepClone() ?? [];
+        IEventStream<CredentialStash>? stash = null;
+        if (payload.ContainsKey("credential_id"))
+        {
+            var text = payload["credential_id"] is JsonValue v && v.TryGetValue<string>(out var s) ? s : payload["credential_id"]?.ToJsonString() ?? "null";
+            payload.Remove("credential_id");
+            if (!Guid.TryParse(text, out var credentialId)) return Problems.Validation(CredentialNotFound(text), "payload.credential_id", "credential_not_found");
+
+            stash = await session.Events.FetchForExclusiveWriting<CredentialStash>(credentialId, ct);
+            if (stash.Aggregate is not { } stored || !stored.IsUsableAt(now))
+                return Problems.Validation(CredentialNotFound(text), "payload.credential_id", "credential_not_found");
+            if (stored.SourceType != type.Definition.Name)
+                return Problems.Validation($"Stored credential '{text}' is for '{stored.SourceType}', not '{type.Definition.Name}'", "payload.credential_id", "credential_type_mismatch");
+
+            var dataKey = await session.LoadAsync<DataKey>(credentialId, ct);
+            if (dataKey is null || stored.Payload is null) return Problems.Validation(CredentialNotFound(text), "payload.credential_id", "credential_not_found");
+            foreach (var (field, value) in cipher.Unseal(stored.Payload, cipher.Unwrap(dataKey), credentialId)) payload[field] = value?.DeepClone();
+        }
+
+        var (config, configProblem) = SourceConfigGate.Validate(type, payload);
+        if (configProblem is not null) return configProblem;
+        if (await SourceConfigGate.CheckCredentialsAsync(type, config!, ct) is { } credentials) return credentials;
+
+        var discovery = await type.DiscoverAsync(config!, ct);
+        if (!discovery.Check.Ok) return Problems.Validation(discovery.Check.Message!, null, discovery.Check.Code!);
+        if (discovery.Tables.Count == 0) return Problems.Validation(NoTables, null, "no_tables");
+
+        var chosen = command.Tables?.Select(t => t!.GetValue<string>()).ToHashSet(StringComparer.Ordinal);
+        if (chosen?.FirstOrDefault(name => discovery.Tables.All(t => t.Name != name)) is { } unknown)
+            return Problems.Validation($"Table '{unknown}' was not found in the source. Discovered tables: see database_schema.", "tables", "unknown_table");
+
+        var prefix = string.IsNullOrEmpty(command.Prefix) ? null : command.Prefix;
+        if (SourcePrefix.CheckCharacters(prefix) is { } characters) return characters;
+        if (SourcePrefix.CheckAvailable(prefix, await SourcePrefix.InUseAsync(session, type.Definition.Name, ct)) is { } taken) return taken;
+
+        var schemas = discovery.Tables.Select(t => new NewSchema(Guid.CreateVersion7(), t.Name, SchemaSelection.FactsOf(t),
+            chosen is null || chosen.Contains(t.Name) ? SyncTypeRules.DefaultFor(t) : SyncSettings.Disabled with { SyncFrequency = SchemaSelection.DefaultFrequency })).ToList();
+
+        var id = Guid.CreateVersion7(now);
+        var (publicConfig, secrets) = type.Definition.Config.Split(config!);
+        if (secrets.Count == 0) return new SourceSetup(new NewSource(id, type, AccessMethods.Warehouse, prefix, publicConfig, null, null, schemas), stash);
+        var (sourceKey, key) = cipher.NewDataKey(id, now);
+        return new SourceSetup(new NewSource(id, type, AccessMethods.Warehouse, prefix, publicConfig, cipher.Seal(secrets, key, id), sourceKey, schemas), stash);
+    }
+
+    /// <summary>The source starts and the stash is consumed (its key destroyed) in the same transaction: a setup
+    /// that fails leaves the stash usable, one that succeeds can never be repeated with it.</summary>
+    public static (Checked<SetUpSourceResult>, IMartenOp, IMartenOp, IMartenOp, IMartenOp) Handle(SetUpSource command, Checked<SourceSetup> setup, TimeProvider clock)
+    {
+        if (setup.Problem is { } problem) return (problem, MartenOps.Nothing(), MartenOps.Nothing(), MartenOps.Nothing(), MartenOps.Nothing());
+        var now = clock.GetUtcNow();
+        var (source, stash) = setup.Value!;
+        var (created, tables) = CreateSourceHandler.Decide(source, command.Description, command.DirectQueryEnabled, command.Caller, command.Caller.Channel, now);
+        var details = CreateSourceHandler.Answer(source, created, tables);
+        IMartenOp consume = stash is null
+            ? MartenOps.Nothing()
+            : new AppendToLockedStream<CredentialStash>(stash, new CredentialsConsumed(stash.Id, source.Id, command.Caller.Actor, command.Caller.Channel, now));
+        IMartenOp shred = stash is null ? MartenOps.Nothing() : MartenOps.Delete<DataKey>(stash.Id);
+        return (new SetUpSourceResult(source.Id, details), MartenOps.StartStream<Source>(source.Id, [created, .. tables]), CreateSourceHandler.StoreKey(source), consume, shred);
+    }
+}
+
+/// <summary>Appends to a stream this transaction already holds (fetched for exclusive writing in the gate).</summary>
+public sealed record AppendToLockedStream<T>(IEventStream<T> Stream, object Event) : IMartenOp where T : class
+{
+    public void Execute(IDocumentSession session) => Stream.AppendOne(Event);
+}
+
+public static class SetUpSourceEndpoint
+{
+    [WolverinePost("/api/projects/{project_id}/external_data_sources/setup")]
+    public static async Task<IResult> Post(string project_id, SetUpSource command, HttpContext context, IMessageBus bus)
+    {
+        var outcome = await bus.RunAsync<SetUpSourceResult>(command with { Caller = Caller.FromHttp(context, project_id) }, context.RequestAborted);
+        if (outcome.Problem is { } problem) return Results.Problem(problem);
+        return Results.Json(outcome.Value, statusCode: StatusCodes.Status201Created);
+    }
+}
