@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using ExternalData.EventSourced.Credentials;
+using ExternalData.EventSourced.Credentials.ConnectLinks;
 using ExternalData.EventSourced.Infrastructure.Auth;
 using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.Infrastructure.Http;
@@ -45,8 +46,10 @@ builder.Services.AddMarten(opts =>
         opts.Events.MetadataConfig.HeadersEnabled = true;
         opts.Events.MetadataConfig.UserNameEnabled = true;
         opts.Schema.For<ApiKey>().UniqueIndex(k => k.TokenHash);
+        opts.Schema.For<DataProtectionKeyDocument>();
         opts.ConfigureSources();
         opts.ConfigureCredentials();
+        opts.ConfigureConnectLinks();
     })
     .ApplyAllDatabaseChangesOnStartup()
     .IntegrateWithWolverine();
@@ -81,6 +84,10 @@ builder.Services.Scan(scan => scan
 builder.Services.AddSingleton<SourceTypeRegistry>();
 builder.Services.ConfigureSources();
 builder.Services.Configure<CredentialsOptions>(builder.Configuration.GetSection(CredentialsOptions.Section));
+builder.Services.Configure<ConnectLinkOptions>(builder.Configuration.GetSection(ConnectLinkOptions.Section));
+// Connect-link tokens are Data Protection payloads; the keys live in the database, sealed under the master key.
+builder.Services.AddDatabaseDataProtection();
+builder.Services.AddSingleton<ConnectLinkTokens>();
 // Time is a service, so tests move the clock instead of sleeping.
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.Configure<NetworkOptions>(builder.Configuration.GetSection(NetworkOptions.Section));

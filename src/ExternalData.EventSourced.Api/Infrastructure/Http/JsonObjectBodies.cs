@@ -3,7 +3,7 @@ namespace ExternalData.EventSourced.Infrastructure.Http;
 
 /// <summary>
 /// The one place that decides what a request body may be (issue: a <c>null</c> body was a 500): every POST, PUT and
-/// PATCH under <c>/api/</c> takes a JSON object. Any other JSON value (<c>null</c>, an array, a number, a string, a
+/// PATCH under <c>/api/</c> and <c>/connect/</c> takes a JSON object. Any other JSON value (<c>null</c>, an array, a number, a string, a
 /// boolean) is refused with a 400 naming the body before routing; an empty body counts as <c>{}</c>, so action
 /// endpoints can be called without one. Malformed JSON inside an object is left to the deserialiser, which names the field.
 /// </summary>
@@ -15,7 +15,7 @@ public static class JsonObjectBodies
     {
         var request = context.Request;
         if (!HttpMethods.IsPost(request.Method) && !HttpMethods.IsPut(request.Method) && !HttpMethods.IsPatch(request.Method)
-            || !request.Path.StartsWithSegments("/api", StringComparison.Ordinal))
+            || !request.Path.StartsWithSegments("/api", StringComparison.Ordinal) && !request.Path.StartsWithSegments("/connect", StringComparison.Ordinal))
         {
             await next(context);
             return;

@@ -120,12 +120,6 @@ public static class SetUpSourceHandler
     }
 }
 
-/// <summary>Appends to a stream this transaction already holds (fetched for exclusive writing in the gate).</summary>
-public sealed record AppendToLockedStream<T>(IEventStream<T> Stream, object Event) : IMartenOp where T : class
-{
-    public void Execute(IDocumentSession session) => Stream.AppendOne(Event);
-}
-
 public static class SetUpSourceEndpoint
 {
     [WolverinePost("/api/projects/{project_id}/external_data_sources/setup")]
