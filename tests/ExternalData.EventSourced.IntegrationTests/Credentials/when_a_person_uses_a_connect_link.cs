@@ -76,6 +76,19 @@ public sealed class when_a_person_uses_a_connect_link(AppFixture app) : Integrat
     }
 
     [Fact]
+    public async Task the_form_follows_the_source_types_fields_selects_and_nested_secrets_included()
+    {
+        var link = (await Api.GetAsync($"{Sources}connect_link/?source_type=Stripe")).ShouldHaveStatus(HttpStatusCode.OK).Json;
+        using var http = App.Host.Server.CreateClient();
+        var html = await (await http.GetAsync(PathOf(link))).Content.ReadAsStringAsync();
+
+        html.ShouldContain("<select id=\"f-auth_method\" name=\"auth_method.selection\" data-select=\"auth_method\" required aria-required=\"true\">");
+        html.ShouldContain("<fieldset data-option-of=\"auth_method\" data-option=\"api_key\">");
+        html.ShouldContain("name=\"auth_method.stripe_secret_key\" type=\"password\"");
+        html.ShouldContain("<label for=\"f-stripe_account_id\">");
+    }
+
+    [Fact]
     public async Task a_refused_config_keeps_the_link_usable_and_never_echoes_the_secret()
     {
         var link = await LinkAsync();

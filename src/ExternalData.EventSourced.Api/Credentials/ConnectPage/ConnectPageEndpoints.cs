@@ -57,6 +57,7 @@ public static class ConnectPageEndpoints
         {
             "connect.js" => ("connect.js", "text/javascript; charset=utf-8"),
             "connect.css" => ("connect.css", "text/css; charset=utf-8"),
+            "icon.svg" => ("icon.svg", "image/svg+xml"),
             _ => (null, null),
         };
         var stream = resource is null ? null : typeof(ConnectPageEndpoints).Assembly.GetManifestResourceStream($"ExternalData.EventSourced.ConnectPage.{resource}");

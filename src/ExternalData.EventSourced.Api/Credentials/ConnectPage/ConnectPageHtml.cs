@@ -100,6 +100,7 @@ public static class ConnectPageHtml
           <meta name="viewport" content="width=device-width, initial-scale=1">
           <meta name="referrer" content="no-referrer">
           <title>{E(title)}</title>
+          <link rel="icon" href="/connect/assets/icon.svg" type="image/svg+xml">
           <link rel="stylesheet" href="/connect/assets/connect.css">
           <script src="/connect/assets/connect.js" defer></script>
         </head>
