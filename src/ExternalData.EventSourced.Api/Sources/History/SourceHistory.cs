@@ -1,0 +1,116 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using ExternalData.EventSourced.Infrastructure.Http;
+using ExternalData.EventSourced.Shared;
+using JasperFx.Events;
+using Marten;
+using Microsoft.Extensions.Options;
+using Wolverine.Http;
+
+namespace ExternalData.EventSourced.Sources;
+
+/// <summary>One entry of a source's history, as an auditor reads it (API.md §3 row 21).</summary>
+public sealed record HistoryEntry(
+    long Version, string Type, DateTimeOffset OccurredAt, HistoryActor Actor, string? CreatedVia, string? CorrelationId, string? CausationId,
+    string Summary, JsonNode? Data);
+
+public sealed record HistoryActor(string? Id, string? Name);
+
+/// <summary>GET external_data_sources/{id}/history/: the source's events in order, secrets masked, a sentence each.
+/// Answers for a deleted source too; another project's id is a 404 (its events are not in this project).</summary>
+public static class SourceHistoryEndpoint
+{
+    public const string Secret = "[secret]";
+
+    [WolverineGet("/api/projects/{project_id}/external_data_sources/{id}/history")]
+    public static async Task<IResult> Get(
+        Guid id, string? limit, string? offset, string? type, string? since, string? until, IQuerySession session,
+        IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json, HttpContext context, CancellationToken ct)
+    {
+        if (Paging.Parse(limit, offset) is not ({ } take, { } skip)) return Results.Problem(Paging.Problem(limit));
+        if (!TryTime(since, out var from)) return Results.Problem(Problems.Validation("since must be an ISO 8601 time.", "since", "invalid_since"));
+        if (!TryTime(until, out var to)) return Results.Problem(Problems.Validation("until must be an ISO 8601 time.", "until", "invalid_until"));
+
+        if (!await session.Events.QueryAllRawEvents().Where(e => e.StreamId == id).AnyAsync(ct)) return Results.Problem(Problems.NotFound());
+
+        // Marten keeps no statistics for raw event queries: the count is its own (cheap, indexed) query.
+        IQueryable<IEvent> query = session.Events.QueryAllRawEvents().Where(e => e.StreamId == id);
+        if (!string.IsNullOrEmpty(type)) query = query.Where(e => e.EventTypeName == type);
+        if (from is { } f) query = query.Where(e => e.Timestamp >= f);
+        if (to is { } t) query = query.Where(e => e.Timestamp <= t);
+        var total = await query.CountAsync(ct);
+        var events = await query.OrderBy(e => e.Version).Skip(skip).Take(take).ToListAsync(ct);
+
+        var entries = events.Select(e => Entry(e, json.Value.SerializerOptions)).ToList();
+        return Results.Json(Paging.PageOf(entries, total, take, skip, context));
+    }
+
+    public static HistoryEntry Entry(IEvent e, JsonSerializerOptions options) => new(
+        e.Version,
+        e.EventTypeName,
+        e.Timestamp,
+        new HistoryActor(Header(e, CallerMetadata.ActorIdHeader), Header(e, CallerMetadata.ActorNameHeader)),
+        Header(e, CallerMetadata.CreatedViaHeader),
+        e.CorrelationId,
+        e.CausationId,
+        Summary(e.Data),
+        Mask(JsonSerializer.SerializeToNode(e.Data, e.Data.GetType(), options)));
+
+    private static string? Header(IEvent e, string key) => e.Headers is { } headers && headers.TryGetValue(key, out var value) ? value?.ToString() : null;
+
+    /// <summary>Every sealed blob (the only form a secret takes in an event) shows as "[secret]".</summary>
+    public static JsonNode? Mask(JsonNode? node)
+    {
+        switch (node)
+        {
+            case JsonObject o when o.Count == 2 && o.ContainsKey("nonce") && o.ContainsKey("ciphertext"):
+                return JsonValue.Create(Secret);
+            case JsonObject o:
+                foreach (var key in o.Select(kv => kv.Key).ToList()) o[key] = Mask(o[key]?.DeepClone());
+                return o;
+            case JsonArray a:
+                for (var i = 0; i < a.Count; i++) a[i] = Mask(a[i]?.DeepClone());
+                return a;
+            default:
+                return node;
+        }
+    }
+
+    /// <summary>One human sentence per fact.</summary>
+    public static string Summary(object data) => data switch
+    {
+        SourceCreated c => $"{c.SourceType} source created{(c.Prefix is null ? "" : $" with prefix '{c.Prefix}'")}, {Tables(c.TableCount)} discovered",
+        SchemaAdded a => a.Settings.ShouldSync ? $"table {a.Name} added, enabled for {a.Settings.SyncType ?? "no"} sync" : $"table {a.Name} added, disabled",
+        SourceUpdated u => $"{string.Join(", ", u.ChangedFields.Select(f => f.Replace('_', ' ')))} changed",
+        SchemasBulkUpdated b => BulkSummary(b),
+        SchemasRefreshed r => $"schemas refreshed: {r.Added.Count} added, {r.Removed.Count} removed, {r.Disabled.Count} disabled" +
+                              (r.ColumnDrift.Count > 0 ? $", columns changed in {Tables(r.ColumnDrift.Count)}" : ""),
+        SourceDeleted => "source deleted; its secrets were destroyed",
+        _ => data.GetType().Name,
+    };
+
+    private static string BulkSummary(SchemasBulkUpdated b)
+    {
+        var enabled = b.Schemas.Where(s => s.ChangedFields.Contains("should_sync") && s.Settings.ShouldSync).ToList();
+        var disabled = b.Schemas.Count(s => s.ChangedFields.Contains("should_sync") && !s.Settings.ShouldSync);
+        var parts = new List<string>();
+        foreach (var group in enabled.GroupBy(s => s.Settings.SyncType ?? "unset"))
+            parts.Add($"{Tables(group.Count())} enabled for {group.Key.Replace('_', ' ')} sync");
+        if (disabled > 0) parts.Add($"{Tables(disabled)} disabled");
+        var other = b.Schemas.Count(s => !s.ChangedFields.Contains("should_sync"));
+        if (other > 0) parts.Add($"settings of {Tables(other)} changed");
+        return string.Join("; ", parts);
+    }
+
+    private static string Tables(int count) => count == 1 ? "1 table" : $"{count.ToString(CultureInfo.InvariantCulture)} tables";
+
+    private static bool TryTime(string? text, out DateTimeOffset? time)
+    {
+        time = null;
+        if (string.IsNullOrEmpty(text)) return true;
+        if (!DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed)) return false;
+        time = parsed;
+        return true;
+    }
+}
