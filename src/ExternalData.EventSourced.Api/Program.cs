@@ -129,6 +129,11 @@ builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>
     problem.Extensions["message"] = detail;
 });
 builder.Services.AddExceptionHandler<ConstraintViolationHandler>();
+// MCP (streamable HTTP, stateless): the same keys, scopes and use cases as REST (ADR 0022).
+builder.Services.AddHttpContextAccessor();
+builder.Services.AddSingleton<ExternalData.EventSourced.Mcp.McpCallers>();
+builder.Services.AddAuthorization();
+builder.Services.AddMcpServer().WithHttpTransport(o => o.Stateless = true).WithTools<ExternalData.EventSourced.Mcp.ExternalDataSourceTools>();
 builder.Services.AddHealthChecks().AddCheck<DatabaseReadyCheck>("database", tags: ["ready"]);
 
 var app = builder.Build();
@@ -141,8 +146,10 @@ app.UseRouteAliases();
 app.UseJsonObjectBodies();
 app.UseRouting();
 app.UseAuthentication();
+app.UseAuthorization();
 app.UseMiddleware<ProjectAccessMiddleware>();
 
+app.MapMcp("/mcp").RequireAuthorization();
 app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
 app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") });
 

@@ -8,8 +8,11 @@ namespace ExternalData.EventSourced.Credentials.Listing;
 public static class ListStoredCredentialsEndpoint
 {
     [WolverineGet("/api/projects/{project_id}/external_data_sources/stored_credentials")]
-    public static async Task<IReadOnlyList<StoredCredentialSummary>> Get(
-        string? source_type, string? search, IQuerySession session, TimeProvider clock, CancellationToken ct)
+    public static Task<IReadOnlyList<StoredCredentialSummary>> Get(
+        string? source_type, string? search, IQuerySession session, TimeProvider clock, CancellationToken ct) => QueryAsync(session, source_type, search, clock, ct);
+
+    public static async Task<IReadOnlyList<StoredCredentialSummary>> QueryAsync(
+        IQuerySession session, string? source_type, string? search, TimeProvider clock, CancellationToken ct)
     {
         // The expiry message removes a stash from this list; the time filter also hides one whose message is late.
         var now = clock.GetUtcNow();

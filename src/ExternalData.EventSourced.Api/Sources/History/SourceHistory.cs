@@ -32,7 +32,15 @@ public static class SourceHistoryEndpoint
         if (!TryTime(since, out var from)) return Results.Problem(Problems.Validation("since must be an ISO 8601 time.", "since", "invalid_since"));
         if (!TryTime(until, out var to)) return Results.Problem(Problems.Validation("until must be an ISO 8601 time.", "until", "invalid_until"));
 
-        if (!await session.Events.QueryAllRawEvents().Where(e => e.StreamId == id).AnyAsync(ct)) return Results.Problem(Problems.NotFound());
+        var page = await ReadAsync(session, id, take, skip, type, from, to, json.Value.SerializerOptions, ct);
+        return page is null ? Results.Problem(Problems.NotFound()) : Results.Json(Paging.PageOf(page.Value.Entries, page.Value.Total, take, skip, context));
+    }
+
+    /// <summary>A page of the history, or null when the project has no such source (every channel reads it this way).</summary>
+    public static async Task<(long Total, IReadOnlyList<HistoryEntry> Entries)?> ReadAsync(
+        IQuerySession session, Guid id, int take, int skip, string? type, DateTimeOffset? from, DateTimeOffset? to, JsonSerializerOptions options, CancellationToken ct)
+    {
+        if (!await session.Events.QueryAllRawEvents().Where(e => e.StreamId == id).AnyAsync(ct)) return null;
 
         // Marten keeps no statistics for raw event queries: the count is its own (cheap, indexed) query.
         IQueryable<IEvent> query = session.Events.QueryAllRawEvents().Where(e => e.StreamId == id);
@@ -41,9 +49,7 @@ public static class SourceHistoryEndpoint
         if (to is { } t) query = query.Where(e => e.Timestamp <= t);
         var total = await query.CountAsync(ct);
         var events = await query.OrderBy(e => e.Version).Skip(skip).Take(take).ToListAsync(ct);
-
-        var entries = events.Select(e => Entry(e, json.Value.SerializerOptions)).ToList();
-        return Results.Json(Paging.PageOf(entries, total, take, skip, context));
+        return (total, events.Select(e => Entry(e, options)).ToList());
     }
 
     public static HistoryEntry Entry(IEvent e, JsonSerializerOptions options) => new(

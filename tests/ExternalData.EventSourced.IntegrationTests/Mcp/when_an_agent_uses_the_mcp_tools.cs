@@ -1,0 +1,118 @@
+using System.Text.Json.Nodes;
+using ExternalData.EventSourced.Infrastructure.Auth;
+using ExternalData.EventSourced.IntegrationTests.Fixtures;
+using ExternalData.EventSourced.Shared;
+using ExternalData.EventSourced.Sources;
+using Marten;
+using Microsoft.Extensions.DependencyInjection;
+using ModelContextProtocol.Client;
+using ModelContextProtocol.Protocol;
+using Shouldly;
+
+namespace ExternalData.EventSourced.IntegrationTests.Mcp;
+
+/// <summary>The MCP server, driven by the SDK's own client over streamable HTTP: PostHog's tool names, the same keys,
+/// scopes and projects as REST, the same use cases, and <c>created_via = mcp</c> in event body and metadata.</summary>
+public sealed class when_an_agent_uses_the_mcp_tools(AppFixture app) : IntegrationContext(app)
+{
+    private async Task<McpClient> ConnectAsync(string? key = null)
+    {
+        var transport = new HttpClientTransport(new HttpClientTransportOptions
+        {
+            Endpoint = new Uri(App.Host.Server.BaseAddress, "/mcp"),
+            TransportMode = HttpTransportMode.StreamableHttp,
+            AdditionalHeaders = new Dictionary<string, string> { ["Authorization"] = $"Bearer {key ?? App.AdminKey}" },
+        }, App.Host.Server.CreateClient(), ownsHttpClient: true);
+        return await McpClient.CreateAsync(transport);
+    }
+
+    private static string Text(CallToolResult result) => result.Content.OfType<TextContentBlock>().Single().Text;
+
+    private Task<CallToolResult> CallAsync(McpClient client, string tool, Dictionary<string, object?> arguments) =>
+        client.CallToolAsync(tool, arguments).AsTask();
+
+    [Fact]
+    public async Task the_tools_have_posthogs_names_and_schemas_that_describe_their_arguments()
+    {
+        await using var client = await ConnectAsync();
+        var tools = await client.ListToolsAsync();
+
+        tools.Select(t => t.Name).Order().ShouldBe([
+            "data-warehouse-source-connect-link", "data-warehouse-source-setup", "data-warehouse-stored-credentials-list",
+            "external-data-sources-create", "external-data-sources-destroy", "external-data-sources-history", "external-data-sources-list",
+            "external-data-sources-partial-update", "external-data-sources-refresh-schemas", "external-data-sources-retrieve",
+        ]);
+        var list = tools.Single(t => t.Name == "external-data-sources-list");
+        list.Description.ShouldNotBeNullOrEmpty();
+        var schema = JsonNode.Parse(list.JsonSchema.GetRawText())!;
+        schema["properties"]!["projectId"]!["description"]!.GetValue<string>().ShouldContain("project");
+        schema["required"]!.AsArray().Select(r => r!.GetValue<string>()).ShouldContain("projectId");
+    }
+
+    [Fact]
+    public async Task create_retrieve_list_and_history_run_the_same_use_cases_and_say_mcp()
+    {
+        await using var client = await ConnectAsync();
+        var payload = PostgresConfig();
+        payload["schemas"] = OrdersIncremental();
+
+        var created = await CallAsync(client, "external-data-sources-create", new() { ["projectId"] = ProjectId, ["sourceType"] = "Postgres", ["payload"] = payload, ["prefix"] = "agent" });
+        created.IsError.ShouldNotBe(true, Text(created));
+        Text(created).ShouldNotContain(App.Source.ReaderPassword);
+        var source = JsonNode.Parse(Text(created))!;
+        var id = source["id"]!.GetValue<string>();
+        source["created_via"]!.GetValue<string>().ShouldBe("mcp");
+
+        var retrieved = JsonNode.Parse(Text(await CallAsync(client, "external-data-sources-retrieve", new() { ["projectId"] = ProjectId, ["id"] = id })))!;
+        retrieved["schemas"]!.AsArray().Count.ShouldBe(PublicTables);
+        var listed = JsonNode.Parse(Text(await CallAsync(client, "external-data-sources-list", new() { ["projectId"] = ProjectId })))!;
+        listed["results"]!.AsArray().Single()!["id"]!.GetValue<string>().ShouldBe(id);
+        (await CallAsync(client, "external-data-sources-partial-update", new() { ["projectId"] = ProjectId, ["id"] = id, ["description"] = "by an agent" })).IsError.ShouldNotBe(true);
+
+        var history = JsonNode.Parse(Text(await CallAsync(client, "external-data-sources-history", new() { ["projectId"] = ProjectId, ["id"] = id, ["type"] = "source_updated" })))!;
+        var entry = history["results"]!.AsArray().ShouldHaveSingleItem()!;
+        entry["created_via"]!.GetValue<string>().ShouldBe("mcp");
+        entry["summary"]!.GetValue<string>().ShouldBe("description changed");
+
+        await using var session = App.Host.Services.GetRequiredService<IDocumentStore>().QuerySession(ProjectId);
+        foreach (var e in await session.Events.FetchStreamAsync(Guid.Parse(id)))
+            e.Headers![CallerMetadata.CreatedViaHeader]!.ToString().ShouldBe("mcp");
+        (await session.Events.FetchStreamAsync(Guid.Parse(id)))[0].Data.ShouldBeOfType<SourceCreated>().CreatedVia.ShouldBe("mcp");
+    }
+
+    [Fact]
+    public async Task the_agent_safe_flow_works_through_tools_alone()
+    {
+        await using var client = await ConnectAsync();
+        var link = JsonNode.Parse(Text(await CallAsync(client, "data-warehouse-source-connect-link", new() { ["projectId"] = ProjectId, ["sourceType"] = "Postgres" })))!;
+        link["instructions"]!.GetValue<string>().ShouldContain("Never ask for passwords");
+        (await App.Anonymous().PostAsync($"{new Uri(link["connect_url"]!.GetValue<string>()).AbsolutePath}/credentials", new JsonObject { ["payload"] = PostgresConfig() }))
+            .Status.ShouldBe(System.Net.HttpStatusCode.Created);
+
+        var stored = JsonNode.Parse(Text(await CallAsync(client, "data-warehouse-stored-credentials-list", new() { ["projectId"] = ProjectId })))!.AsArray();
+        var credential = stored.ShouldHaveSingleItem()!["credential_id"]!.GetValue<string>();
+        var setUp = await CallAsync(client, "data-warehouse-source-setup", new()
+        {
+            ["projectId"] = ProjectId, ["sourceType"] = "Postgres", ["payload"] = new JsonObject { ["credential_id"] = credential }, ["tables"] = new[] { "orders" },
+        });
+        setUp.IsError.ShouldNotBe(true, Text(setUp));
+        JsonNode.Parse(Text(setUp))!["source"]!["created_via"]!.GetValue<string>().ShouldBe("mcp");
+    }
+
+    [Fact]
+    public async Task a_missing_scope_or_another_project_is_a_tool_error_and_no_key_is_refused()
+    {
+        var reader = await App.IssueKeyAsync("mcp-reader", [Scopes.Read], [ProjectId]);
+        await using var client = await ConnectAsync(reader);
+
+        var write = await CallAsync(client, "external-data-sources-destroy", new() { ["projectId"] = ProjectId, ["id"] = Guid.NewGuid() });
+        write.IsError.ShouldBe(true);
+        Text(write).ShouldContain("API key missing required scope 'external_data_source:write'");
+        var elsewhere = await CallAsync(client, "external-data-sources-list", new() { ["projectId"] = ProjectId + "7" });
+        elsewhere.IsError.ShouldBe(true);
+        Text(elsewhere).ShouldContain("Not found.");
+        (await CallAsync(client, "external-data-sources-retrieve", new() { ["projectId"] = ProjectId, ["id"] = Guid.NewGuid() })).IsError.ShouldBe(true);
+
+        await Should.ThrowAsync<Exception>(() => ConnectAsync("edk_not_a_key"));
+    }
+}
