@@ -16,6 +16,13 @@ public static class GetWizardEndpoint
     [WolverineGet("/api/projects/{project_id}/external_data_sources/wizard")]
     public static IResult Get(string? source_type, SourceTypeRegistry registry)
     {
+        var catalogue = Catalogue(source_type, registry);
+        return catalogue.Problem is { } problem ? Results.Problem(problem) : Results.Content(catalogue.Value!.ToJsonString(), "application/json");
+    }
+
+    /// <summary>The catalogue of the registered source types, or PostHog's refusal for unknown names (REST and MCP alike).</summary>
+    public static Shared.Checked<JsonObject> Catalogue(string? source_type, SourceTypeRegistry registry)
+    {
         var types = registry.All.OrderBy(t => t.Definition.Name, StringComparer.Ordinal).ToList();
         if (!string.IsNullOrWhiteSpace(source_type))
         {
@@ -23,8 +30,8 @@ public static class GetWizardEndpoint
             var unknown = wanted.Where(w => !registry.TryGet(w, out _)).Order(StringComparer.Ordinal).ToList();
             if (unknown.Count > 0)
             {
-                return Results.Problem(Problems.Validation(
-                    $"Unknown source_type(s): {string.Join(", ", unknown)}. Omit source_type to list every available type.", "source_type", "unknown_source_type"));
+                return Problems.Validation(
+                    $"Unknown source_type(s): {string.Join(", ", unknown)}. Omit source_type to list every available type.", "source_type", "unknown_source_type");
             }
 
             types = types.Where(t => wanted.Contains(t.Definition.Name)).ToList();
@@ -32,7 +39,7 @@ public static class GetWizardEndpoint
 
         var catalogue = new JsonObject();
         foreach (var type in types) catalogue[type.Definition.Name] = Describe(type.Definition);
-        return Results.Content(catalogue.ToJsonString(), "application/json");
+        return catalogue;
     }
 
     public static JsonObject Describe(SourceTypeDefinition d) => new()

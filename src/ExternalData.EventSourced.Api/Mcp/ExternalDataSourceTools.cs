@@ -130,6 +130,23 @@ public sealed class ExternalDataSourceTools(McpCallers callers, IMessageBus bus,
         return callers.Text(new { count = page.Total, results = page.Entries });
     }
 
+    [McpServerTool(Name = "external-data-sources-wizard", ReadOnly = true),
+     Description("The catalogue of source types this service can connect: their forms (secret fields flagged), capabilities and, for Stripe, its tables.")]
+    public string Wizard([Description(Project)] string projectId, [Description("Comma-separated source types, e.g. Postgres,Stripe.")] string? sourceType = null)
+    {
+        callers.For(projectId, Scopes.Read, "external-data-sources-wizard");
+        var catalogue = Catalogue.GetWizardEndpoint.Catalogue(sourceType, registry);
+        return catalogue.Problem is { } problem ? throw McpCallers.Error(problem) : catalogue.Value!.ToJsonString();
+    }
+
+    [McpServerTool(Name = "external-data-sources-connections-list", ReadOnly = true), Description("The project's direct-query sources, for live SQL.")]
+    public async Task<string> Connections([Description(Project)] string projectId, CancellationToken ct = default)
+    {
+        callers.For(projectId, Scopes.Read, "external-data-sources-connections-list");
+        await using var session = store.QuerySession(projectId);
+        return callers.Text(await ListConnectionsEndpoint.Get(session, ct));
+    }
+
     private async Task<SourceDetails> WithSchemasAsync(IQuerySession session, SourceDetails source, CancellationToken ct)
     {
         var schemas = await session.Query<SourceSchema>().Where(s => s.SourceId == source.Id && !s.Removed).OrderBy(s => s.Name).ToListAsync(ct);

@@ -39,14 +39,22 @@ public sealed class when_an_agent_uses_the_mcp_tools(AppFixture app) : Integrati
 
         tools.Select(t => t.Name).Order().ShouldBe([
             "data-warehouse-source-connect-link", "data-warehouse-source-setup", "data-warehouse-stored-credentials-list",
-            "external-data-sources-create", "external-data-sources-destroy", "external-data-sources-history", "external-data-sources-list",
-            "external-data-sources-partial-update", "external-data-sources-refresh-schemas", "external-data-sources-retrieve",
+            "external-data-sources-connections-list", "external-data-sources-create", "external-data-sources-destroy", "external-data-sources-history",
+            "external-data-sources-list", "external-data-sources-partial-update", "external-data-sources-refresh-schemas", "external-data-sources-retrieve",
+            "external-data-sources-wizard",
         ]);
         var list = tools.Single(t => t.Name == "external-data-sources-list");
         list.Description.ShouldNotBeNullOrEmpty();
         var schema = JsonNode.Parse(list.JsonSchema.GetRawText())!;
         schema["properties"]!["projectId"]!["description"]!.GetValue<string>().ShouldContain("project");
         schema["required"]!.AsArray().Select(r => r!.GetValue<string>()).ShouldContain("projectId");
+
+        var wizard = await client.CallToolAsync("external-data-sources-wizard", new Dictionary<string, object?> { ["projectId"] = ProjectId, ["sourceType"] = "Stripe" });
+        JsonNode.Parse(wizard.Content.OfType<TextContentBlock>().Single().Text)!.AsObject().Select(kv => kv.Key).ShouldBe(["Stripe"]);
+        var unknown = await client.CallToolAsync("external-data-sources-wizard", new Dictionary<string, object?> { ["projectId"] = ProjectId, ["sourceType"] = "Oracle" });
+        unknown.IsError.ShouldBe(true);
+        var connections = await client.CallToolAsync("external-data-sources-connections-list", new Dictionary<string, object?> { ["projectId"] = ProjectId });
+        JsonNode.Parse(connections.Content.OfType<TextContentBlock>().Single().Text)!.AsArray().ShouldBeEmpty();
     }
 
     [Fact]
