@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using ExternalData.EventSourced.Audit;
 using ExternalData.EventSourced.Credentials;
 using ExternalData.EventSourced.Credentials.ConnectLinks;
 using ExternalData.EventSourced.Infrastructure.Auth;
@@ -15,6 +16,7 @@ using FluentValidation;
 using JasperFx;
 using JasperFx.CommandLine;
 using JasperFx.Events;
+using JasperFx.Events.Daemon;
 using JasperFx.MultiTenancy;
 using Marten;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
@@ -50,8 +52,13 @@ builder.Services.AddMarten(opts =>
         opts.ConfigureSources();
         opts.ConfigureCredentials();
         opts.ConfigureConnectLinks();
+        opts.ConfigureAudit();
+        // A failed append leaves a gap in the event sequence; the daemon waits this long before skipping it.
+        opts.Projections.StaleSequenceThreshold = TimeSpan.FromMilliseconds(builder.Configuration.GetValue("ExternalData:Projections:StaleSequenceThresholdMs", 3000));
     })
     .ApplyAllDatabaseChangesOnStartup()
+    // Async projections (the audit feed) run on one node at a time; another takes over when it goes (HotCold).
+    .AddAsyncDaemon(DaemonMode.HotCold)
     .IntegrateWithWolverine();
 
 // Commands run through Wolverine; every write endpoint commits its events in one Marten transaction.
@@ -70,12 +77,7 @@ builder.Host.UseWolverine(opts =>
 builder.Services.AddWolverineHttp();
 
 // JSON is snake_case everywhere, as PostHog's API is.
-builder.Services.ConfigureSystemTextJsonForWolverineOrMinimalApi(o =>
-{
-    o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
-    o.SerializerOptions.DictionaryKeyPolicy = null;
-    o.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.Never;
-});
+builder.Services.ConfigureSystemTextJsonForWolverineOrMinimalApi(o => ApiJson.Configure(o.SerializerOptions));
 
 // Source types and validators are found by scanning: a new source type is one new class (ADR 0006).
 builder.Services.Scan(scan => scan
@@ -134,7 +136,7 @@ builder.Services.AddHttpContextAccessor();
 builder.Services.AddSingleton<ExternalData.EventSourced.Mcp.McpCallers>();
 builder.Services.AddAuthorization();
 builder.Services.AddMcpServer().WithHttpTransport(o => o.Stateless = true).WithTools<ExternalData.EventSourced.Mcp.ExternalDataSourceTools>();
-builder.Services.AddHealthChecks().AddCheck<DatabaseReadyCheck>("database", tags: ["ready"]);
+builder.Services.AddHealthChecks().AddCheck<DatabaseReadyCheck>("database", tags: ["ready"]).AddCheck<ProjectionLagCheck>("projections", tags: ["ready"]);
 
 var app = builder.Build();
 
@@ -151,7 +153,7 @@ app.UseMiddleware<ProjectAccessMiddleware>();
 
 app.MapMcp("/mcp").RequireAuthorization();
 app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
-app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") });
+app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready"), ResponseWriter = HealthReport.WriteAsync });
 
 app.MapWolverineEndpoints(opts =>
 {

@@ -55,6 +55,7 @@ public sealed class AppFixture : IAsyncLifetime
         builder.UseSetting("ExternalData:Encryption:ActiveMasterKeyId", MasterKeyId);
         builder.UseSetting("ExternalData:Network:AllowPrivateHosts", allowPrivateHosts ? "true" : "false");
         builder.UseSetting("ExternalData:Stripe:ApiBase", Stripe.ApiBase);
+        builder.UseSetting("ExternalData:Projections:StaleSequenceThresholdMs", "200");
         foreach (var (key, value) in settings ?? new Dictionary<string, string>()) builder.UseSetting(key, value);
         builder.ConfigureServices(collection =>
         {

@@ -14,7 +14,8 @@ public sealed class when_operating_the_service(AppFixture app) : IntegrationCont
         (await client.GetAsync("/health/live")).ShouldHaveStatus(HttpStatusCode.OK).Text.ShouldBe("Healthy");
         var ready = await client.GetAsync("/health/ready");
         ready.ShouldHaveStatus(HttpStatusCode.OK);
-        ready.Text.ShouldBe("Healthy");
+        ready.Json["status"]!.GetValue<string>().ShouldBe("Healthy");
+        ready.Json["checks"]!["database"]!["status"]!.GetValue<string>().ShouldBe("Healthy");
     }
 
     [Fact]

@@ -93,6 +93,11 @@ public static class SourceHistoryEndpoint
         SchemasRefreshed r => $"schemas refreshed: {r.Added.Count} added, {r.Removed.Count} removed, {r.Disabled.Count} disabled" +
                               (r.ColumnDrift.Count > 0 ? $", columns changed in {Tables(r.ColumnDrift.Count)}" : ""),
         SourceDeleted => "source deleted; its secrets were destroyed",
+        Credentials.CredentialsStashed c => $"{c.SourceType} credentials stored, usable once until {c.ExpiresAt.UtcDateTime.ToString("u", CultureInfo.InvariantCulture)}",
+        Credentials.CredentialsConsumed c => $"stored credentials used to set up source {c.SourceId}; their key was destroyed",
+        Credentials.CredentialsExpired => "stored credentials expired unused; their key was destroyed",
+        Credentials.ConnectLinks.ConnectLinkIssued l => $"connect link issued for {l.SourceType}",
+        Credentials.ConnectLinks.ConnectLinkSpent l => $"connect link used to store credentials {l.CredentialId}",
         _ => data.GetType().Name,
     };
 
