@@ -136,6 +136,12 @@ builder.Services.AddHttpContextAccessor();
 builder.Services.AddSingleton<ExternalData.EventSourced.Mcp.McpCallers>();
 builder.Services.AddAuthorization();
 builder.Services.AddMcpServer().WithHttpTransport(o => o.Stateless = true).WithTools<ExternalData.EventSourced.Mcp.ExternalDataSourceTools>();
+// The OpenAPI document at /api/schema/ and an interactive reference at /docs, both served by the service itself (ADR 0023).
+builder.Services.AddOpenApi(o =>
+{
+    o.AddDocumentTransformer<ApiDocument>();
+    o.AddOperationTransformer<ApiDocument>();
+});
 builder.Services.AddHealthChecks().AddCheck<DatabaseReadyCheck>("database", tags: ["ready"]).AddCheck<ProjectionLagCheck>("projections", tags: ["ready"]);
 
 var app = builder.Build();
@@ -152,6 +158,14 @@ app.UseAuthorization();
 app.UseMiddleware<ProjectAccessMiddleware>();
 
 app.MapMcp("/mcp").RequireAuthorization();
+app.MapOpenApi("/api/schema");
+app.MapGet("/", () => Results.Redirect("/docs/")).ExcludeFromDescription();
+app.UseSwaggerUI(o =>
+{
+    o.RoutePrefix = "docs";
+    o.SwaggerEndpoint("/api/schema", "External Data Sources API");
+    o.DocumentTitle = "ExternalData.EventSourced API";
+});
 app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
 app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready"), ResponseWriter = HealthReport.WriteAsync });
 

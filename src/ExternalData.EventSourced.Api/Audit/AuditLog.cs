@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Mvc;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using ExternalData.EventSourced.Credentials;
@@ -65,6 +66,7 @@ public sealed partial class AuditLogProjection : EventProjection
 public static class AuditLogEndpoint
 {
     [WolverineGet("/api/projects/{project_id}/external_data_sources/audit_log")]
+    [ProducesResponseType<Page<AuditEntry>>(StatusCodes.Status200OK)]
     public static async Task<IResult> Get(
         string? limit, string? offset, string? actor, string? created_via, string? type, string? since, string? until, IQuerySession session, HttpContext context,
         CancellationToken ct)

@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Mvc;
 using System.Text.Json.Nodes;
 using ExternalData.EventSourced.Infrastructure.Http;
 using ExternalData.EventSourced.SourceTypes;
@@ -14,6 +15,7 @@ namespace ExternalData.EventSourced.Catalogue;
 public static class GetWizardEndpoint
 {
     [WolverineGet("/api/projects/{project_id}/external_data_sources/wizard")]
+    [ProducesResponseType<JsonObject>(StatusCodes.Status200OK)]
     public static IResult Get(string? source_type, SourceTypeRegistry registry)
     {
         var catalogue = Catalogue(source_type, registry);

@@ -61,12 +61,13 @@ public sealed class when_an_agent_uses_the_mcp_tools(AppFixture app) : Integrati
     public async Task create_retrieve_list_and_history_run_the_same_use_cases_and_say_mcp()
     {
         await using var client = await ConnectAsync();
-        var payload = PostgresConfig();
+        var canary = $"canary-{Guid.NewGuid():N}";
+        var payload = await CanaryConfigAsync(canary);
         payload["schemas"] = OrdersIncremental();
 
         var created = await CallAsync(client, "external-data-sources-create", new() { ["projectId"] = ProjectId, ["sourceType"] = "Postgres", ["payload"] = payload, ["prefix"] = "agent" });
         created.IsError.ShouldNotBe(true, Text(created));
-        Text(created).ShouldNotContain(App.Source.ReaderPassword);
+        Text(created).ShouldNotContain(canary);
         var source = JsonNode.Parse(Text(created))!;
         var id = source["id"]!.GetValue<string>();
         source["created_via"]!.GetValue<string>().ShouldBe("mcp");
@@ -81,6 +82,10 @@ public sealed class when_an_agent_uses_the_mcp_tools(AppFixture app) : Integrati
         var entry = history["results"]!.AsArray().ShouldHaveSingleItem()!;
         entry["created_via"]!.GetValue<string>().ShouldBe("mcp");
         entry["summary"]!.GetValue<string>().ShouldBe("description changed");
+        var all = await CallAsync(client, "external-data-sources-history", new() { ["projectId"] = ProjectId, ["id"] = id });
+        Text(all).ShouldNotContain(canary);
+        Text(await CallAsync(client, "external-data-sources-list", new() { ["projectId"] = ProjectId })).ShouldNotContain(canary);
+        await AssertNowhereStoredAsync(canary);
 
         await using var session = App.Host.Services.GetRequiredService<IDocumentStore>().QuerySession(ProjectId);
         foreach (var e in await session.Events.FetchStreamAsync(Guid.Parse(id)))

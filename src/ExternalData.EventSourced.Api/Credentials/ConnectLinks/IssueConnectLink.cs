@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Mvc;
 using System.Text.Json.Serialization;
 using ExternalData.EventSourced.Infrastructure.Http;
 using ExternalData.EventSourced.Shared;
@@ -50,6 +51,7 @@ public static class IssueConnectLinkHandler
 public static class IssueConnectLinkEndpoint
 {
     [WolverineGet("/api/projects/{project_id}/external_data_sources/connect_link")]
+    [ProducesResponseType<ConnectLinkAnswer>(StatusCodes.Status200OK)]
     public static async Task<IResult> Get(string project_id, string? source_type, HttpContext context, IMessageBus bus)
     {
         var command = new IssueConnectLink(source_type)

@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Mvc;
 using System.Text.Json.Nodes;
 using ExternalData.EventSourced.Credentials.ConnectLinks;
 using ExternalData.EventSourced.Credentials.Stashing;
@@ -25,6 +26,7 @@ public static class ConnectPageEndpoints
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
     [WolverineGet("/connect/{token}")]
+    [ProducesResponseType<string>(StatusCodes.Status200OK, "text/html")]
     public static async Task<IResult> Get(string token, ConnectLinkTokens tokens, IDocumentStore store, SourceTypeRegistry registry, TimeProvider clock, HttpContext context)
     {
         Harden(context);
@@ -36,6 +38,7 @@ public static class ConnectPageEndpoints
 
     /// <summary>Runs exactly the store_credentials use case, with channel <c>web</c>, acting for whoever issued the link.</summary>
     [WolverinePost("/connect/{token}/credentials")]
+    [ProducesResponseType<StoredCredential>(StatusCodes.Status201Created)]
     public static async Task<IResult> Post(string token, ConnectSubmission submission, ConnectLinkTokens tokens, IDocumentStore store, TimeProvider clock,
         IMessageBus bus, HttpContext context)
     {
@@ -50,6 +53,7 @@ public static class ConnectPageEndpoints
     }
 
     [WolverineGet("/connect/assets/{file}")]
+    [ProducesResponseType<string>(StatusCodes.Status200OK, "text/javascript", "text/css", "image/svg+xml")]
     public static IResult Asset(string file, HttpContext context)
     {
         Harden(context);

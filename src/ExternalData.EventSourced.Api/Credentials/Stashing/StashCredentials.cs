@@ -99,6 +99,7 @@ public static class StashCredentialsHandler
 public static class StashCredentialsEndpoint
 {
     [WolverinePost("/api/projects/{project_id}/external_data_sources/store_credentials")]
+    [ProducesResponseType<StoredCredential>(StatusCodes.Status201Created)]
     public static async Task<IResult> Post(string project_id, StashCredentials command, HttpContext context, IMessageBus bus)
     {
         var outcome = await bus.RunAsync<StoredCredential>(command with { Caller = Caller.FromHttp(context, project_id) }, context.RequestAborted);

@@ -7,6 +7,7 @@ using ExternalData.EventSourced.SourceTypes;
 using FluentValidation;
 using JasperFx.Events;
 using Marten;
+using Microsoft.AspNetCore.Mvc;
 using Wolverine;
 using Wolverine.Http;
 using Wolverine.Marten;
@@ -165,6 +166,7 @@ public static class CreateSourceEndpoint
     /// <summary>REST is one channel of the use case: it names the caller and the project, then answers 201 with
     /// the full source and its Location, or the problem.</summary>
     [WolverinePost("/api/projects/{project_id}/external_data_sources")]
+    [ProducesResponseType<SourceDetails>(StatusCodes.Status201Created)]
     public static async Task<IResult> Post(string project_id, CreateSource command, HttpContext context, IMessageBus bus, SourceTypeRegistry registry)
     {
         // PostHog lets a REST client say which channel it is (its MCP server sends created_via=mcp); the event body and

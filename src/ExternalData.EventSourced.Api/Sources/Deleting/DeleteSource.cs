@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Mvc;
 using System.Text.Json.Serialization;
 using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.Infrastructure.Http;
@@ -39,6 +40,7 @@ public static class DeleteSourceHandler
 public static class DeleteSourceEndpoint
 {
     [WolverineDelete("/api/projects/{project_id}/external_data_sources/{id}")]
+    [ProducesResponseType(StatusCodes.Status204NoContent)]
     public static async Task<IResult> Delete(string project_id, Guid id, HttpContext context, IMessageBus bus)
     {
         var outcome = await bus.RunAsync<SourceRemoved>(

@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Mvc;
 using System.Text.Json.Nodes;
 using ExternalData.EventSourced.Infrastructure.Http;
 using ExternalData.EventSourced.Shared;
@@ -38,6 +39,7 @@ public sealed record PreviewColumn(string Field, string Label, string Type, bool
 public static class PreviewDatabaseSchemaEndpoint
 {
     [WolverinePost("/api/projects/{project_id}/external_data_sources/database_schema")]
+    [ProducesResponseType<IReadOnlyList<PreviewTable>>(StatusCodes.Status200OK)]
     public static async Task<IResult> Post(JsonObject body, SourceTypeRegistry registry, CancellationToken ct)
     {
         if (SchemaRules.Text(body, "source_type") is not { } sourceType)

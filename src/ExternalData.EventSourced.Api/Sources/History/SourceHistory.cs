@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Mvc;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -24,6 +25,7 @@ public static class SourceHistoryEndpoint
     public const string Secret = "[secret]";
 
     [WolverineGet("/api/projects/{project_id}/external_data_sources/{id}/history")]
+    [ProducesResponseType<Page<HistoryEntry>>(StatusCodes.Status200OK)]
     public static async Task<IResult> Get(
         Guid id, string? limit, string? offset, string? type, string? since, string? until, IQuerySession session,
         IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json, HttpContext context, CancellationToken ct)

@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Mvc;
 using ExternalData.EventSourced.Infrastructure.Http;
 using ExternalData.EventSourced.SourceTypes;
 using FluentValidation;
@@ -20,6 +21,7 @@ public static class CheckSourcePrefixEndpoint
 {
     /// <summary>Uniqueness only, as PostHog (character rules are create's). 200 with an empty body when free.</summary>
     [WolverinePost("/api/projects/{project_id}/external_data_sources/source_prefix")]
+    [ProducesResponseType(StatusCodes.Status200OK)]
     public static async Task<IResult> Post(CheckSourcePrefix command, IQuerySession session, SourceTypeRegistry registry, CancellationToken ct)
     {
         if (!registry.TryGet(command.SourceType, out var type))

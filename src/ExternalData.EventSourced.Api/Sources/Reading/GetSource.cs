@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Mvc;
 using System.Globalization;
 using ExternalData.EventSourced.Infrastructure.Http;
 using ExternalData.EventSourced.SourceTypes;
@@ -12,6 +13,7 @@ namespace ExternalData.EventSourced.Sources;
 public static class GetSourceEndpoint
 {
     [WolverineGet("/api/projects/{project_id}/external_data_sources/{id}")]
+    [ProducesResponseType<SourceDetails>(StatusCodes.Status200OK)]
     public static async Task<IResult> Get(Guid id, string? as_of, IQuerySession session, SourceTypeRegistry registry, CancellationToken ct)
     {
         if (string.IsNullOrEmpty(as_of))

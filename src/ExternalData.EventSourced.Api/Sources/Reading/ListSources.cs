@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Mvc;
 using ExternalData.EventSourced.Shared;
 using ExternalData.EventSourced.SourceTypes;
 using Marten;
@@ -11,6 +12,7 @@ namespace ExternalData.EventSourced.Sources;
 public static class ListSourcesEndpoint
 {
     [WolverineGet("/api/projects/{project_id}/external_data_sources")]
+    [ProducesResponseType<Page<SourceDetails>>(StatusCodes.Status200OK)]
     public static async Task<IResult> Get(
         string? limit, string? offset, string? search, IQuerySession session, SourceTypeRegistry registry, HttpContext context, CancellationToken ct)
     {

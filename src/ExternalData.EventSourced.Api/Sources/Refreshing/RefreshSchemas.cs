@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Mvc;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using ExternalData.EventSourced.Infrastructure.Encryption;
@@ -91,6 +92,7 @@ public static class StoredConfig
 public static class RefreshSchemasEndpoint
 {
     [WolverinePost("/api/projects/{project_id}/external_data_sources/{id}/refresh_schemas")]
+    [ProducesResponseType<SchemasRefreshResult>(StatusCodes.Status200OK)]
     public static async Task<IResult> Post(string project_id, Guid id, HttpContext context, IMessageBus bus)
     {
         var outcome = await bus.RunAsync<SchemasRefreshResult>(

@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Mvc;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using ExternalData.EventSourced.Infrastructure.Http;
@@ -107,6 +108,7 @@ public static class BulkUpdateSchemasHandler
 public static class BulkUpdateSchemasEndpoint
 {
     [WolverinePatch("/api/projects/{project_id}/external_data_sources/{id}/bulk_update_schemas")]
+    [ProducesResponseType<IReadOnlyList<SchemaDetails>>(StatusCodes.Status200OK)]
     public static async Task<IResult> Patch(string project_id, Guid id, BulkUpdateSchemas command, HttpContext context, IMessageBus bus)
     {
         var outcome = await bus.RunAsync<IReadOnlyList<SchemaDetails>>(

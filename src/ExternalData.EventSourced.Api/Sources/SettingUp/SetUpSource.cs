@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Mvc;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using ExternalData.EventSourced.Credentials;
@@ -123,6 +124,7 @@ public static class SetUpSourceHandler
 public static class SetUpSourceEndpoint
 {
     [WolverinePost("/api/projects/{project_id}/external_data_sources/setup")]
+    [ProducesResponseType<SetUpSourceResult>(StatusCodes.Status201Created)]
     public static async Task<IResult> Post(string project_id, SetUpSource command, HttpContext context, IMessageBus bus)
     {
         var outcome = await bus.RunAsync<SetUpSourceResult>(command with { Caller = Caller.FromHttp(context, project_id) }, context.RequestAborted);

@@ -185,6 +185,7 @@ public static class UpdateSourceEndpoint
     /// <summary>200 with the source's own fields. <c>Prefer: return=representation</c> adds every schema, as a
     /// retrieve does; by default they are left out so a PATCH costs the same on 5,000 tables as on 2 (ADR 0016).</summary>
     [WolverinePatch("/api/projects/{project_id}/external_data_sources/{id}")]
+    [ProducesResponseType<SourceDetails>(StatusCodes.Status200OK)]
     public static async Task<IResult> Patch(string project_id, Guid id, UpdateSource command, HttpContext context, IMessageBus bus, IQuerySession session)
     {
         var outcome = await bus.RunAsync<SourceDetails>(
