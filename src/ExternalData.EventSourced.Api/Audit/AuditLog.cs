@@ -72,20 +72,8 @@ public static class AuditLogEndpoint
         CancellationToken ct)
     {
         if (Paging.Parse(limit, offset) is not ({ } take, { } skip)) return Results.Problem(Paging.Problem(limit));
-        DateTimeOffset? from = null, to = null;
-        if (!string.IsNullOrEmpty(since))
-        {
-            if (!DateTimeOffset.TryParse(since, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var f))
-                return Results.Problem(Problems.Validation("since must be an ISO 8601 time.", "since", "invalid_since"));
-            from = f;
-        }
-
-        if (!string.IsNullOrEmpty(until))
-        {
-            if (!DateTimeOffset.TryParse(until, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var u))
-                return Results.Problem(Problems.Validation("until must be an ISO 8601 time.", "until", "invalid_until"));
-            to = u;
-        }
+        var (from, to, badTime) = TimeRange.Parse(since, until);
+        if (badTime is not null) return Results.Problem(badTime);
 
         IQueryable<AuditEntry> query = session.Query<AuditEntry>().Stats(out var stats);
         if (!string.IsNullOrEmpty(actor)) query = query.Where(e => e.ActorName == actor);

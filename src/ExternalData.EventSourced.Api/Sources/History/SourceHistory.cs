@@ -31,8 +31,8 @@ public static class SourceHistoryEndpoint
         IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json, HttpContext context, CancellationToken ct)
     {
         if (Paging.Parse(limit, offset) is not ({ } take, { } skip)) return Results.Problem(Paging.Problem(limit));
-        if (!TryTime(since, out var from)) return Results.Problem(Problems.Validation("since must be an ISO 8601 time.", "since", "invalid_since"));
-        if (!TryTime(until, out var to)) return Results.Problem(Problems.Validation("until must be an ISO 8601 time.", "until", "invalid_until"));
+        var (from, to, badTime) = TimeRange.Parse(since, until);
+        if (badTime is not null) return Results.Problem(badTime);
 
         var page = await ReadAsync(session, id, take, skip, type, from, to, json.Value.SerializerOptions, ct);
         return page is null ? Results.Problem(Problems.NotFound()) : Results.Json(Paging.PageOf(page.Value.Entries, page.Value.Total, take, skip, context));
@@ -117,13 +117,4 @@ public static class SourceHistoryEndpoint
     }
 
     private static string Tables(int count) => count == 1 ? "1 table" : $"{count.ToString(CultureInfo.InvariantCulture)} tables";
-
-    private static bool TryTime(string? text, out DateTimeOffset? time)
-    {
-        time = null;
-        if (string.IsNullOrEmpty(text)) return true;
-        if (!DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed)) return false;
-        time = parsed;
-        return true;
-    }
 }
