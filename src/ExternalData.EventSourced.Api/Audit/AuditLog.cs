@@ -50,6 +50,8 @@ public sealed partial class AuditLogProjection : EventProjection
 
     public override ValueTask ApplyAsync(IDocumentOperations operations, IEvent e, CancellationToken cancellation)
     {
+        // Marten records an append that rolled back as a "tombstone" event; it is no fact of anyone's.
+        if (e.EventTypeName == "tombstone") return ValueTask.CompletedTask;
         var entry = SourceHistoryEndpoint.Entry(e, ApiJson.Options);
         operations.ForTenant(e.TenantId).Store(new AuditEntry
         {
