@@ -19,12 +19,12 @@ public sealed class no_input_causes_a_server_error(AppFixture app) : Integration
     private static readonly Gen<JsonNode?> Value = Gen.OneOf(
         Scalar,
         Scalar.Array[0, 3].Select(a => (JsonNode?)new JsonArray(a.Select(n => n?.DeepClone()).ToArray())),
-        Gen.Select(Gen.OneOf("host", "port", "password", "name", "id", "selection", "secretRef", "enabled"), Scalar, (k, v) => (JsonNode?)new JsonObject { [k] = v?.DeepClone() }));
+        Gen.Select(Gen.OneOf("host", "port", "password", "name", "id", "selection", "secretRef", "enabled", "credential_id"), Scalar, (k, v) => (JsonNode?)new JsonObject { [k] = v?.DeepClone() }));
 
     private static readonly string[] Keys =
     [
         "source_type", "payload", "prefix", "description", "access_method", "created_via", "direct_query_enabled", "job_inputs", "schemas", "host", "port",
-        "database", "user", "password", "schema", "ssh_tunnel", "auth_method", "stripe_secret_key", "should_sync", "sync_type", "id",
+        "database", "user", "password", "schema", "ssh_tunnel", "auth_method", "stripe_secret_key", "should_sync", "sync_type", "id", "credential_id", "tables",
     ];
 
     private static readonly Gen<JsonObject> Object = Gen.Select(Gen.Int[0, Keys.Length - 1], Value, (k, v) => (Keys[k], v)).Array[0, 6]
@@ -45,10 +45,13 @@ public sealed class no_input_causes_a_server_error(AppFixture app) : Integration
     public async Task random_bodies_get_a_problem_or_success_never_a_500()
     {
         var id = (await CreateSourceAsync())["id"]!.GetValue<string>();
+        var connect = new Uri((await Api.GetAsync($"{Sources}connect_link/?source_type=Postgres")).Json["connect_url"]!.GetValue<string>()).AbsolutePath;
         var targets = new[]
         {
             (HttpMethod.Post, Sources), (HttpMethod.Patch, SourceUrl(id)), (HttpMethod.Patch, $"{SourceUrl(id)}bulk_update_schemas/"),
             (HttpMethod.Post, $"{Sources}database_schema/"), (HttpMethod.Post, $"{Sources}source_prefix/"), (HttpMethod.Post, $"{SourceUrl(id)}refresh_schemas/"),
+            (HttpMethod.Post, $"{Sources}store_credentials/"), (HttpMethod.Post, $"{Sources}setup/"), (HttpMethod.Post, $"{connect}/credentials"),
+            (HttpMethod.Post, "/connect/not-a-token/credentials"),
         };
 
         await Gen.Select(Gen.Int[0, targets.Length - 1], Body).SampleAsync(async (target, body) =>
@@ -57,6 +60,6 @@ public sealed class no_input_causes_a_server_error(AppFixture app) : Integration
             var response = await Api.SendAsync(method, url, body);
             ((int)response.Status).ShouldBeLessThan(500, $"{method} {url} {body} -> {response.Text}");
             if ((int)response.Status >= 400) response.ContentType.ShouldBe("application/problem+json");
-        }, iter: 300, threads: 1);
+        }, iter: 400, threads: 1);
     }
 }

@@ -33,7 +33,10 @@ public static class ConnectPageEndpoints
         var (link, problem) = await ResolveAsync(token, tokens, store, clock, context.RequestAborted);
         if (problem is not null)
             return Results.Content(problem.Status == 404 ? ConnectPageHtml.NotFound() : ConnectPageHtml.Gone(), "text/html; charset=utf-8", statusCode: problem.Status);
-        return Results.Content(ConnectPageHtml.Form(registry.Get(link!.SourceType).Definition, link.ExpiresAt), "text/html; charset=utf-8");
+        // A link for a source type this build no longer has cannot be filled in.
+        return registry.TryGet(link!.SourceType, out var type)
+            ? Results.Content(ConnectPageHtml.Form(type.Definition, link.ExpiresAt), "text/html; charset=utf-8")
+            : Results.Content(ConnectPageHtml.NotFound(), "text/html; charset=utf-8", statusCode: StatusCodes.Status404NotFound);
     }
 
     /// <summary>Runs exactly the store_credentials use case, with channel <c>web</c>, acting for whoever issued the link.</summary>
