@@ -64,7 +64,7 @@ public sealed class ExternalDataSourceTools(McpCallers callers, IMessageBus bus,
         {
             Caller = callers.For(projectId, Scopes.Write, "external-data-sources-create"),
         };
-        return callers.Answer(await bus.RunAsync<SourceDetails>(command, ct));
+        return await callers.RunAsync<SourceDetails>(bus, command, ct);
     }
 
     [McpServerTool(Name = "external-data-sources-partial-update"), Description("Change a source's description, direct query switch or connection settings.")]
@@ -77,16 +77,16 @@ public sealed class ExternalDataSourceTools(McpCallers callers, IMessageBus bus,
         {
             SourceId = id, Caller = callers.For(projectId, Scopes.Write, "external-data-sources-partial-update"),
         };
-        return callers.Answer(await bus.RunAsync<SourceDetails>(command, ct));
+        return await callers.RunAsync<SourceDetails>(bus, command, ct);
     }
 
     [McpServerTool(Name = "external-data-sources-destroy", Destructive = true), Description("Delete a source. Its history stays readable; its secrets are destroyed.")]
     public async Task<string> Destroy([Description(Project)] string projectId, [Description("The source id.")] Guid id, CancellationToken ct = default) =>
-        callers.Answer(await bus.RunAsync<SourceRemoved>(new DeleteSource(id) { Caller = callers.For(projectId, Scopes.Write, "external-data-sources-destroy") }, ct));
+        await callers.RunAsync<SourceRemoved>(bus, new DeleteSource(id) { Caller = callers.For(projectId, Scopes.Write, "external-data-sources-destroy") }, ct);
 
     [McpServerTool(Name = "external-data-sources-refresh-schemas"), Description("Rediscover a source's tables and reconcile its schemas; names columns that appeared or vanished.")]
     public async Task<string> RefreshSchemas([Description(Project)] string projectId, [Description("The source id.")] Guid id, CancellationToken ct = default) =>
-        callers.Answer(await bus.RunAsync<SchemasRefreshResult>(new RefreshSchemas(id) { Caller = callers.For(projectId, Scopes.Write, "external-data-sources-refresh-schemas") }, ct));
+        await callers.RunAsync<SchemasRefreshResult>(bus, new RefreshSchemas(id) { Caller = callers.For(projectId, Scopes.Write, "external-data-sources-refresh-schemas") }, ct);
 
     [McpServerTool(Name = "data-warehouse-source-setup"),
      Description("Set up a source in one call with sensible defaults. Pass payload {\"credential_id\": ...} from data-warehouse-stored-credentials-list; never pass secrets.")]
@@ -98,7 +98,7 @@ public sealed class ExternalDataSourceTools(McpCallers callers, IMessageBus bus,
         {
             Caller = callers.For(projectId, Scopes.Write, "data-warehouse-source-setup"),
         };
-        return callers.Answer(await bus.RunAsync<SetUpSourceResult>(command, ct));
+        return await callers.RunAsync<SetUpSourceResult>(bus, command, ct);
     }
 
     [McpServerTool(Name = "data-warehouse-source-connect-link"),
@@ -106,7 +106,7 @@ public sealed class ExternalDataSourceTools(McpCallers callers, IMessageBus bus,
     public async Task<string> ConnectLink([Description(Project)] string projectId, [Description("Source type, e.g. Postgres.")] string sourceType, CancellationToken ct = default)
     {
         var command = new IssueConnectLink(sourceType) { Caller = callers.For(projectId, Scopes.Read, "data-warehouse-source-connect-link"), BaseUrl = callers.BaseUrl };
-        return callers.Answer(await bus.RunAsync<ConnectLinkAnswer>(command, ct));
+        return await callers.RunAsync<ConnectLinkAnswer>(bus, command, ct);
     }
 
     [McpServerTool(Name = "data-warehouse-stored-credentials-list", ReadOnly = true), Description("The project's usable stored credentials (metadata only), newest first.")]

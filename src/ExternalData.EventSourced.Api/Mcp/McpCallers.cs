@@ -1,10 +1,12 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using ExternalData.EventSourced.Infrastructure.Auth;
+using ExternalData.EventSourced.Infrastructure.Http;
 using ExternalData.EventSourced.Shared;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.Extensions.Options;
 using ModelContextProtocol;
+using Wolverine;
 
 namespace ExternalData.EventSourced.Mcp;
 
@@ -12,7 +14,7 @@ namespace ExternalData.EventSourced.Mcp;
 /// The MCP channel's gate: the same API key, scopes and project access as REST (ADR 0022), and the caller every
 /// use case takes, with channel <c>mcp</c>. Refusals are tool errors carrying REST's texts.
 /// </summary>
-public sealed class McpCallers(IHttpContextAccessor http, IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json)
+public sealed class McpCallers(IHttpContextAccessor http, IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json, IEnumerable<UniqueConstraintProblem> constraints)
 {
     public JsonSerializerOptions Json => json.Value.SerializerOptions;
 
@@ -29,6 +31,20 @@ public sealed class McpCallers(IHttpContextAccessor http, IOptions<Microsoft.Asp
         var scopes = user.FindAll(ApiKeyClaims.Scope).Select(c => c.Value).ToHashSet();
         if (!scopes.Contains(scope) && !(scope == Scopes.Read && scopes.Contains(Scopes.Write))) throw new McpException($"API key missing required scope '{scope}'");
         return new Caller(Actor.From(user), projectId, Channel.Mcp, Caller.CorrelationIdOf(context), $"mcp {tool}#{context.TraceIdentifier}");
+    }
+
+    /// <summary>Runs a use case for the tool: its answer as text, its problem (or a lost unique-value race, as REST maps
+    /// it) as a tool error.</summary>
+    public async Task<string> RunAsync<T>(IMessageBus bus, ICommand command, CancellationToken ct) where T : class
+    {
+        try
+        {
+            return Answer(await bus.RunAsync<T>(command, ct));
+        }
+        catch (Exception e) when (UniqueConstraintProblem.Find(e, constraints) is { } problem)
+        {
+            throw Error(problem);
+        }
     }
 
     /// <summary>A use case's answer as the tool's text, or its problem as a tool error.</summary>

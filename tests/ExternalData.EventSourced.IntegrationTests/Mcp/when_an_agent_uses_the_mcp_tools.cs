@@ -128,4 +128,19 @@ public sealed class when_an_agent_uses_the_mcp_tools(AppFixture app) : Integrati
 
         await Should.ThrowAsync<Exception>(() => ConnectAsync("edk_not_a_key"));
     }
+
+    [Fact]
+    public async Task racing_creates_with_one_prefix_leave_one_source_and_say_why_to_the_others()
+    {
+        await using var client = await ConnectAsync();
+        var payload = PostgresConfig();
+        payload["schemas"] = OrdersIncremental();
+
+        var results = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ =>
+            CallAsync(client, "external-data-sources-create", new() { ["projectId"] = ProjectId, ["sourceType"] = "Postgres", ["payload"] = payload, ["prefix"] = "raced" })));
+
+        results.Count(r => r.IsError != true).ShouldBe(1);
+        // Lost at the check ("Prefix already exists") or at the unique index (the race's own text), never an opaque failure.
+        results.Where(r => r.IsError == true).ShouldAllBe(r => Text(r).Contains("prefix", StringComparison.OrdinalIgnoreCase));
+    }
 }

@@ -44,6 +44,10 @@ public sealed class when_a_secret_is_submitted(AppFixture app) : IntegrationCont
         await Track(() => Api.PatchAsync(SourceUrl(id), new JsonObject { ["job_inputs"] = new JsonObject { ["host"] = "localhost", ["password"] = canary + "x" } }));
         await Track(() => Api.DeleteAsync(SourceUrl(id)));
 
+        // A failed invocation is logged with its command: racing creates lose on the prefix index, in the logs too.
+        var racers = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Track(() => Api.PostAsync(Sources, CreateBody(prefix: "raced_canary", config: (JsonObject)config.DeepClone())))));
+        racers.Count(r => r.Status == HttpStatusCode.Created).ShouldBe(1);
+
         // Stashed for an agent: stored, listed, a bad stash, consumed by a setup, then a reuse refused.
         var stash = await Track(() => Api.PostAsync($"{Sources}store_credentials/", new JsonObject { ["source_type"] = "Postgres", ["payload"] = config.DeepClone() }));
         var credentialId = stash.ShouldHaveStatus(HttpStatusCode.Created).Json["credential_id"]!.GetValue<string>();

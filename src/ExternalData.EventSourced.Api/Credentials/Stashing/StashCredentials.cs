@@ -25,6 +25,9 @@ public sealed record StashCredentials(string? SourceType, JsonObject? Payload) :
     /// <summary>Set by the connect page: the link this stash spends (single use), in the same transaction.</summary>
     [JsonIgnore] public Guid? ConnectLinkId { get; init; }
 
+    // Wolverine logs a failed message with its ToString(): the payload holds secrets, so it is never printed.
+    public override string ToString() => $"StashCredentials {{ SourceType = {SourceType}, ConnectLinkId = {ConnectLinkId}, Caller = {Caller} }}";
+
     public sealed class Validator : AbstractValidator<StashCredentials>
     {
         public Validator()

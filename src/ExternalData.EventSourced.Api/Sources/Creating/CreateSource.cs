@@ -26,6 +26,9 @@ public sealed record CreateSource(
 {
     [JsonIgnore] public Caller Caller { get; init; } = null!;
 
+    // Wolverine logs a failed message with its ToString(): the payload holds secrets, so it is never printed.
+    public override string ToString() => $"CreateSource {{ SourceType = {SourceType}, Prefix = {Prefix}, AccessMethod = {AccessMethod}, Caller = {Caller} }}";
+
     public sealed class Validator : AbstractValidator<CreateSource>
     {
         public Validator()

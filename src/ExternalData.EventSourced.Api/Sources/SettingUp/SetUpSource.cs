@@ -21,6 +21,9 @@ public sealed record SetUpSource(string? SourceType, JsonObject? Payload, string
 {
     [JsonIgnore] public Caller Caller { get; init; } = null!;
 
+    // Wolverine logs a failed message with its ToString(): the payload may hold secrets, so it is never printed.
+    public override string ToString() => $"SetUpSource {{ SourceType = {SourceType}, Prefix = {Prefix}, Caller = {Caller} }}";
+
     public sealed class Validator : AbstractValidator<SetUpSource>
     {
         public Validator()

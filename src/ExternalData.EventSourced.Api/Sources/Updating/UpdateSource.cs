@@ -29,6 +29,9 @@ public sealed record UpdateSource(
     [JsonIgnore] public int? ExpectedVersion { get; init; }
     [JsonIgnore] public Caller Caller { get; init; } = null!;
 
+    // Wolverine logs a failed message with its ToString(): job_inputs may hold secrets, so they are never printed.
+    public override string ToString() => $"UpdateSource {{ SourceId = {SourceId}, ExpectedVersion = {ExpectedVersion}, Caller = {Caller} }}";
+
     public sealed class Validator : AbstractValidator<UpdateSource>
     {
         public Validator()
@@ -81,10 +84,7 @@ public static class UpdateSourceHandler
                 $"job_inputs.{masked[0]}", "masked_secret");
         }
 
-        var dataKeyDocument = await session.LoadAsync<DataKey>(source.Id, ct);
-        var dataKey = dataKeyDocument is null ? null : cipher.Unwrap(dataKeyDocument);
-        var storedSecrets = source.Secrets is not null && dataKey is not null ? cipher.Unseal(source.Secrets, dataKey, source.Id) : new JsonObject();
-        var stored = Combine(source.JobInputs, storedSecrets);
+        var (stored, dataKey) = await StoredConfig.LoadWithKeyAsync(source, session, cipher, ct);
         var merged = schema.Merge(stored, command.JobInputs);
 
         if (CarriesSecretsToNewTarget(type.Definition, stored, merged, command.JobInputs))
