@@ -73,6 +73,8 @@ builder.Host.UseWolverine(opts =>
     // (a stream first written by another node, say), load → decide → append runs again, a bounded number of times (ADR 0017).
     opts.OnException<ConcurrencyException>().RetryTimes(3);
     opts.ConfigureCredentials();
+    // A deleted source's clean-up is committed with its deletion and survives restarts.
+    opts.LocalQueueFor<CleanUpDeletedSource>().UseDurableInbox();
 });
 builder.Services.AddWolverineHttp();
 
@@ -86,6 +88,7 @@ builder.Services.Scan(scan => scan
 builder.Services.AddSingleton<SourceTypeRegistry>();
 builder.Services.ConfigureSources();
 builder.Services.Configure<CredentialsOptions>(builder.Configuration.GetSection(CredentialsOptions.Section));
+builder.Services.Configure<CleanupOptions>(builder.Configuration.GetSection(CleanupOptions.Section));
 builder.Services.Configure<ConnectLinkOptions>(builder.Configuration.GetSection(ConnectLinkOptions.Section));
 // Connect-link tokens are Data Protection payloads; the keys live in the database, sealed under the master key.
 builder.Services.AddDatabaseDataProtection();

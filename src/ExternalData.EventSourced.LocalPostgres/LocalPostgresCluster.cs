@@ -39,7 +39,23 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
 
     /// <summary>Starts (or re-attaches to) the cluster under <paramref name="root"/>. A persistent cluster keeps
     /// its data between runs; a throwaway one is deleted on stop.</summary>
-    public static async Task<LocalPostgresCluster> StartAsync(string root, bool persistent, Action<string>? log = null, CancellationToken ct = default)
+    public static async Task<LocalPostgresCluster> StartAsync(string root, bool persistent, Action<string>? log = null, CancellationToken ct = default) =>
+        await StartAsync(root, persistent, settings: null, log, ct);
+
+    /// <summary>The server settings a cluster starts with unless overridden: logical WAL for CDC, room for slots and
+    /// senders, and retained WAL capped so a forgotten slot cannot fill the disk.</summary>
+    public static readonly IReadOnlyDictionary<string, string> DefaultSettings = new Dictionary<string, string>
+    {
+        ["wal_level"] = "logical",
+        ["max_replication_slots"] = "20",
+        ["max_wal_senders"] = "20",
+        ["max_connections"] = "200",
+        ["max_slot_wal_keep_size"] = "4GB",
+    };
+
+    /// <summary>As above, with <paramref name="settings"/> overriding <see cref="DefaultSettings"/> (tests start
+    /// deliberately misconfigured servers this way).</summary>
+    public static async Task<LocalPostgresCluster> StartAsync(string root, bool persistent, IReadOnlyDictionary<string, string>? settings, Action<string>? log = null, CancellationToken ct = default)
     {
         log ??= _ => { };
         var pgCtl = FindBinary("pg_ctl") ?? throw new InvalidOperationException("PostgreSQL server binaries (pg_ctl, initdb) were not found on PATH or under /usr/lib/postgresql.");
@@ -65,12 +81,14 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
         }
 
         var port = FreePort();
-        var settings = string.Join(' ',
+        var merged = new Dictionary<string, string>(DefaultSettings);
+        foreach (var (key, value) in settings ?? new Dictionary<string, string>()) merged[key] = value;
+        var options = string.Join(' ',
             "-c listen_addresses=127.0.0.1", $"-p {port}", $"-c unix_socket_directories={root}",
-            "-c wal_level=logical", "-c max_replication_slots=20", "-c max_wal_senders=20", "-c max_connections=200",
+            string.Join(' ', merged.Select(kv => $"-c {kv.Key}={kv.Value}")),
             persistent ? "" : "-c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         // -l is essential: without a log file the postmaster inherits our stdout and the call never returns.
-        await RunAsync(pgCtl, ["-D", data, "-l", Path.Combine(root, "postgres.log"), "-w", "-t", "60", "-o", settings, "start"], ct);
+        await RunAsync(pgCtl, ["-D", data, "-l", Path.Combine(root, "postgres.log"), "-w", "-t", "60", "-o", options, "start"], ct);
         log($"Local PostgreSQL listening on 127.0.0.1:{port}");
         var cluster = new LocalPostgresCluster(root, port, !persistent, log);
         await cluster.WaitUntilReadyAsync(ct);

@@ -19,7 +19,7 @@ namespace ExternalData.EventSourced.Mcp;
 /// in-process (no HTTP loop-back), with channel <c>mcp</c>; secrets are never returned.
 /// </summary>
 [McpServerToolType]
-public sealed class ExternalDataSourceTools(McpCallers callers, IMessageBus bus, IDocumentStore store, SourceTypeRegistry registry, TimeProvider clock)
+public sealed class ExternalDataSourceTools(McpCallers callers, IMessageBus bus, IDocumentStore store, SourceTypeRegistry registry, TimeProvider clock, Infrastructure.Encryption.SecretsCipher cipher)
 {
     private const string Project = "The project (environment) id the sources belong to.";
 
@@ -145,6 +145,27 @@ public sealed class ExternalDataSourceTools(McpCallers callers, IMessageBus bus,
         callers.For(projectId, Scopes.Read, "external-data-sources-connections-list");
         await using var session = store.QuerySession(projectId);
         return callers.Text(await ListConnectionsEndpoint.Get(session, ct));
+    }
+
+    [McpServerTool(Name = "external-data-sources-check-cdc-prerequisites-create", ReadOnly = true),
+     Description("Check whether a Postgres database can stream its changes (CDC): every prerequisite with what was seen and the SQL that fixes it. Prefer a source id (stored credentials) over passing a password.")]
+    public async Task<string> CheckCdcPrerequisites([Description(Project)] string projectId,
+        [Description("An existing source to check with its stored credentials.")] Guid? sourceId = null,
+        [Description("Without a source id: source_type plus the connection fields.")] JsonElement? config = null,
+        [Description("Tables to check, bare or schema.table.")] string[]? tables = null,
+        [Description("posthog (managed, the default) or self_managed.")] string? cdcManagementMode = null,
+        [Description("A slot name to check.")] string? cdcSlotName = null, [Description("A publication name to check.")] string? cdcPublicationName = null,
+        CancellationToken ct = default)
+    {
+        callers.For(projectId, Scopes.Write, "external-data-sources-check-cdc-prerequisites-create");
+        var body = config is { ValueKind: JsonValueKind.Object } ? McpCallers.Object(config) : new JsonObject();
+        if (tables is not null) body["tables"] = new JsonArray(tables.Select(t => (JsonNode?)t).ToArray());
+        if (cdcManagementMode is not null) body["cdc_management_mode"] = cdcManagementMode;
+        if (cdcSlotName is not null) body["cdc_slot_name"] = cdcSlotName;
+        if (cdcPublicationName is not null) body["cdc_publication_name"] = cdcPublicationName;
+        if (sourceId is not { } id) return callers.Answer(await CdcPrerequisiteChecks.ForConfigAsync(body, registry, ct));
+        await using var session = store.QuerySession(projectId);
+        return callers.Answer(await CdcPrerequisiteChecks.ForSourceAsync(id, body, session, registry, cipher, ct));
     }
 
     private async Task<SourceDetails> WithSchemasAsync(IQuerySession session, SourceDetails source, CancellationToken ct)

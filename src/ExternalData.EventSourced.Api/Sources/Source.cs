@@ -23,6 +23,8 @@ public sealed class Source
     public JsonObject JobInputs { get; set; } = new();
     public SealedSecrets? Secrets { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
+    /// <summary>Null while change data capture is off.</summary>
+    public CdcSettings? Cdc { get; set; }
 
     public bool IsDirect => AccessMethod == AccessMethods.Direct;
 
@@ -54,6 +56,11 @@ public sealed class Source
     public void Apply(SchemaAdded e) { }
     public void Apply(SchemasBulkUpdated e) { }
     public void Apply(SchemasRefreshed e) { }
+    public void Apply(CdcPublicationTablesChanged e) { }
+
+    public void Apply(CdcEnabled e) => Cdc = CdcSettings.From(e);
+    public void Apply(CdcDisabled e) => Cdc = null;
+    public void Apply(CdcSettingsChanged e) => Cdc = Cdc?.With(e);
 
     // A deleted source has no write model: later commands on it answer 404.
     public bool ShouldDelete(SourceDeleted e) => true;

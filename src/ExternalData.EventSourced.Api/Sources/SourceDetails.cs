@@ -36,7 +36,7 @@ public sealed class SourceDetails
     public int Version { get; set; }
     public DateTimeOffset UpdatedAt { get; set; }
     public object? Webhook { get; set; }
-    public object? Cdc { get; set; }
+    public CdcSummary? Cdc { get; set; }
 
     /// <summary>"SourceType:prefix" for warehouse sources, null for direct ones: a unique index on it (per project)
     /// holds the prefix rule even when two creates race past the check.</summary>
@@ -83,9 +83,40 @@ public sealed partial class SourceDetailsProjection : SingleStreamProjection<Sou
         details.Prefix = e.Prefix;
         details.Description = e.Description;
         details.DirectQueryEnabled = e.DirectQueryEnabled;
-        details.JobInputs = (JsonObject)e.JobInputs.DeepClone();
+        details.JobInputs = CdcSummary.WithKeys((JsonObject)e.JobInputs.DeepClone(), details.Cdc);
         details.Version = (int)@event.Version;
         details.UpdatedAt = e.UpdatedAt;
+    }
+
+    public static void Apply(IEvent<CdcEnabled> @event, SourceDetails details)
+    {
+        details.Cdc = CdcSummary.From(CdcSettings.From(@event.Data));
+        details.JobInputs = CdcSummary.WithKeys(details.JobInputs, details.Cdc);
+        Touch(details, @event, @event.Data.EnabledAt);
+    }
+
+    public static void Apply(IEvent<CdcSettingsChanged> @event, SourceDetails details)
+    {
+        var e = @event.Data;
+        if (details.Cdc is not null)
+            details.Cdc = details.Cdc with { AutoDropSlot = e.AutoDropSlot, LagWarningThresholdMb = e.LagWarningThresholdMb, LagCriticalThresholdMb = e.LagCriticalThresholdMb };
+        details.JobInputs = CdcSummary.WithKeys(details.JobInputs, details.Cdc);
+        Touch(details, @event, e.ChangedAt);
+    }
+
+    public static void Apply(IEvent<CdcDisabled> @event, SourceDetails details)
+    {
+        details.Cdc = null;
+        details.JobInputs = CdcSummary.WithKeys(details.JobInputs, null);
+        Touch(details, @event, @event.Data.DisabledAt);
+    }
+
+    public static void Apply(IEvent<CdcPublicationTablesChanged> @event, SourceDetails details) => Touch(details, @event, @event.Data.ChangedAt);
+
+    private static void Touch(SourceDetails details, IEvent @event, DateTimeOffset at)
+    {
+        details.Version = (int)@event.Version;
+        if (at > details.UpdatedAt) details.UpdatedAt = at;
     }
 
     // Schema events move the source's version (If-Match names it) and its updated_at, nothing else here.
@@ -108,4 +139,29 @@ public sealed partial class SourceDetailsProjection : SingleStreamProjection<Sou
     }
 
     public static bool ShouldDelete(SourceDeleted e) => true;
+}
+
+/// <summary>A source's CDC as the API shows it (API.md §4 <c>cdc</c>). PostHog keeps these as <c>cdc_*</c> keys of
+/// <c>job_inputs</c> and shows them there (ref §6.3); they are shown there too, so PostHog clients read them as before.</summary>
+public sealed record CdcSummary(
+    bool Enabled, string ManagementMode, string SlotName, string PublicationName, string ConsistentPoint, bool AutoDropSlot,
+    int LagWarningThresholdMb, int LagCriticalThresholdMb)
+{
+    public static CdcSummary From(CdcSettings s) =>
+        new(true, s.ManagementMode, s.SlotName, s.PublicationName, s.ConsistentPoint, s.AutoDropSlot, s.LagWarningThresholdMb, s.LagCriticalThresholdMb);
+
+    public static JsonObject WithKeys(JsonObject jobInputs, CdcSummary? cdc)
+    {
+        foreach (var key in jobInputs.Select(kv => kv.Key).Where(k => k.StartsWith("cdc_", StringComparison.Ordinal)).ToList()) jobInputs.Remove(key);
+        if (cdc is null) return jobInputs;
+        jobInputs["cdc_enabled"] = true;
+        jobInputs["cdc_management_mode"] = cdc.ManagementMode;
+        jobInputs["cdc_slot_name"] = cdc.SlotName;
+        jobInputs["cdc_publication_name"] = cdc.PublicationName;
+        jobInputs["cdc_consistent_point"] = cdc.ConsistentPoint;
+        jobInputs["cdc_auto_drop_slot"] = cdc.AutoDropSlot;
+        jobInputs["cdc_lag_warning_threshold_mb"] = cdc.LagWarningThresholdMb;
+        jobInputs["cdc_lag_critical_threshold_mb"] = cdc.LagCriticalThresholdMb;
+        return jobInputs;
+    }
 }

@@ -92,8 +92,14 @@ public sealed record RefreshedFacts(Guid SchemaId, string Name, TableFacts Facts
 
 public sealed record ColumnDrift(Guid SchemaId, string Name, IReadOnlyList<string> Appeared, IReadOnlyList<string> Vanished);
 
-/// <summary>A source was deleted (soft: the stream stays readable). Its data key was destroyed with it.</summary>
-public sealed record SourceDeleted(Guid SourceId, Actor DeletedBy, string DeletedVia, DateTimeOffset DeletedAt);
+/// <summary>A source was deleted (soft: the stream stays readable). Its data key was destroyed with it, unless
+/// <see cref="CleanupPending"/>: then resources on the source (a CDC slot and publication) are removed first, with
+/// the source's own credentials, and <see cref="SourceSecretsShredded"/> follows. Events recorded before this field
+/// existed read it as false, which is what they meant.</summary>
+public sealed record SourceDeleted(Guid SourceId, Actor DeletedBy, string DeletedVia, DateTimeOffset DeletedAt, bool CleanupPending = false);
+
+/// <summary>The deleted source's data key was destroyed, after its clean-up: every secret it stored is unreadable.</summary>
+public sealed record SourceSecretsShredded(Guid SourceId, DateTimeOffset ShreddedAt);
 
 /// <summary>What a caller chose for one table (ref §2.2, §2.3).</summary>
 public sealed record SyncSettings(

@@ -36,6 +36,7 @@ public sealed partial class SourceSchemaProjection : MultiStreamProjection<Sourc
         Identity<SchemaAdded>(e => e.SchemaId);
         Identities<SchemasBulkUpdated>(e => e.Schemas.Select(s => s.SchemaId).ToList());
         Identities<SchemasRefreshed>(AffectedSchemas);
+        Identities<CdcDisabled>(e => e.SchemasReset.Select(s => s.SchemaId).ToList());
         // A deletion names no schemas (a 5,000-table source would make it a huge event): the schemas of the deleted
         // source are found in the store, plus any added earlier in the same batch (during a rebuild they are not stored yet).
         CustomGrouping(GroupDeletionsAsync);
@@ -96,6 +97,14 @@ public sealed partial class SourceSchemaProjection : MultiStreamProjection<Sourc
         if (e.Removed.Any(r => r.SchemaId == schema.Id)) schema.Removed = true;
         if (e.Disabled.Any(r => r.SchemaId == schema.Id)) schema.Settings = schema.Settings with { ShouldSync = false };
         schema.UpdatedAt = e.RefreshedAt;
+        return schema;
+    }
+
+    /// <summary>With CDC off, a CDC schema is "not set up" again, and disabled (ref §10.5).</summary>
+    public static SourceSchema Apply(CdcDisabled e, SourceSchema schema)
+    {
+        schema.Settings = schema.Settings with { SyncType = null, ShouldSync = false, SyncFrequency = schema.Settings.SyncFrequency == "1min" ? "5min" : schema.Settings.SyncFrequency };
+        schema.UpdatedAt = e.DisabledAt;
         return schema;
     }
 

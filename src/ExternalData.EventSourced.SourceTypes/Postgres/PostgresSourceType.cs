@@ -8,7 +8,7 @@ using Npgsql;
 namespace ExternalData.EventSourced.SourceTypes.Postgres;
 
 /// <summary>A PostgreSQL database reached with Npgsql (API.md §2, ref §6.5).</summary>
-public sealed class PostgresSourceType(IHostPolicy hostPolicy) : ISourceType
+public sealed partial class PostgresSourceType(IHostPolicy hostPolicy) : ISourceType
 {
     public const string TypeName = "Postgres";
 
@@ -69,6 +69,31 @@ public sealed class PostgresSourceType(IHostPolicy hostPolicy) : ISourceType
     /// <summary>Checks the host, then opens a connection pinned to the address the policy approved.</summary>
     internal async Task<(NpgsqlConnection? Connection, SourceCheck? Problem)> OpenAsync(JsonObject config, CancellationToken ct)
     {
+        var (settings, problem) = await ResolveAsync(config, ct);
+        if (settings is null) return (null, problem);
+        return await OpenAsync(settings, config, ct);
+    }
+
+    internal static async Task<(NpgsqlConnection? Connection, SourceCheck? Problem)> OpenAsync(NpgsqlConnectionStringBuilder settings, JsonObject config, CancellationToken ct)
+    {
+        var connection = new NpgsqlConnection(settings.ConnectionString);
+        try
+        {
+            await connection.OpenAsync(ct);
+            return (connection, null);
+        }
+        catch (Exception e) when (e is NpgsqlException or TimeoutException or SocketException)
+        {
+            await connection.DisposeAsync();
+            return (null, PostgresErrors.Classify(e, config));
+        }
+    }
+
+    /// <summary>The connection settings for a config, after the host policy judged its host: pinned to the address
+    /// the policy approved, so a DNS answer that changes between check and connect (DNS rebinding) cannot redirect
+    /// us to an internal address. Every connection to a customer's database, replication ones included, uses it.</summary>
+    internal async Task<(NpgsqlConnectionStringBuilder? Settings, SourceCheck? Problem)> ResolveAsync(JsonObject config, CancellationToken ct)
+    {
         if (!int.TryParse(ConfigSchema.Lookup(config, "port"), out var port) || port is < 1 or > 65535)
             return (null, SourceCheck.Failed("invalid_port", "Port must be a number between 1 and 65535"));
 
@@ -83,19 +108,7 @@ public sealed class PostgresSourceType(IHostPolicy hostPolicy) : ISourceType
         }
 
         var builder = PostgresConnectionString.Build(config);
-        // Pin the address the policy judged, so a DNS answer that changes between check and connect
-        // (DNS rebinding) cannot redirect us to an internal address.
         builder.Host = verdict.Addresses[0].ToString();
-        var connection = new NpgsqlConnection(builder.ConnectionString);
-        try
-        {
-            await connection.OpenAsync(ct);
-            return (connection, null);
-        }
-        catch (Exception e) when (e is NpgsqlException or TimeoutException or SocketException)
-        {
-            await connection.DisposeAsync();
-            return (null, PostgresErrors.Classify(e, config));
-        }
+        return (builder, null);
     }
 }

@@ -67,10 +67,13 @@ public sealed class AppFixture : IAsyncLifetime
         if (services is not null) builder.ConfigureServices(services);
     });
 
-    public async Task<string> IssueKeyAsync(string name, IEnumerable<string> scopes, IEnumerable<string> projects)
+    public Task<string> IssueKeyAsync(string name, IEnumerable<string> scopes, IEnumerable<string> projects) => IssueKeyAsync(Host, name, scopes, projects);
+
+    /// <summary>A key in the store of <paramref name="host"/> (a host on a schema of its own needs its own keys).</summary>
+    public static async Task<string> IssueKeyAsync(IAlbaHost host, string name, IEnumerable<string> scopes, IEnumerable<string> projects)
     {
         var (key, token) = ApiKey.Issue(name, scopes, projects, DateTimeOffset.UtcNow);
-        await using var session = Host.Services.GetRequiredService<IDocumentStore>().LightweightSession();
+        await using var session = host.Services.GetRequiredService<IDocumentStore>().LightweightSession();
         session.Store(key);
         await session.SaveChangesAsync();
         return token;

@@ -122,4 +122,19 @@ public abstract class IntegrationContext(AppFixture app)
         command.Parameters.AddWithValue("stream", (object?)streamId ?? DBNull.Value);
         return (long)(await command.ExecuteScalarAsync())!;
     }
+
+    /// <summary>The types of a stream's events in order (snake_case, as history names them), not counting tombstones.</summary>
+    protected async Task<IReadOnlyList<string>> EventTypesAsync(string streamId, string? schema = null)
+    {
+        await using var connection = new NpgsqlConnection(App.Server.ConnectionStringFor("postgres"));
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(
+            $"SELECT type FROM {schema ?? App.Schema}.mt_events WHERE tenant_id = @tenant AND type <> 'tombstone' AND stream_id = @stream::uuid ORDER BY seq_id", connection);
+        command.Parameters.AddWithValue("tenant", ProjectId);
+        command.Parameters.AddWithValue("stream", streamId);
+        var types = new List<string>();
+        await using var reader = await command.ExecuteReaderAsync();
+        while (await reader.ReadAsync()) types.Add(reader.GetString(0));
+        return types;
+    }
 }

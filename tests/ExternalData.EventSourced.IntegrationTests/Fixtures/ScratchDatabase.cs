@@ -44,6 +44,12 @@ public sealed class ScratchDatabase
     {
         await using var admin = new NpgsqlConnection(_server.ConnectionStringFor("postgres"));
         await admin.OpenAsync();
+        // A logical slot pins its database (DROP DATABASE refuses) and WAL on the whole server: it goes first.
+        await using (var slots = new NpgsqlCommand(
+            $"SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = '{Name}' AND active_pid IS NOT NULL", admin))
+            await slots.ExecuteNonQueryAsync();
+        await using (var slots = new NpgsqlCommand($"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{Name}'", admin))
+            await slots.ExecuteNonQueryAsync();
         await using var drop = new NpgsqlCommand($"DROP DATABASE IF EXISTS {Name} WITH (FORCE)", admin);
         await drop.ExecuteNonQueryAsync();
     }

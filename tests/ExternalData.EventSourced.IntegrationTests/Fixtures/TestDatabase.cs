@@ -19,18 +19,22 @@ public sealed class TestDatabase : IAsyncDisposable
     public int Port { get; private set; }
     public string Origin { get; private set; } = "";
 
-    public static async Task<TestDatabase> StartAsync()
+    /// <summary>The suite's server, or (with <paramref name="settings"/>) an extra one configured differently: those
+    /// never come from <c>TEST_POSTGRES</c>, which names one server.</summary>
+    public static async Task<TestDatabase> StartAsync(IReadOnlyDictionary<string, string>? settings = null)
     {
         var database = new TestDatabase();
         var fromEnvironment = Environment.GetEnvironmentVariable("TEST_POSTGRES");
-        if (!string.IsNullOrWhiteSpace(fromEnvironment))
+        if (settings is null && !string.IsNullOrWhiteSpace(fromEnvironment))
         {
             database.Use(fromEnvironment, "TEST_POSTGRES");
         }
         else if (await DockerEngineAnswersAsync())
         {
+            var merged = new Dictionary<string, string>(LocalPostgresCluster.DefaultSettings);
+            foreach (var (key, value) in settings ?? new Dictionary<string, string>()) merged[key] = value;
             database._container = new PostgreSqlBuilder("postgres:15-alpine")
-                .WithCommand("-c", "wal_level=logical", "-c", "max_replication_slots=20", "-c", "max_wal_senders=20")
+                .WithCommand(merged.SelectMany(kv => new[] { "-c", $"{kv.Key}={kv.Value}" }).ToArray())
                 .Build();
             await database._container.StartAsync();
             database.Use(database._container.GetConnectionString(), "Testcontainers");
@@ -38,7 +42,7 @@ public sealed class TestDatabase : IAsyncDisposable
         else
         {
             var root = Path.Combine(Environment.GetEnvironmentVariable("TEST_PG_ROOT") ?? Path.GetTempPath(), $"externaldata-pg-{Guid.NewGuid():N}");
-            database._cluster = await LocalPostgresCluster.StartAsync(root, persistent: false);
+            database._cluster = await LocalPostgresCluster.StartAsync(root, persistent: false, settings);
             database.Use(database._cluster.ConnectionString, "local binaries");
         }
 

@@ -39,7 +39,7 @@ public sealed class when_an_agent_uses_the_mcp_tools(AppFixture app) : Integrati
 
         tools.Select(t => t.Name).Order().ShouldBe([
             "data-warehouse-source-connect-link", "data-warehouse-source-setup", "data-warehouse-stored-credentials-list",
-            "external-data-sources-connections-list", "external-data-sources-create", "external-data-sources-destroy", "external-data-sources-history",
+            "external-data-sources-check-cdc-prerequisites-create", "external-data-sources-connections-list", "external-data-sources-create", "external-data-sources-destroy", "external-data-sources-history",
             "external-data-sources-list", "external-data-sources-partial-update", "external-data-sources-refresh-schemas", "external-data-sources-retrieve",
             "external-data-sources-wizard",
         ]);
@@ -55,6 +55,24 @@ public sealed class when_an_agent_uses_the_mcp_tools(AppFixture app) : Integrati
         unknown.IsError.ShouldBe(true);
         var connections = await client.CallToolAsync("external-data-sources-connections-list", new Dictionary<string, object?> { ["projectId"] = ProjectId });
         JsonNode.Parse(connections.Content.OfType<TextContentBlock>().Single().Text)!.AsArray().ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task the_cdc_prerequisite_tool_runs_the_same_checks_with_a_sources_stored_credentials()
+    {
+        await using var client = await ConnectAsync();
+        var id = (await CreateSourceAsync())["id"]!.GetValue<string>();
+        var result = await CallAsync(client, "external-data-sources-check-cdc-prerequisites-create",
+            new() { ["projectId"] = ProjectId, ["sourceId"] = id, ["tables"] = new[] { "orders" } });
+        result.IsError.ShouldNotBe(true, Text(result));
+        var report = JsonNode.Parse(Text(result))!;
+        // The suite's reader role has no REPLICATION: the tool says so, with the fix, as REST does.
+        report["valid"]!.GetValue<bool>().ShouldBeFalse();
+        var replication = report["checks"]!.AsArray().Single(c => c!["id"]!.GetValue<string>() == "role.replication")!;
+        replication["status"]!.GetValue<string>().ShouldBe("fail");
+        replication["remediation"]!.GetValue<string>().ShouldBe($"ALTER ROLE \"{SourceDatabase.Reader}\" WITH REPLICATION;");
+        var rest = (await Api.PostAsync($"{SourceUrl(id)}check_cdc_prerequisites_for_source/", new JsonObject { ["tables"] = new JsonArray("orders") })).Json;
+        report["checks"]!.AsArray().Select(c => c!["status"]!.GetValue<string>()).ShouldBe(rest["checks"]!.AsArray().Select(c => c!["status"]!.GetValue<string>()));
     }
 
     [Fact]

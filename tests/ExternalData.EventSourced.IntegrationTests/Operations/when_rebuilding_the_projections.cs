@@ -11,7 +11,8 @@ using Shouldly;
 namespace ExternalData.EventSourced.IntegrationTests.Operations;
 
 /// <summary>An operator rebuilding the inline projections from the events (Marten's rebuild) gets back exactly the
-/// documents the service had kept, for a wide source and a narrow one, updated, bulk-updated, refreshed and deleted.</summary>
+/// documents the service had kept, for a wide source and a narrow one, updated, bulk-updated, refreshed and deleted,
+/// and for sources whose CDC was turned on, changed, published to, turned off, and deleted with its clean-up.</summary>
 public sealed class when_rebuilding_the_projections(AppFixture app) : IntegrationContext(app)
 {
     private static readonly string[] Documents = ["mt_doc_source", "mt_doc_sourcedetails", "mt_doc_sourceschema"];
@@ -50,8 +51,24 @@ public sealed class when_rebuilding_the_projections(AppFixture app) : Integratio
         (await Api.SendAsync(HttpMethod.Post, $"{SourceUrl(wideId)}refresh_schemas/")).ShouldHaveStatus(HttpStatusCode.OK);
         (await Api.DeleteAsync(SourceUrl(gone))).ShouldHaveStatus(HttpStatusCode.NoContent);
 
+        var cdcDb = await CdcDatabase.CreateAsync(App.Server);
+        var streaming = await CdcSourceAsync(cdcDb, "streaming");
+        (await Api.PostAsync($"{SourceUrl(streaming)}update_cdc_settings/", new JsonObject { ["cdc_lag_warning_threshold_mb"] = 99 })).ShouldHaveStatus(HttpStatusCode.OK);
+        var customers = (await Api.GetAsync(SourceUrl(streaming))).Json["schemas"]!.AsArray().First(x => x!["name"]!.GetValue<string>() == "customers")!["id"]!.GetValue<string>();
+        (await Api.PatchAsync($"{SourceUrl(streaming)}bulk_update_schemas/", new JsonObject
+        {
+            ["schemas"] = new JsonArray(new JsonObject { ["id"] = customers, ["should_sync"] = true, ["sync_type"] = "cdc" }),
+        })).ShouldHaveStatus(HttpStatusCode.OK);
+        var stopped = await CdcSourceAsync(cdcDb, "stopped");
+        (await Api.PostAsync($"{SourceUrl(stopped)}disable_cdc/", new JsonObject())).ShouldHaveStatus(HttpStatusCode.OK);
+        var cleaned = await CdcSourceAsync(cdcDb, "cleaned");
+        (await Api.DeleteAsync(SourceUrl(cleaned))).ShouldHaveStatus(HttpStatusCode.NoContent);
+        for (var i = 0; i < 300 && !(await EventTypesAsync(cleaned)).Contains("source_secrets_shredded"); i++) await Task.Delay(100);
+        (await EventTypesAsync(cleaned)).ShouldContain("source_secrets_shredded");
+
         var before = await SnapshotAsync();
-        before.Keys.Count(k => k.StartsWith("mt_doc_sourceschema/", StringComparison.Ordinal)).ShouldBe(302 + PublicTables, "the deleted source's schemas are gone; a removed table's document stays, hidden, to be revived");
+        before.Keys.Count(k => k.StartsWith("mt_doc_sourceschema/", StringComparison.Ordinal)).ShouldBe(302 + PublicTables + 2 * CdcTables,
+            "the deleted sources' schemas are gone; a removed table's document stays, hidden, to be revived");
 
         var store = App.Host.Services.GetRequiredService<IDocumentStore>();
         using var daemon = await store.BuildProjectionDaemonAsync();
@@ -63,5 +80,18 @@ public sealed class when_rebuilding_the_projections(AppFixture app) : Integratio
         after.Keys.ShouldBe(before.Keys);
         foreach (var (key, data) in before) JsonNode.DeepEquals(JsonNode.Parse(after[key]), JsonNode.Parse(data)).ShouldBeTrue(key);
         (await Api.GetAsync(SourceUrl(wideId))).ShouldHaveStatus(HttpStatusCode.OK).Json["schemas"]!.AsArray().Count.ShouldBe(301, "t2 was removed, brand_new added");
+        await cdcDb.DropAsync();
+    }
+
+    /// <summary>The tables of a <see cref="CdcDatabase"/>.</summary>
+    private const int CdcTables = 6;
+
+    private async Task<string> CdcSourceAsync(CdcDatabase db, string prefix)
+    {
+        var config = db.Config();
+        config["cdc_enabled"] = true;
+        var created = await Api.PostAsync(Sources, CreateBody(prefix: prefix, config: config,
+            schemas: [new JsonObject { ["name"] = "orders", ["should_sync"] = true, ["sync_type"] = "cdc" }]));
+        return created.ShouldHaveStatus(HttpStatusCode.Created).Json["id"]!.GetValue<string>();
     }
 }

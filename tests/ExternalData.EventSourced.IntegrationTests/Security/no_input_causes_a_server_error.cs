@@ -25,6 +25,7 @@ public sealed class no_input_causes_a_server_error(AppFixture app) : Integration
     [
         "source_type", "payload", "prefix", "description", "access_method", "created_via", "direct_query_enabled", "job_inputs", "schemas", "host", "port",
         "database", "user", "password", "schema", "ssh_tunnel", "auth_method", "stripe_secret_key", "should_sync", "sync_type", "id", "credential_id", "tables",
+        "cdc_enabled", "cdc_management_mode", "cdc_slot_name", "cdc_publication_name", "cdc_auto_drop_slot", "cdc_lag_warning_threshold_mb", "cdc_lag_critical_threshold_mb",
     ];
 
     private static readonly Gen<JsonObject> Object = Gen.Select(Gen.Int[0, Keys.Length - 1], Value, (k, v) => (Keys[k], v)).Array[0, 6]
@@ -52,6 +53,8 @@ public sealed class no_input_causes_a_server_error(AppFixture app) : Integration
             (HttpMethod.Post, $"{Sources}database_schema/"), (HttpMethod.Post, $"{Sources}source_prefix/"), (HttpMethod.Post, $"{SourceUrl(id)}refresh_schemas/"),
             (HttpMethod.Post, $"{Sources}store_credentials/"), (HttpMethod.Post, $"{Sources}setup/"), (HttpMethod.Post, $"{connect}/credentials"),
             (HttpMethod.Post, "/connect/not-a-token/credentials"),
+            (HttpMethod.Post, $"{Sources}check_cdc_prerequisites/"), (HttpMethod.Post, $"{SourceUrl(id)}check_cdc_prerequisites_for_source/"),
+            (HttpMethod.Post, $"{SourceUrl(id)}enable_cdc/"), (HttpMethod.Post, $"{SourceUrl(id)}update_cdc_settings/"), (HttpMethod.Post, $"{SourceUrl(id)}disable_cdc/"),
         };
 
         await Gen.Select(Gen.Int[0, targets.Length - 1], Body).SampleAsync(async (target, body) =>

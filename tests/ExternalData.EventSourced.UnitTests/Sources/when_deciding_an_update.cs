@@ -102,13 +102,29 @@ public sealed class when_deciding_an_update
         var source = GivenSource();
         var command = new DeleteSource(source.Id) { Caller = when_folding_a_source.Caller with { Channel = "mcp" } };
 
-        var (outcome, events, op) = DeleteSourceHandler.Handle(command, source, DeleteSourceHandler.Load(command, source), Given.Now);
+        var (outcome, events, op, messages) = DeleteSourceHandler.Handle(command, source, DeleteSourceHandler.Load(command, source), Given.Now);
 
         outcome.Problem.ShouldBeNull();
         events.ShouldHaveSingleItem().ShouldBe(new SourceDeleted(source.Id, when_folding_a_source.Alice, "mcp", Given.Now));
         // The op itself is Wolverine's; the integration test proves the key is gone after a real delete.
         op.GetType().Name.ShouldStartWith("Delete");
         op.GetType().GenericTypeArguments.ShouldBe([typeof(DataKey)]);
+        messages.ShouldBeEmpty();
+    }
+
+    [Fact]
+    public void delete_of_a_cdc_source_keeps_the_key_for_its_clean_up()
+    {
+        var source = GivenSource();
+        source.Cdc = new CdcSettings("posthog", "posthog_abc", "posthog_pub_abc", "0/1", true, 1024, 10240, Given.Now);
+        var command = new DeleteSource(source.Id) { Caller = when_folding_a_source.Caller };
+
+        var (outcome, events, op, messages) = DeleteSourceHandler.Handle(command, source, DeleteSourceHandler.Load(command, source), Given.Now);
+
+        outcome.Problem.ShouldBeNull();
+        events.ShouldHaveSingleItem().ShouldBeOfType<SourceDeleted>().CleanupPending.ShouldBeTrue();
+        op.GetType().Name.ShouldNotStartWith("Delete");
+        messages.ShouldHaveSingleItem().ShouldBe(new CleanUpDeletedSource(source.Id, source.Version + 1, 1, command.Caller));
     }
 
     [Fact]

@@ -4,6 +4,7 @@ using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.Infrastructure.Http;
 using ExternalData.EventSourced.Shared;
 using ExternalData.EventSourced.SourceTypes;
+using ExternalData.EventSourced.SourceTypes.ChangeDataCapture;
 using FluentValidation;
 using JasperFx.Events;
 using Marten;
@@ -54,7 +55,9 @@ public sealed record NewSource(
     JsonObject PublicConfig,
     SealedSecrets? Secrets,
     DataKey? DataKey,
-    IReadOnlyList<NewSchema> Schemas);
+    IReadOnlyList<NewSchema> Schemas,
+    CdcChoice? CdcChoice = null,
+    CdcProvisioning? Cdc = null);
 
 /// <summary>The create use case, whichever channel calls it.</summary>
 public static class CreateSourceHandler
@@ -65,7 +68,7 @@ public static class CreateSourceHandler
     /// </summary>
     public static async Task<Checked<NewSource>> LoadAsync(
         CreateSource command, IValidator<CreateSource> validator, IDocumentSession session, SourceTypeRegistry registry, SecretsCipher cipher,
-        DateTimeOffset now, CancellationToken ct)
+        ILogger<CreateSource> logger, DateTimeOffset now, CancellationToken ct)
     {
         if (await Validation.CheckAsync(validator, command, ct) is { } invalid) return invalid;
         if (!registry.TryGet(command.SourceType, out var type))
@@ -88,10 +91,17 @@ public static class CreateSourceHandler
         }
 
         var payload = command.Payload!;
-        if (payload["cdc_enabled"] is JsonValue cdc && cdc.TryGetValue<bool>(out var cdcEnabled) && cdcEnabled)
+        var cdcRequested = CdcOptions.Requested(payload);
+        CdcChoice? cdcChoice = null;
+        if (cdcRequested)
         {
-            return Problems.Validation("Change data capture cannot be turned on when creating a source yet. Create the source with incremental, append or full refresh sync.",
-                "payload.cdc_enabled", "cdc_not_available");
+            if (type is not IChangeDataCapture)
+                return Problems.Validation(string.Format(CdcOptions.NotSupported, type.Definition.Name), "payload.cdc_enabled", "cdc_not_supported");
+            if (direct)
+                return Problems.Validation("CDC is not available for direct query sources: they query the database live.", "payload.cdc_enabled", "cdc_not_supported");
+            var (choice, cdcProblem) = CdcOptions.Parse(payload, attrPrefix: "payload");
+            if (cdcProblem is not null) return cdcProblem;
+            cdcChoice = choice;
         }
 
         var (config, configProblem) = SourceConfigGate.Validate(type, payload);
@@ -101,16 +111,29 @@ public static class CreateSourceHandler
         var discovery = await type.DiscoverAsync(config!, ct);
         if (!discovery.Check.Ok) return Problems.Validation(discovery.Check.Message!, null, discovery.Check.Code!);
 
-        var (schemas, schemaProblem) = SchemaSelection.Build(payload["schemas"], discovery.Tables, direct, cdcEnabled: false, Guid.CreateVersion7);
+        var (schemas, schemaProblem) = SchemaSelection.Build(payload["schemas"], discovery.Tables, direct, cdcEnabled: cdcRequested, Guid.CreateVersion7);
         if (schemaProblem is not null) return schemaProblem;
 
         // The id carries the creation time (UUIDv7), so ordering by id is ordering by age.
         var id = Guid.CreateVersion7(now);
+
+        // Provisioning is the gate's last step: every rule that can refuse the create has passed, so only a failed
+        // commit can still undo it, and the compensation registered by ProvisionAsync covers that (ADR 0025).
+        CdcProvisioning? provisioning = null;
+        if (cdcChoice is not null)
+        {
+            var cdc = (IChangeDataCapture)type;
+            var tables = schemas!.Where(s => s.Settings is { ShouldSync: true, SyncType: SyncTypes.Cdc }).Select(s => cdc.QualifiedTable(config!, s.Name)).ToList();
+            var provisioned = await EnableCdcHandler.ProvisionAsync(cdc, config!, cdcChoice, id, tables, logger, ct);
+            if (provisioned.Problem is not null) return provisioned.Problem;
+            provisioning = provisioned.Value;
+        }
+
         var (publicConfig, secrets) = type.Definition.Config.Split(config!);
-        if (secrets.Count == 0) return new NewSource(id, type, accessMethod, prefix, publicConfig, null, null, schemas!);
+        if (secrets.Count == 0) return new NewSource(id, type, accessMethod, prefix, publicConfig, null, null, schemas!, cdcChoice, provisioning);
 
         var (dataKey, key) = cipher.NewDataKey(id, now);
-        return new NewSource(id, type, accessMethod, prefix, publicConfig, cipher.Seal(secrets, key, id), dataKey, schemas!);
+        return new NewSource(id, type, accessMethod, prefix, publicConfig, cipher.Seal(secrets, key, id), dataKey, schemas!, cdcChoice, provisioning);
     }
 
     /// <summary>The decision: a pure function of the command and the checked draft. The stream starts with the
@@ -119,20 +142,24 @@ public static class CreateSourceHandler
     public static (Checked<SourceDetails>, IMartenOp, IMartenOp) Handle(CreateSource command, Checked<NewSource> draft, DateTimeOffset now)
     {
         if (draft.Problem is { } problem) return (problem, MartenOps.Nothing(), MartenOps.Nothing());
-        var (created, tables) = Decide(command, draft.Value!, now);
-        return (Answer(draft.Value!, created, tables), MartenOps.StartStream<Source>(created.SourceId, [created, .. tables]), StoreKey(draft.Value!));
+        var source = draft.Value!;
+        var (created, tables) = Decide(command, source, now);
+        var cdc = source.Cdc is { } p ? EnableCdcHandler.Decide(source.Id, source.CdcChoice!, p, command.Caller, now) : null;
+        object[] events = cdc is null ? [created, .. tables] : [created, .. tables, cdc];
+        return (Answer(source, created, tables, cdc), MartenOps.StartStream<Source>(created.SourceId, events), StoreKey(source));
     }
 
     public static (SourceCreated Created, IReadOnlyList<SchemaAdded> Tables) Decide(CreateSource command, NewSource source, DateTimeOffset now) =>
         Decide(source, command.Description, command.DirectQueryEnabled, command.Caller, command.CreatedVia ?? command.Caller.Channel, now);
 
     /// <summary>The source as a read will return it, built by the read models' own pure methods.</summary>
-    public static SourceDetails Answer(NewSource source, SourceCreated created, IReadOnlyList<SchemaAdded> tables)
+    public static SourceDetails Answer(NewSource source, SourceCreated created, IReadOnlyList<SchemaAdded> tables, CdcEnabled? cdc = null)
     {
         var details = SourceDetailsProjection.Create(new Event<SourceCreated>(created) { Version = 1 })
             .WithCapabilitiesOf(source.Type)
             .WithSchemas(source.Schemas.OrderBy(s => s.Name, StringComparer.Ordinal).Select(s => s.ToDetails()));
-        details.Version = 1 + tables.Count;
+        if (cdc is not null) SourceDetailsProjection.Apply(new Event<CdcEnabled>(cdc) { Version = 2 + tables.Count }, details);
+        details.Version = 1 + tables.Count + (cdc is null ? 0 : 1);
         return details;
     }
 

@@ -46,6 +46,13 @@ public static class SchemaSelection
                 "cdc_not_enabled");
         }
 
+        var withoutKey = cdcRequested.Where(name => !byName[name].SupportsCdc).ToList();
+        if (withoutKey.Count > 0)
+        {
+            return Fail($"CDC requires a primary key on each table. The following tables have no primary key: {string.Join(", ", withoutKey)}.",
+                "cdc_primary_key_missing");
+        }
+
         var settings = new List<NewSchema>();
         foreach (var entry in parsed)
         {

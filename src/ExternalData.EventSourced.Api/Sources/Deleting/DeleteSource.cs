@@ -26,14 +26,21 @@ public static class DeleteSourceHandler
         : IfMatch.Check(command.ExpectedVersion, source.Version) is { } stale ? stale
         : new SourceRemoved(source.Id);
 
-    /// <summary>The event is appended to the stream (kept for history); deleting the data key in the same
-    /// transaction shreds every secret this source ever stored.</summary>
-    public static (Checked<SourceRemoved>, Events, IMartenOp) Handle(
+    /// <summary>
+    /// The source leaves every read at once. A source with nothing outside this service to remove loses its data key
+    /// in the same transaction, shredding every secret it ever stored. One with CDC needs its credentials once more
+    /// to drop its slot and publication: the key stays until <see cref="CleanUpDeletedSource"/> — committed with the
+    /// deletion, durable, so a crash cannot lose it — has done that and recorded it.
+    /// </summary>
+    public static (Checked<SourceRemoved>, Events, IMartenOp, OutgoingMessages) Handle(
         DeleteSource command, [WriteAggregate(Required = false, LoadStyle = ConcurrencyStyle.Exclusive)] Source? source, Checked<SourceRemoved> removal,
         DateTimeOffset now)
     {
-        if (removal.Problem is not null) return (removal, [], MartenOps.Nothing());
-        return (removal, [new SourceDeleted(command.SourceId, command.Caller.Actor, command.Caller.Channel, now)], MartenOps.Delete<DataKey>(command.SourceId));
+        if (removal.Problem is not null) return (removal, [], MartenOps.Nothing(), []);
+        var cleanup = DeletedSourceCleanup.Needed(source!);
+        var deleted = new SourceDeleted(command.SourceId, command.Caller.Actor, command.Caller.Channel, now, CleanupPending: cleanup);
+        if (!cleanup) return (removal, [deleted], MartenOps.Delete<DataKey>(command.SourceId), []);
+        return (removal, [deleted], MartenOps.Nothing(), [new CleanUpDeletedSource(command.SourceId, source!.Version + 1, 1, command.Caller)]);
     }
 }
 

@@ -94,7 +94,24 @@ public static class SourceHistoryEndpoint
         SchemasBulkUpdated b => BulkSummary(b),
         SchemasRefreshed r => $"schemas refreshed: {r.Added.Count} added, {r.Removed.Count} removed, {r.Disabled.Count} disabled" +
                               (r.ColumnDrift.Count > 0 ? $", columns changed in {Tables(r.ColumnDrift.Count)}" : ""),
+        SourceDeleted { CleanupPending: true } => "source deleted; its CDC slot and publication are removed next, then its secrets are destroyed",
         SourceDeleted => "source deleted; its secrets were destroyed",
+        SourceSecretsShredded => "the deleted source's secrets were destroyed",
+        CdcEnabled e => $"CDC enabled ({(e.ManagementMode == SourceTypes.ChangeDataCapture.CdcModes.Managed ? "managed" : "self-managed")}): slot {e.SlotName} " +
+                        $"{(e.SlotCreated ? "created" : "adopted")} at {e.ConsistentPoint}, publication {e.PublicationName}" +
+                        (e.PublishedTables.Count > 0 ? $" with {Tables(e.PublishedTables.Count)}" : ""),
+        CdcDisabled e => e.CleanupError is null
+            ? $"CDC disabled; slot {e.SlotName} {(e.SlotDropped ? "dropped" : "was already gone")}" + (e.SchemasReset.Count > 0 ? $", {Tables(e.SchemasReset.Count)} reset" : "")
+            : $"CDC disabled, but the slot and publication could not be removed: {e.CleanupError}",
+        CdcSettingsChanged e => $"CDC settings changed: {string.Join(", ", e.ChangedFields.Select(f => f.Replace('_', ' ')))}",
+        CdcPublicationTablesChanged e => $"CDC publication {e.PublicationName}: " + string.Join("; ", new[]
+        {
+            e.Added.Count > 0 ? $"added {string.Join(", ", e.Added)}" : null,
+            e.Dropped.Count > 0 ? $"dropped {string.Join(", ", e.Dropped)}" : null,
+        }.Where(p => p is not null)),
+        CdcResourcesDropped e => $"deleted source's CDC resources removed (attempt {e.Attempt})",
+        CdcCleanupAttemptFailed e => $"clean-up attempt {e.Attempt} failed: {e.Error}; retrying at {e.NextAttemptAt.UtcDateTime.ToString("u", CultureInfo.InvariantCulture)}",
+        CdcCleanupAbandoned e => $"clean-up abandoned after {e.Attempts} attempts; run on the source: {e.RemediationSql}",
         Credentials.CredentialsStashed c => $"{c.SourceType} credentials stored, usable once until {c.ExpiresAt.UtcDateTime.ToString("u", CultureInfo.InvariantCulture)}",
         Credentials.CredentialsConsumed c => $"stored credentials used to set up source {c.SourceId}; their key was destroyed",
         Credentials.CredentialsExpired => "stored credentials expired unused; their key was destroyed",

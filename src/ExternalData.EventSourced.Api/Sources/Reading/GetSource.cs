@@ -66,6 +66,20 @@ public static class SourceAsOf
                     foreach (var schemaId in SourceSchemaProjection.AffectedSchemas(refreshed))
                         if (schemas.TryGetValue(schemaId, out var schema)) SourceSchemaProjection.Apply(refreshed, schema);
                     break;
+                case CdcEnabled when details is not null:
+                    SourceDetailsProjection.Apply(@event.As<CdcEnabled>(), details);
+                    break;
+                case CdcSettingsChanged when details is not null:
+                    SourceDetailsProjection.Apply(@event.As<CdcSettingsChanged>(), details);
+                    break;
+                case CdcPublicationTablesChanged when details is not null:
+                    SourceDetailsProjection.Apply(@event.As<CdcPublicationTablesChanged>(), details);
+                    break;
+                case CdcDisabled disabled when details is not null:
+                    SourceDetailsProjection.Apply(@event.As<CdcDisabled>(), details);
+                    foreach (var reset in disabled.SchemasReset)
+                        if (schemas.TryGetValue(reset.SchemaId, out var schema)) SourceSchemaProjection.Apply(disabled, schema);
+                    break;
                 case SourceDeleted:
                     return null;
             }

@@ -2,7 +2,10 @@ using Microsoft.AspNetCore.Mvc;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using ExternalData.EventSourced.Infrastructure.Http;
+using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.Shared;
+using ExternalData.EventSourced.SourceTypes;
+using ExternalData.EventSourced.SourceTypes.ChangeDataCapture;
 using FluentValidation;
 using Marten;
 using Wolverine;
@@ -35,7 +38,11 @@ public sealed record BulkUpdateSchemas(JsonArray? Schemas) : ICommand
 }
 
 /// <summary>The whole batch, checked: every requested schema as it will read, and the changes to record.</summary>
-public sealed record SchemaChanges(IReadOnlyList<SchemaDetails> Requested, IReadOnlyList<SchemaSettingsChange> Changed, IReadOnlyList<string> ChangedFields);
+public sealed record SchemaChanges(
+    IReadOnlyList<SchemaDetails> Requested, IReadOnlyList<SchemaSettingsChange> Changed, IReadOnlyList<string> ChangedFields, CdcPublicationChanged? Publication = null);
+
+/// <summary>What the batch did to the managed CDC publication on the source.</summary>
+public sealed record CdcPublicationChanged(string PublicationName, IReadOnlyList<string> Added, IReadOnlyList<string> Dropped);
 
 /// <summary>The bulk-update use case, whichever channel calls it. Only the schemas named in the batch are read.</summary>
 public static class BulkUpdateSchemasHandler
@@ -44,7 +51,8 @@ public static class BulkUpdateSchemasHandler
     /// unlike PostHog's per-schema transactions), naming each failing schema and why. Runs after the source's stream
     /// is locked for this write, so the schemas read are the ones the change lands on.</summary>
     public static async Task<Checked<SchemaChanges>> LoadAsync(
-        BulkUpdateSchemas command, Source? source, IValidator<BulkUpdateSchemas> validator, IDocumentSession session, CancellationToken ct)
+        BulkUpdateSchemas command, Source? source, IValidator<BulkUpdateSchemas> validator, IDocumentSession session, SourceTypeRegistry registry,
+        SecretsCipher cipher, ILogger<BulkUpdateSchemas> logger, CancellationToken ct)
     {
         if (source is null) return Problems.NotFound();
         if (IfMatch.Check(command.ExpectedVersion, source.Version) is { } stale) return stale;
@@ -56,11 +64,48 @@ public static class BulkUpdateSchemasHandler
 
         var byId = (await session.LoadManyAsync<SourceSchema>(ct, ids)).Where(s => s.SourceId == source.Id).ToDictionary(s => s.Id);
         if (ids.Any(id => !byId.ContainsKey(id))) return Problems.Validation("One or more schemas could not be found for this source", "schemas", "schema_not_found");
-        return Judge(entries.Zip(ids, (entry, id) => (byId[id], entry)).ToList(), source.IsDirect);
+        var judged = Judge(entries.Zip(ids, (entry, id) => (byId[id], entry)).ToList(), source.IsDirect, source.Cdc is not null);
+        if (judged.Problem is not null || source.Cdc is not { Managed: true } cdcSettings) return judged;
+        return await PublishAsync(judged.Value!, byId, source, cdcSettings, session, registry, cipher, logger, ct);
+    }
+
+    /// <summary>
+    /// In managed CDC, a table joins the publication when its schema starts syncing with CDC and leaves it when it
+    /// stops (ref §5.21). Done before the event is recorded, under the stream lock; if the change cannot be made the
+    /// batch is refused whole, and if the batch fails after it, the compensation puts the publication back.
+    /// </summary>
+    private static async Task<Checked<SchemaChanges>> PublishAsync(
+        SchemaChanges changes, IReadOnlyDictionary<Guid, SourceSchema> before, Source source, CdcSettings cdcSettings, IDocumentSession session,
+        SourceTypeRegistry registry, SecretsCipher cipher, ILogger logger, CancellationToken ct)
+    {
+        static bool Streams(SyncSettings s) => s is { ShouldSync: true, SyncType: SyncTypes.Cdc };
+        var joining = changes.Changed.Where(c => !Streams(before[c.SchemaId].Settings) && Streams(c.Settings)).Select(c => c.Name).ToList();
+        var leaving = changes.Changed.Where(c => Streams(before[c.SchemaId].Settings) && !Streams(c.Settings)).Select(c => c.Name).ToList();
+        if (joining.Count == 0 && leaving.Count == 0) return changes;
+
+        var cdc = (IChangeDataCapture)registry.Get(source.SourceType);
+        var config = await StoredConfig.LoadAsync(source, session, cipher, ct);
+        var add = joining.Select(t => cdc.QualifiedTable(config, t)).ToList();
+        var drop = leaving.Select(t => cdc.QualifiedTable(config, t)).ToList();
+        var outcome = await cdc.ChangePublicationAsync(config, cdcSettings.PublicationName, add, drop, ct);
+        if (outcome.Value is not { } done)
+        {
+            var reason = outcome.Unreachable?.Message ?? outcome.Error;
+            return Problems.Validation($"Could not update the CDC publication '{cdcSettings.PublicationName}' on your database: {reason} No schema in the batch was changed.",
+                "schemas", "cdc_publication_failed");
+        }
+
+        Compensations.OnFailure(async () =>
+        {
+            var undone = await cdc.ChangePublicationAsync(config, cdcSettings.PublicationName, done.Dropped, done.Added, CancellationToken.None);
+            if (undone.Value is null)
+                logger.LogError("Could not restore the CDC publication {Publication} after a failed schema update: {Error}", cdcSettings.PublicationName, undone.Error ?? undone.Unreachable?.Message);
+        });
+        return changes with { Publication = done.Added.Count + done.Dropped.Count == 0 ? null : new CdcPublicationChanged(cdcSettings.PublicationName, done.Added, done.Dropped) };
     }
 
     /// <summary>The rules over the whole batch: pure, so atomicity is a property of this function.</summary>
-    public static Checked<SchemaChanges> Judge(IReadOnlyList<(SourceSchema Schema, JsonObject Entry)> batch, bool direct)
+    public static Checked<SchemaChanges> Judge(IReadOnlyList<(SourceSchema Schema, JsonObject Entry)> batch, bool direct, bool cdcEnabled = false)
     {
         var requested = new List<SchemaDetails>();
         var changed = new List<SchemaSettingsChange>();
@@ -68,7 +113,7 @@ public static class BulkUpdateSchemasHandler
         var failures = new List<(Guid Id, string Name, string Reason)>();
         foreach (var (schema, entry) in batch)
         {
-            var (result, changedFields, reason) = SchemaUpdate.Apply(schema, entry, direct);
+            var (result, changedFields, reason) = SchemaUpdate.Apply(schema, entry, direct, cdcEnabled);
             if (reason is not null)
             {
                 failures.Add((schema.Id, schema.Name, reason));
@@ -97,9 +142,12 @@ public static class BulkUpdateSchemasHandler
     {
         if (checkedChanges.Problem is { } problem) return (problem, []);
         var changes = checkedChanges.Value!;
-        return changes.Changed.Count == 0
-            ? (Ok(changes.Requested), [])
-            : (Ok(changes.Requested), [new SchemasBulkUpdated(command.SourceId, changes.Changed, changes.ChangedFields, command.Caller.Actor, command.Caller.Channel, now)]);
+        if (changes.Changed.Count == 0) return (Ok(changes.Requested), []);
+        var caller = command.Caller;
+        Events events = [new SchemasBulkUpdated(command.SourceId, changes.Changed, changes.ChangedFields, caller.Actor, caller.Channel, now)];
+        if (changes.Publication is { } p)
+            events.Add(new CdcPublicationTablesChanged(command.SourceId, p.PublicationName, p.Added, p.Dropped, caller.Actor, caller.Channel, now));
+        return (Ok(changes.Requested), events);
     }
 
     private static Checked<IReadOnlyList<SchemaDetails>> Ok(IReadOnlyList<SchemaDetails> schemas) => new(schemas, null);

@@ -12,6 +12,7 @@ public static class SyncTypeRules
     {
         _ when facts.WebhookOnly && syncType != SyncTypes.Webhook => $"{table} can only be synced via webhooks — pick the Webhook sync method.",
         SyncTypes.Cdc when !cdcEnabled => "CDC is not enabled for this source",
+        SyncTypes.Cdc when !facts.SupportsCdc => $"CDC requires a primary key on table '{table}'. Add a primary key on the source table and retry.",
         SyncTypes.Xmin => "xmin sync is not available for this source",
         SyncTypes.Webhook when !facts.SupportsWebhooks => $"{table} does not support webhook sync",
         SyncTypes.Incremental when !facts.SupportsIncremental => $"{table} does not support incremental sync",

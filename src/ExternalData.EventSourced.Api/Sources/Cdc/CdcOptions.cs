@@ -1,0 +1,76 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using ExternalData.EventSourced.Infrastructure.Http;
+using ExternalData.EventSourced.SourceTypes.ChangeDataCapture;
+using ExternalData.EventSourced.SourceTypes.Postgres;
+using Microsoft.AspNetCore.Mvc;
+
+namespace ExternalData.EventSourced.Sources;
+
+/// <summary>What a caller asks of CDC, on create (<c>payload.cdc_*</c>) or enable (the body), checked in PostHog's words
+/// (ref §10.3, §10.5).</summary>
+public sealed record CdcChoice(string Mode, string? SlotName, string? PublicationName, bool AutoDropSlot, int WarningMb, int CriticalMb)
+{
+    /// <summary>The names this source's CDC uses: the caller's, else PostHog's defaults for the source id.</summary>
+    public CdcResources ResourcesFor(Guid sourceId) => new(
+        Mode,
+        SlotName ?? PostgresSourceType.DefaultSlotName(sourceId),
+        PublicationName ?? PostgresSourceType.DefaultPublicationName(sourceId, Mode),
+        DefaultNames: SlotName is null && PublicationName is null);
+}
+
+public static partial class CdcOptions
+{
+    public const string NotSupported = "CDC is not supported for source type: {0}";
+
+    public static (CdcChoice? Choice, ProblemDetails? Problem) Parse(JsonObject body, string? attrPrefix = null)
+    {
+        var mode = CdcModes.Parse(Text(body, "cdc_management_mode"));
+        if (mode is null) return Fail(CdcModes.InvalidText, "cdc_management_mode", "invalid_choice");
+
+        var slot = Text(body, "cdc_slot_name");
+        if (slot is not null && !Name().IsMatch(slot))
+            return Fail("cdc_slot_name may contain only lower-case letters, digits and underscores, at most 63 characters.", "cdc_slot_name", "invalid_name");
+        var publication = Text(body, "cdc_publication_name");
+        if (publication is not null && !Name().IsMatch(publication))
+            return Fail("cdc_publication_name may contain only lower-case letters, digits and underscores, at most 63 characters.", "cdc_publication_name", "invalid_name");
+
+        var autoDrop = true;
+        if (body["cdc_auto_drop_slot"] is { } autoDropNode)
+        {
+            if (autoDropNode is not JsonValue v || v.GetValueKind() is not (JsonValueKind.True or JsonValueKind.False))
+                return Fail("cdc_auto_drop_slot must be a boolean.", "cdc_auto_drop_slot", "invalid");
+            autoDrop = v.GetValue<bool>();
+        }
+
+        var (warning, warningProblem) = Threshold(body, "cdc_lag_warning_threshold_mb", CdcSettings.DefaultWarningMb);
+        if (warningProblem is not null) return (null, Prefixed(warningProblem));
+        var (critical, criticalProblem) = Threshold(body, "cdc_lag_critical_threshold_mb", CdcSettings.DefaultCriticalMb);
+        if (criticalProblem is not null) return (null, Prefixed(criticalProblem));
+        if (warning >= critical) return Fail("Warning threshold must be less than critical threshold.", "cdc_lag_warning_threshold_mb", "invalid_threshold");
+        return (new CdcChoice(mode, slot, publication, autoDrop, warning, critical), null);
+
+        (CdcChoice?, ProblemDetails?) Fail(string detail, string field, string code) => (null, Problems.Validation(detail, Attr(field), code));
+        ProblemDetails Prefixed(ProblemDetails p) { p.Extensions["attr"] = Attr((string)p.Extensions["attr"]!); return p; }
+        string Attr(string field) => attrPrefix is null ? field : $"{attrPrefix}.{field}";
+    }
+
+    /// <summary>A threshold in MB: an integer ≥ 1 (ref §10.5), or the default when absent.</summary>
+    public static (int Value, ProblemDetails? Problem) Threshold(JsonObject body, string field, int fallback)
+    {
+        if (!body.TryGetPropertyValue(field, out var node) || node is null) return (fallback, null);
+        if (node is not JsonValue v || v.GetValueKind() != JsonValueKind.Number || !v.TryGetValue<int>(out var value))
+            return (0, Problems.Validation($"{field} must be an integer.", field, "invalid_integer"));
+        return value < 1 ? (0, Problems.Validation($"{field} must be >= 1.", field, "min_value")) : (value, null);
+    }
+
+    public static bool Requested(JsonObject payload) =>
+        payload["cdc_enabled"] is JsonValue v && v.GetValueKind() == JsonValueKind.True;
+
+    private static string? Text(JsonObject body, string key) =>
+        body[key] is JsonValue v && v.TryGetValue<string>(out var s) && s.Trim().Length > 0 ? s.Trim() : null;
+
+    [GeneratedRegex("^[a-z0-9_]{1,63}$")]
+    private static partial Regex Name();
+}
