@@ -22,7 +22,9 @@ public sealed record CdcChoice(string Mode, string? SlotName, string? Publicatio
 
 public static partial class CdcOptions
 {
-    public const string NotSupported = "CDC is not supported for source type: {0}";
+    /// <summary>PostHog's refusal for a source type without CDC (ref §5.7, §5.8, §10.5).</summary>
+    public static ProblemDetails Unsupported(string sourceType, string? attr = null) =>
+        Problems.Validation($"CDC is not supported for source type: {sourceType}", attr, "cdc_not_supported");
 
     public static (CdcChoice? Choice, ProblemDetails? Problem) Parse(JsonObject body, string? attrPrefix = null)
     {

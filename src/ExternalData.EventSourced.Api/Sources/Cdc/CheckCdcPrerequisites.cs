@@ -51,8 +51,7 @@ public static class CdcPrerequisiteChecks
     {
         var source = await session.LoadAsync<Source>(sourceId, ct);
         if (source is null) return Problems.NotFound();
-        if (registry.Get(source.SourceType) is not IChangeDataCapture cdc)
-            return Problems.Validation(string.Format(CdcOptions.NotSupported, source.SourceType), null, "cdc_not_supported");
+        if (registry.Get(source.SourceType) is not IChangeDataCapture cdc) return CdcOptions.Unsupported(source.SourceType);
         var mode = CdcModes.Parse(SchemaRules.Text(body, "cdc_management_mode") ?? source.Cdc?.ManagementMode);
         if (mode is null) return Problems.Validation(CdcModes.InvalidText, "cdc_management_mode", "invalid_choice");
         if (!SchemaRules.TryStrings(body["tables"], out var named)) return Problems.Validation("tables must be a list of table names.", "tables", "invalid");

@@ -40,8 +40,7 @@ public static class DisableCdcHandler
     {
         if (source is null) return Problems.NotFound();
         if (IfMatch.Check(command.ExpectedVersion, source.Version) is { } stale) return stale;
-        if (registry.Get(source.SourceType) is not IChangeDataCapture cdc)
-            return Problems.Validation(string.Format(CdcOptions.NotSupported, source.SourceType), null, "cdc_not_supported");
+        if (registry.Get(source.SourceType) is not IChangeDataCapture cdc) return CdcOptions.Unsupported(source.SourceType);
         if (source.Cdc is not { } settings) return new CdcDeactivation(null, null, null, null, []);
 
         var config = await StoredConfig.LoadAsync(source, session, cipher, ct);

@@ -45,8 +45,7 @@ public static class EnableCdcHandler
         var source = await session.LoadAsync<Source>(command.SourceId, ct);
         if (source is null) return Problems.NotFound();
         if (IfMatch.Check(command.ExpectedVersion, source.Version) is { } stale) return stale;
-        if (registry.Get(source.SourceType) is not IChangeDataCapture cdc)
-            return Problems.Validation(string.Format(CdcOptions.NotSupported, source.SourceType), null, "cdc_not_supported");
+        if (registry.Get(source.SourceType) is not IChangeDataCapture cdc) return CdcOptions.Unsupported(source.SourceType);
         if (source.Cdc is not null) return Problems.Conflict(AlreadyEnabled, "cdc_already_enabled");
         var (choice, invalid) = CdcOptions.Parse(command.Options);
         if (invalid is not null) return invalid;

@@ -42,8 +42,7 @@ public static class CdcStatusQuery
     {
         var source = await session.LoadAsync<Source>(sourceId, ct);
         if (source is null) return Problems.NotFound();
-        if (registry.Get(source.SourceType) is not IChangeDataCapture cdc)
-            return Problems.Validation(string.Format(CdcOptions.NotSupported, source.SourceType), null, "cdc_not_supported");
+        if (registry.Get(source.SourceType) is not IChangeDataCapture cdc) return CdcOptions.Unsupported(source.SourceType);
         if (source.Cdc is not { } settings) return new CdcStatusResult(false);
 
         var config = await StoredConfig.LoadAsync(source, session, cipher, ct);

@@ -95,8 +95,7 @@ public static class CreateSourceHandler
         CdcChoice? cdcChoice = null;
         if (cdcRequested)
         {
-            if (type is not IChangeDataCapture)
-                return Problems.Validation(string.Format(CdcOptions.NotSupported, type.Definition.Name), "payload.cdc_enabled", "cdc_not_supported");
+            if (type is not IChangeDataCapture) return CdcOptions.Unsupported(type.Definition.Name, "payload.cdc_enabled");
             if (direct)
                 return Problems.Validation("CDC is not available for direct query sources: they query the database live.", "payload.cdc_enabled", "cdc_not_supported");
             var (choice, cdcProblem) = CdcOptions.Parse(payload, attrPrefix: "payload");
