@@ -20,6 +20,7 @@ using JasperFx.Events.Daemon;
 using JasperFx.MultiTenancy;
 using Marten;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.Extensions.Logging.Console;
 using Wolverine;
 using Wolverine.ErrorHandling;
@@ -134,6 +135,14 @@ builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>
     problem.Extensions["message"] = detail;
 });
 builder.Services.AddExceptionHandler<ConstraintViolationHandler>();
+// Provider deliveries are bounded: a burst queues (Stripe waits, then retries) instead of taking the CPU from API
+// callers. The permits and the queue are configurable; see ReceiveWebhookEndpoint.
+builder.Services.AddRateLimiter(o => o.AddConcurrencyLimiter(ReceiveWebhookEndpoint.Limiter, limiter =>
+{
+    limiter.PermitLimit = builder.Configuration.GetValue("ExternalData:Webhooks:ConcurrentDeliveries", Math.Max(1, Environment.ProcessorCount / 2));
+    limiter.QueueLimit = builder.Configuration.GetValue("ExternalData:Webhooks:QueuedDeliveries", 1000);
+    limiter.QueueProcessingOrder = System.Threading.RateLimiting.QueueProcessingOrder.OldestFirst;
+}));
 // MCP (streamable HTTP, stateless): the same keys, scopes and use cases as REST (ADR 0022).
 builder.Services.AddHttpContextAccessor();
 builder.Services.AddSingleton<ExternalData.EventSourced.Mcp.McpCallers>();
@@ -159,6 +168,7 @@ app.UseRouting();
 app.UseAuthentication();
 app.UseAuthorization();
 app.UseMiddleware<ProjectAccessMiddleware>();
+app.UseRateLimiter();
 
 app.MapMcp("/mcp").RequireAuthorization();
 app.MapOpenApi("/api/schema");

@@ -96,7 +96,7 @@ public sealed class ExternalDataSourceTools(McpCallers callers, IMessageBus bus,
     {
         var command = new SetUpSource(sourceType, McpCallers.Object(payload), prefix, null, null, tables is null ? null : new JsonArray(tables.Select(t => (JsonNode?)t).ToArray()))
         {
-            Caller = callers.For(projectId, Scopes.Write, "data-warehouse-source-setup"),
+            Caller = callers.For(projectId, Scopes.Write, "data-warehouse-source-setup"), BaseUrl = callers.BaseUrl,
         };
         return await callers.RunAsync<SetUpSourceResult>(bus, command, ct);
     }
@@ -147,6 +147,28 @@ public sealed class ExternalDataSourceTools(McpCallers callers, IMessageBus bus,
         return callers.Text(await ListConnectionsEndpoint.Get(session, ct));
     }
 
+    [McpServerTool(Name = "external-data-sources-create-webhook-create"),
+     Description("Register this service's webhook with the provider (Stripe) so webhook-capable tables sync in real time. Safe to repeat: the provider keeps one endpoint.")]
+    public async Task<string> CreateWebhook([Description(Project)] string projectId, [Description("The source id.")] Guid id, CancellationToken ct = default) =>
+        await callers.RunAsync<WebhookResult>(bus, new CreateWebhook(id)
+        {
+            Caller = callers.For(projectId, Scopes.Write, "external-data-sources-create-webhook-create"), BaseUrl = callers.BaseUrl,
+        }, ct);
+
+    [McpServerTool(Name = "external-data-sources-delete-webhook-create", Destructive = true),
+     Description("Remove the source's webhook at the provider. Refused while tables use webhook sync.")]
+    public async Task<string> DeleteWebhook([Description(Project)] string projectId, [Description("The source id.")] Guid id, CancellationToken ct = default) =>
+        await callers.RunAsync<WebhookDeletionResult>(bus, new DeleteWebhook(id) { Caller = callers.For(projectId, Scopes.Write, "external-data-sources-delete-webhook-create") }, ct);
+
+    [McpServerTool(Name = "external-data-sources-webhook-info-retrieve", ReadOnly = true),
+     Description("The source's webhook: our side, Stripe's side read live, and the events Stripe's endpoint is missing.")]
+    public async Task<string> WebhookInfo([Description(Project)] string projectId, [Description("The source id.")] Guid id, CancellationToken ct = default)
+    {
+        callers.For(projectId, Scopes.Read, "external-data-sources-webhook-info-retrieve");
+        await using var session = store.QuerySession(projectId);
+        return callers.Answer(await WebhookInfoQuery.ReadAsync(id, session, registry, cipher, ct));
+    }
+
     [McpServerTool(Name = "external-data-sources-check-cdc-prerequisites-create", ReadOnly = true),
      Description("Check whether a Postgres database can stream its changes (CDC): every prerequisite with what was seen and the SQL that fixes it. Prefer a source id (stored credentials) over passing a password.")]
     public async Task<string> CheckCdcPrerequisites([Description(Project)] string projectId,
@@ -171,6 +193,7 @@ public sealed class ExternalDataSourceTools(McpCallers callers, IMessageBus bus,
     private async Task<SourceDetails> WithSchemasAsync(IQuerySession session, SourceDetails source, CancellationToken ct)
     {
         var schemas = await session.Query<SourceSchema>().Where(s => s.SourceId == source.Id && !s.Removed).OrderBy(s => s.Name).ToListAsync(ct);
-        return source.WithCapabilitiesFrom(registry).WithSchemas(schemas.Select(SchemaDetails.From));
+        var stats = await WebhookStats.ForSourceAsync(session, source.Id, ct);
+        return source.WithCapabilitiesFrom(registry).WithSchemas(schemas.Select(s => SchemaDetails.From(s).With(stats)));
     }
 }

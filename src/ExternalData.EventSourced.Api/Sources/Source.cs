@@ -25,6 +25,8 @@ public sealed class Source
     public DateTimeOffset CreatedAt { get; set; }
     /// <summary>Null while change data capture is off.</summary>
     public CdcSettings? Cdc { get; set; }
+    /// <summary>Null until a webhook registration was attempted.</summary>
+    public WebhookState? Webhook { get; set; }
 
     public bool IsDirect => AccessMethod == AccessMethods.Direct;
 
@@ -57,6 +59,10 @@ public sealed class Source
     public void Apply(SchemasBulkUpdated e) { }
     public void Apply(SchemasRefreshed e) { }
     public void Apply(CdcPublicationTablesChanged e) { }
+
+    public void Apply(WebhookRegistered e) => Webhook = WebhookState.Apply(Webhook, e);
+    public void Apply(WebhookRegistrationFailed e) => Webhook = WebhookState.Apply(Webhook, e);
+    public void Apply(WebhookDeleted e) => Webhook = WebhookState.Apply(Webhook, e);
 
     public void Apply(CdcEnabled e) => Cdc = CdcSettings.From(e);
     public void Apply(CdcDisabled e) => Cdc = null;

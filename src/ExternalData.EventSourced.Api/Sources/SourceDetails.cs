@@ -35,7 +35,7 @@ public sealed class SourceDetails
     public bool SupportsColumnSelection { get; set; }
     public int Version { get; set; }
     public DateTimeOffset UpdatedAt { get; set; }
-    public object? Webhook { get; set; }
+    public WebhookSummary? Webhook { get; set; }
     public CdcSummary? Cdc { get; set; }
 
     /// <summary>"SourceType:prefix" for warehouse sources, null for direct ones: a unique index on it (per project)
@@ -109,6 +109,16 @@ public sealed partial class SourceDetailsProjection : SingleStreamProjection<Sou
         details.Cdc = null;
         details.JobInputs = CdcSummary.WithKeys(details.JobInputs, null);
         Touch(details, @event, @event.Data.DisabledAt);
+    }
+
+    public static void Apply(IEvent<WebhookRegistered> @event, SourceDetails details) => ApplyWebhook(details, @event, @event.Data.RegisteredAt);
+    public static void Apply(IEvent<WebhookRegistrationFailed> @event, SourceDetails details) => ApplyWebhook(details, @event, @event.Data.FailedAt);
+    public static void Apply(IEvent<WebhookDeleted> @event, SourceDetails details) => ApplyWebhook(details, @event, @event.Data.DeletedAt);
+
+    private static void ApplyWebhook(SourceDetails details, IEvent @event, DateTimeOffset at)
+    {
+        details.Webhook = WebhookSummary.Apply(details.Webhook, @event.Data);
+        Touch(details, @event, at);
     }
 
     public static void Apply(IEvent<CdcPublicationTablesChanged> @event, SourceDetails details) => Touch(details, @event, @event.Data.ChangedAt);

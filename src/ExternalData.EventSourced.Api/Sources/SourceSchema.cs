@@ -136,6 +136,9 @@ public sealed class SchemaDetails
     public List<string>? EnabledColumns { get; set; }
     public JsonArray? RowFilters { get; set; }
     public List<AvailableColumn> AvailableColumns { get; set; } = [];
+    /// <summary>Provider deliveries accepted for this table (webhook sync), and when the last arrived.</summary>
+    public long WebhookEventsReceived { get; set; }
+    public DateTimeOffset? LastWebhookAt { get; set; }
 
     public static SchemaDetails From(SourceSchema schema) => From(schema.Id, schema.Name, schema.Facts, schema.Settings);
 

@@ -27,12 +27,17 @@ public static class SourcesConfiguration
         options.Projections.Add<SourceSchemaProjection>(ProjectionLifecycle.Inline);
         options.Schema.For<SourceSchema>().MultiTenanted().Duplicate(x => x.SourceId);
 
+        // Webhook deliveries: an inbox per source, apart from its stream (see WebhookDelivery).
+        options.Schema.For<WebhookDelivery>().MultiTenanted().Duplicate(x => x.SourceId).Duplicate(x => x.SchemaId).Duplicate(x => x.ReceivedAt);
+        // The inbound webhook finds its source by id alone (it has no project in its route).
+        options.Schema.For<Source>().Index(x => x.Id);
+
         // Data keys live apart from events so that deleting one shreds the secrets sealed with it.
         options.Schema.For<DataKey>().MultiTenanted();
         return options;
     }
 
     public static IServiceCollection ConfigureSources(this IServiceCollection services) =>
-        services.AddSingleton(new UniqueConstraintProblem(PrefixUniqueIndex, () => Problems.Conflict(
+        services.AddSingleton<PublicUrls>().AddSingleton(new UniqueConstraintProblem(PrefixUniqueIndex, () => Problems.Conflict(
             "Another source of this type with the same prefix was created at the same moment. Choose another prefix.", "prefix_taken", "prefix")));
 }

@@ -39,9 +39,9 @@ public sealed class when_an_agent_uses_the_mcp_tools(AppFixture app) : Integrati
 
         tools.Select(t => t.Name).Order().ShouldBe([
             "data-warehouse-source-connect-link", "data-warehouse-source-setup", "data-warehouse-stored-credentials-list",
-            "external-data-sources-check-cdc-prerequisites-create", "external-data-sources-connections-list", "external-data-sources-create", "external-data-sources-destroy", "external-data-sources-history",
+            "external-data-sources-check-cdc-prerequisites-create", "external-data-sources-connections-list", "external-data-sources-create", "external-data-sources-create-webhook-create", "external-data-sources-delete-webhook-create", "external-data-sources-destroy", "external-data-sources-history",
             "external-data-sources-list", "external-data-sources-partial-update", "external-data-sources-refresh-schemas", "external-data-sources-retrieve",
-            "external-data-sources-wizard",
+            "external-data-sources-webhook-info-retrieve", "external-data-sources-wizard",
         ]);
         var list = tools.Single(t => t.Name == "external-data-sources-list");
         list.Description.ShouldNotBeNullOrEmpty();
@@ -55,6 +55,35 @@ public sealed class when_an_agent_uses_the_mcp_tools(AppFixture app) : Integrati
         unknown.IsError.ShouldBe(true);
         var connections = await client.CallToolAsync("external-data-sources-connections-list", new Dictionary<string, object?> { ["projectId"] = ProjectId });
         JsonNode.Parse(connections.Content.OfType<TextContentBlock>().Single().Text)!.AsArray().ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task the_webhook_tools_register_read_and_remove_through_the_same_use_cases_and_say_mcp()
+    {
+        await using var client = await ConnectAsync();
+        var created = (await Api.PostAsync(Sources, new JsonObject
+        {
+            ["source_type"] = "Stripe",
+            ["payload"] = new JsonObject
+            {
+                ["stripe_secret_key"] = FakeStripeServer.FullKey,
+                ["schemas"] = new JsonArray(new JsonObject { ["name"] = "Customer", ["should_sync"] = false }),
+            },
+        })).ShouldHaveStatus(System.Net.HttpStatusCode.Created).Json;
+        var id = created["id"]!.GetValue<string>();
+
+        var registered = JsonNode.Parse(Text(await CallAsync(client, "external-data-sources-create-webhook-create", new() { ["projectId"] = ProjectId, ["id"] = id })))!;
+        registered["success"]!.GetValue<bool>().ShouldBeTrue(registered.ToJsonString());
+        var info = JsonNode.Parse(Text(await CallAsync(client, "external-data-sources-webhook-info-retrieve", new() { ["projectId"] = ProjectId, ["id"] = id })))!;
+        info["external_status"]!["exists"]!.GetValue<bool>().ShouldBeTrue();
+        var history = (await Api.GetAsync($"{SourceUrl(id)}history/?type=webhook_registered")).Json["results"]!.AsArray().ShouldHaveSingleItem()!;
+        history["created_via"]!.GetValue<string>().ShouldBe("mcp");
+        history["data"]!["registered_via"]!.GetValue<string>().ShouldBe("mcp");
+
+        // Discount (webhook-only) now syncs by webhook, so removal is refused, as over REST.
+        var refused = await CallAsync(client, "external-data-sources-delete-webhook-create", new() { ["projectId"] = ProjectId, ["id"] = id });
+        refused.IsError.ShouldBe(true);
+        Text(refused).ShouldContain("Cannot delete webhook while tables are using webhook sync: Discount.");
     }
 
     [Fact]

@@ -66,8 +66,20 @@ public sealed class when_rebuilding_the_projections(AppFixture app) : Integratio
         for (var i = 0; i < 300 && !(await EventTypesAsync(cleaned)).Contains("source_secrets_shredded"); i++) await Task.Delay(100);
         (await EventTypesAsync(cleaned)).ShouldContain("source_secrets_shredded");
 
+        var stripe = (await Api.PostAsync(Sources, new JsonObject
+        {
+            ["source_type"] = "Stripe",
+            ["payload"] = new JsonObject
+            {
+                ["stripe_secret_key"] = FakeStripeServer.FullKey, ["schemas"] = new JsonArray(new JsonObject { ["name"] = "Customer", ["should_sync"] = true, ["sync_type"] = "full_refresh" }),
+            },
+        })).ShouldHaveStatus(HttpStatusCode.Created).Json["id"]!.GetValue<string>();
+        (await Api.PostAsync($"{SourceUrl(stripe)}create_webhook/", new JsonObject())).ShouldHaveStatus(HttpStatusCode.OK);
+        (await Api.PostAsync($"{SourceUrl(stripe)}create_webhook/", new JsonObject())).ShouldHaveStatus(HttpStatusCode.OK);
+        var stripeTables = (await Api.GetAsync(SourceUrl(stripe))).Json["schemas"]!.AsArray().Count;
+
         var before = await SnapshotAsync();
-        before.Keys.Count(k => k.StartsWith("mt_doc_sourceschema/", StringComparison.Ordinal)).ShouldBe(302 + PublicTables + 2 * CdcTables,
+        before.Keys.Count(k => k.StartsWith("mt_doc_sourceschema/", StringComparison.Ordinal)).ShouldBe(302 + PublicTables + 2 * CdcTables + stripeTables,
             "the deleted sources' schemas are gone; a removed table's document stays, hidden, to be revived");
 
         var store = App.Host.Services.GetRequiredService<IDocumentStore>();

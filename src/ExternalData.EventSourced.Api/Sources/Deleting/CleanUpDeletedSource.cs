@@ -2,6 +2,7 @@ using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.Shared;
 using ExternalData.EventSourced.SourceTypes;
 using ExternalData.EventSourced.SourceTypes.ChangeDataCapture;
+using ExternalData.EventSourced.SourceTypes.Webhooks;
 using Marten;
 using Microsoft.Extensions.Options;
 using Wolverine;
@@ -41,7 +42,7 @@ public sealed record CdcCleanupAbandoned(Guid SourceId, string? SlotName, string
 public static class DeletedSourceCleanup
 {
     /// <summary>Something outside this service goes with the source: a slot we may drop, or a publication we own.</summary>
-    public static bool Needed(Source source) => source.Cdc is { } cdc && (cdc.AutoDropSlot || cdc.Managed);
+    public static bool Needed(Source source) => source.Cdc is { } cdc && (cdc.AutoDropSlot || cdc.Managed) || source.Webhook is { EndpointId: not null };
 }
 
 public static class CleanUpDeletedSourceHandler
@@ -57,6 +58,16 @@ public static class CleanUpDeletedSourceHandler
         var source = await session.Events.AggregateStreamAsync<Source>(id, version: message.DeletedAtVersion - 1, token: ct);
         var now = clock.GetUtcNow();
         var next = new OutgoingMessages();
+
+        // The provider's endpoint goes first, once, best effort: a failure is recorded, not retried, since an endpoint
+        // whose deliveries now answer 404 harms nothing and Stripe disables it by itself.
+        if (source?.Webhook is { EndpointId: not null } webhook && message.Attempt == 1 && registry.Get(source.SourceType) is IWebhookProvider provider)
+        {
+            var webhookConfig = await StoredConfig.LoadAsync(source, session, cipher, ct);
+            var removed = await provider.DeleteAsync(webhookConfig, webhook.Url, ct);
+            session.Events.Append(id, new WebhookDeleted(id, webhook.Url, removed.Value is not null, removed.Error, message.Caller.Actor, message.Caller.Channel, now));
+        }
+
         if (source?.Cdc is { } cdcSettings && registry.Get(source.SourceType) is IChangeDataCapture cdc)
         {
             var config = await StoredConfig.LoadAsync(source, session, cipher, ct);

@@ -94,8 +94,12 @@ public static class SourceHistoryEndpoint
         SchemasBulkUpdated b => BulkSummary(b),
         SchemasRefreshed r => $"schemas refreshed: {r.Added.Count} added, {r.Removed.Count} removed, {r.Disabled.Count} disabled" +
                               (r.ColumnDrift.Count > 0 ? $", columns changed in {Tables(r.ColumnDrift.Count)}" : ""),
-        SourceDeleted { CleanupPending: true } => "source deleted; its CDC slot and publication are removed next, then its secrets are destroyed",
+        SourceDeleted { CleanupPending: true } => "source deleted; what it left at the provider (CDC slot and publication, webhook) is removed next, then its secrets are destroyed",
         SourceDeleted => "source deleted; its secrets were destroyed",
+        WebhookRegistered w => w.Reused ? $"webhook at {w.Url} kept ({w.EnabledEvents.Count} events)" :
+            $"webhook registered at {w.Url} ({w.EnabledEvents.Count} events)" + (w.ReplacedEndpointIds.Count > 0 ? $", replacing {w.ReplacedEndpointIds.Count} endpoint(s) whose secret we lacked" : ""),
+        WebhookRegistrationFailed f => $"webhook registration failed: {f.Error}",
+        WebhookDeleted d => d.ProviderDeleted ? "webhook deleted at the provider" : $"webhook removed here; the provider's endpoint was not deleted: {d.Error}",
         SourceSecretsShredded => "the deleted source's secrets were destroyed",
         CdcEnabled e => $"CDC enabled ({(e.ManagementMode == SourceTypes.ChangeDataCapture.CdcModes.Managed ? "managed" : "self-managed")}): slot {e.SlotName} " +
                         $"{(e.SlotCreated ? "created" : "adopted")} at {e.ConsistentPoint}, publication {e.PublicationName}" +

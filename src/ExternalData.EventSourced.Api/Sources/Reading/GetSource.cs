@@ -66,6 +66,15 @@ public static class SourceAsOf
                     foreach (var schemaId in SourceSchemaProjection.AffectedSchemas(refreshed))
                         if (schemas.TryGetValue(schemaId, out var schema)) SourceSchemaProjection.Apply(refreshed, schema);
                     break;
+                case WebhookRegistered when details is not null:
+                    SourceDetailsProjection.Apply(@event.As<WebhookRegistered>(), details);
+                    break;
+                case WebhookRegistrationFailed when details is not null:
+                    SourceDetailsProjection.Apply(@event.As<WebhookRegistrationFailed>(), details);
+                    break;
+                case WebhookDeleted when details is not null:
+                    SourceDetailsProjection.Apply(@event.As<WebhookDeleted>(), details);
+                    break;
                 case CdcEnabled when details is not null:
                     SourceDetailsProjection.Apply(@event.As<CdcEnabled>(), details);
                     break;

@@ -37,6 +37,7 @@ public static class SourceResponses
             writer.WritePropertyName("results");
             writer.WriteStartArray();
             var ids = page.Select(s => s.Id).ToArray();
+            var stats = await WebhookStats.ForSourcesAsync(session, ids, ct);
             var query = session.Query<SourceSchema>().Where(s => ids.Contains(s.SourceId) && !s.Removed)
                 .OrderByDescending(s => s.SourceId).ThenBy(s => s.Name);
             await using var schemas = QueryableExtensions.ToAsyncEnumerable(query, ct).GetAsyncEnumerator(ct);
@@ -54,7 +55,7 @@ public static class SourceResponses
             {
                 while (pending && schemas.Current.SourceId == sourceId)
                 {
-                    yield return SchemaDetails.From(schemas.Current);
+                    yield return SchemaDetails.From(schemas.Current).With(stats);
                     pending = await schemas.MoveNextAsync();
                 }
             }
@@ -62,8 +63,12 @@ public static class SourceResponses
 
     public static async IAsyncEnumerable<SchemaDetails> SchemasOf(IQuerySession session, Guid sourceId, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
     {
+        var stats = await WebhookStats.ForSourceAsync(session, sourceId, ct);
         var query = session.Query<SourceSchema>().Where(s => s.SourceId == sourceId && !s.Removed).OrderBy(s => s.Name);
-        await foreach (var schema in QueryableExtensions.ToAsyncEnumerable(query, ct)) yield return SchemaDetails.From(schema);
+        await foreach (var schema in QueryableExtensions.ToAsyncEnumerable(query, ct))
+        {
+            yield return SchemaDetails.From(schema).With(stats);
+        }
     }
 
     private static async Task WriteSourceAsync(

@@ -20,6 +20,8 @@ namespace ExternalData.EventSourced.Sources;
 public sealed record SetUpSource(string? SourceType, JsonObject? Payload, string? Prefix, string? Description, bool? DirectQueryEnabled, JsonArray? Tables) : ICommand
 {
     [JsonIgnore] public Caller Caller { get; init; } = null!;
+    /// <summary>The address the caller reached us on: the webhook URL is built from it unless one is configured.</summary>
+    [JsonIgnore] public string BaseUrl { get; init; } = "";
 
     // Wolverine logs a failed message with its ToString(): the payload may hold secrets, so it is never printed.
     public override string ToString() => $"SetUpSource {{ SourceType = {SourceType}, Prefix = {Prefix}, Caller = {Caller} }}";
@@ -38,10 +40,11 @@ public sealed record SetUpSource(string? SourceType, JsonObject? Payload, string
 }
 
 /// <summary>The checked setup: the new source, and the stash it consumes (locked for this write) if any.</summary>
-public sealed record SourceSetup(NewSource Source, IEventStream<CredentialStash>? Stash);
+public sealed record SourceSetup(NewSource Source, IEventStream<CredentialStash>? Stash, WebhookAttempt? Webhook = null);
 
-/// <summary>201: the new source's id and [beyond] the full source (webhook registration comes with issue 9).</summary>
-public sealed record SetUpSourceResult(Guid Id, SourceDetails Source);
+/// <summary>201: the new source's id, the webhook attempt for webhook-capable sources (ref §12.3), and [beyond] the full source.</summary>
+public sealed record SetUpSourceResult(
+    Guid Id, SourceDetails Source, [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] WebhookResult? Webhook = null);
 
 public static class SetUpSourceHandler
 {
@@ -55,7 +58,7 @@ public static class SetUpSourceHandler
     /// </summary>
     public static async Task<Checked<SourceSetup>> LoadAsync(
         SetUpSource command, IValidator<SetUpSource> validator, IDocumentSession session, SourceTypeRegistry registry, SecretsCipher cipher,
-        TimeProvider clock, CancellationToken ct)
+        PublicUrls urls, ILogger<SetUpSource> logger, TimeProvider clock, CancellationToken ct)
     {
         if (await Validation.CheckAsync(validator, command, ct) is { } invalid) return invalid;
         if (!registry.TryGet(command.SourceType, out var type))
@@ -104,7 +107,18 @@ public static class SetUpSourceHandler
         var (publicConfig, secrets) = type.Definition.Config.Split(config!);
         if (secrets.Count == 0) return new SourceSetup(new NewSource(id, type, AccessMethods.Warehouse, prefix, publicConfig, null, null, schemas), stash);
         var (sourceKey, key) = cipher.NewDataKey(id, now);
-        return new SourceSetup(new NewSource(id, type, AccessMethods.Warehouse, prefix, publicConfig, cipher.Seal(secrets, key, id), sourceKey, schemas), stash);
+        var newSource = new NewSource(id, type, AccessMethods.Warehouse, prefix, publicConfig, cipher.Seal(secrets, key, id), sourceKey, schemas);
+
+        // Webhook-capable sources go real-time where they can (ref §12.3); a provider refusal keeps the polling defaults.
+        WebhookAttempt? webhook = null;
+        if (type is SourceTypes.Webhooks.IWebhookProvider provider && schemas.Any(s => s.Facts.Capabilities.SupportsWebhooks))
+        {
+            var switches = WebhookRegistrations.Switches(schemas.Select(s => (s.Id, s.Name, s.Facts.Capabilities, s.Settings, false)));
+            webhook = await WebhookRegistrations.AttemptAsync(provider, config!, key, id, urls.WebhookUrl(command.BaseUrl, id), switches,
+                schemas.Where(s => s.Facts.Capabilities.SupportsWebhooks).Select(s => s.Name), null, cipher, logger, ct);
+        }
+
+        return new SourceSetup(newSource, stash, webhook);
     }
 
     /// <summary>The source starts and the stash is consumed (its key destroyed) in the same transaction: a setup
@@ -113,14 +127,25 @@ public static class SetUpSourceHandler
     {
         if (setup.Problem is { } problem) return (problem, MartenOps.Nothing(), MartenOps.Nothing(), MartenOps.Nothing(), MartenOps.Nothing());
         var now = clock.GetUtcNow();
-        var (source, stash) = setup.Value!;
+        var (source, stash, webhook) = setup.Value!;
         var (created, tables) = CreateSourceHandler.Decide(source, command.Description, command.DirectQueryEnabled, command.Caller, command.Caller.Channel, now);
-        var details = CreateSourceHandler.Answer(source, created, tables);
+        var (webhookResult, webhookEvents) = webhook is null ? (null, []) : WebhookRegistrations.Decide(source.Id, webhook, command.Caller, now);
+        // The answer is the read model the events will produce, folded by its own pure methods.
+        var details = SourceAsOf.Fold([.. new object[] { created }.Concat(tables).Concat(webhookEvents).Select((e, i) => Versioned(e, i + 1))])!
+            .WithCapabilitiesOf(source.Type);
         IMartenOp consume = stash is null
             ? MartenOps.Nothing()
             : new AppendToLockedStream<CredentialStash>(stash, new CredentialsConsumed(stash.Id, source.Id, command.Caller.Actor, command.Caller.Channel, now));
         IMartenOp shred = stash is null ? MartenOps.Nothing() : MartenOps.Delete<DataKey>(stash.Id);
-        return (new SetUpSourceResult(source.Id, details), MartenOps.StartStream<Source>(source.Id, [created, .. tables]), CreateSourceHandler.StoreKey(source), consume, shred);
+        return (new SetUpSourceResult(source.Id, details, webhookResult), MartenOps.StartStream<Source>(source.Id, [created, .. tables, .. webhookEvents]),
+            CreateSourceHandler.StoreKey(source), consume, shred);
+    }
+
+    private static IEvent Versioned(object data, int version)
+    {
+        var wrapped = (IEvent)Activator.CreateInstance(typeof(Event<>).MakeGenericType(data.GetType()), data)!;
+        wrapped.Version = version;
+        return wrapped;
     }
 }
 
@@ -130,7 +155,8 @@ public static class SetUpSourceEndpoint
     [ProducesResponseType<SetUpSourceResult>(StatusCodes.Status201Created)]
     public static async Task<IResult> Post(string project_id, SetUpSource command, HttpContext context, IMessageBus bus)
     {
-        var outcome = await bus.RunAsync<SetUpSourceResult>(command with { Caller = Caller.FromHttp(context, project_id) }, context.RequestAborted);
+        var outcome = await bus.RunAsync<SetUpSourceResult>(
+            command with { Caller = Caller.FromHttp(context, project_id), BaseUrl = $"{context.Request.Scheme}://{context.Request.Host}" }, context.RequestAborted);
         if (outcome.Problem is { } problem) return Results.Problem(problem);
         return Results.Json(outcome.Value, statusCode: StatusCodes.Status201Created);
     }

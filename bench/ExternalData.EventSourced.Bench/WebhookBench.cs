@@ -1,0 +1,159 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json.Nodes;
+using Alba;
+using ExternalData.EventSourced.Infrastructure.Auth;
+using ExternalData.EventSourced.IntegrationTests.Fixtures;
+using ExternalData.EventSourced.LocalPostgres;
+using Marten;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Wolverine;
+
+namespace ExternalData.EventSourced.Bench;
+
+/// <summary>
+/// Webhook deliveries against writes to the same source: PATCH latency with no deliveries (the baseline), then the
+/// same PATCHes while concurrent senders push signed Stripe deliveries as fast as the service takes them. The
+/// deliveries never touch the source's stream, so the ratio should stay near 1 and no PATCH may answer 409.
+/// </summary>
+internal static class WebhookBench
+{
+    public static async Task RunAsync(LocalPostgresCluster cluster, bool quick)
+    {
+        var senders = 8;
+        var burst = TimeSpan.FromSeconds(quick ? 3 : 10);
+        var patches = quick ? 30 : 100;
+
+        await using var stripe = await FakeStripeServer.StartAsync();
+        await using var host = await AlbaHost.For<ExternalData.EventSourced.Sources.SourceDetails>(builder =>
+        {
+            builder.UseContentRoot(AppContext.BaseDirectory);
+            builder.UseEnvironment("Production");
+            builder.UseSetting("ConnectionStrings:Marten", cluster.ConnectionString);
+            builder.UseSetting("ExternalData:Database:Schema", "bench_webhooks");
+            builder.UseSetting("ExternalData:Encryption:MasterKeys:bench", Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
+            builder.UseSetting("ExternalData:Stripe:ApiBase", stripe.ApiBase);
+            builder.ConfigureServices(services =>
+            {
+                services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
+                services.RunWolverineInSoloMode();
+                services.DisableAllExternalWolverineTransports();
+            });
+        });
+        var (key, token) = ApiKey.Issue("bench", Scopes.All, [ApiKey.AllProjects], DateTimeOffset.UtcNow);
+        await using (var session = host.Services.GetRequiredService<IDocumentStore>().LightweightSession())
+        {
+            session.Store(key);
+            await session.SaveChangesAsync();
+        }
+
+        var http = host.Server.CreateClient();
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        const string sources = "/api/projects/1/external_data_sources/";
+        var created = await JsonAsync(await http.PostAsync(sources, Json(new JsonObject
+        {
+            ["source_type"] = "Stripe",
+            ["payload"] = new JsonObject
+            {
+                ["stripe_secret_key"] = FakeStripeServer.FullKey,
+                ["schemas"] = new JsonArray(new JsonObject { ["name"] = "Customer", ["should_sync"] = true, ["sync_type"] = "full_refresh" }),
+            },
+        })));
+        var id = created["id"]!.GetValue<string>();
+        var url = $"{sources}{id}/";
+        (await JsonAsync(await http.PostAsync($"{url}create_webhook/", Json(new JsonObject()))))["success"]!.GetValue<bool>().ShouldBeTrue("webhook registration");
+        var secret = stripe.Endpoints.Single(e => e.Url.EndsWith(id, StringComparison.Ordinal)).Secret;
+        var inbound = host.Server.CreateClient();
+
+        // Warm-up: the first PATCH and the first delivery pay their one-off code generation.
+        for (var n = 0; n < 5; n++)
+        {
+            await PatchAsync(http, url, n);
+            await DeliverAsync(inbound, id, secret);
+        }
+
+        var (idle, idleConflicts) = await PatchLatenciesAsync(http, url, patches);
+
+        var delivered = 0L;
+        var failed = 0L;
+        using var stop = new CancellationTokenSource(burst);
+        var clock = Stopwatch.StartNew();
+        var pushers = Enumerable.Range(0, senders).Select(_ => Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                if (await DeliverAsync(inbound, id, secret) == HttpStatusCode.OK) Interlocked.Increment(ref delivered);
+                else Interlocked.Increment(ref failed);
+            }
+        })).ToList();
+        var (busy, busyConflicts) = await PatchLatenciesAsync(http, url, patches, stop.Token);
+        await Task.WhenAll(pushers);
+        var seconds = clock.Elapsed.TotalSeconds;
+
+        Console.WriteLine($"Webhook deliveries vs writes on one Stripe source: {senders} concurrent senders for {burst.TotalSeconds:F0} s, PATCH description meanwhile; " +
+                          $"{Environment.ProcessorCount} cores, in-process HTTP, local PostgreSQL 15 (fsync off)");
+        Console.WriteLine();
+        Console.WriteLine("| measure | no deliveries (baseline) | during the burst | burst / baseline |");
+        Console.WriteLine("|---|---:|---:|---:|");
+        Console.WriteLine($"| PATCH median (ms) | {Percentile(idle, 50):F1} | {Percentile(busy, 50):F1} | {Percentile(busy, 50) / Percentile(idle, 50):F2}x |");
+        Console.WriteLine($"| PATCH p95 (ms) | {Percentile(idle, 95):F1} | {Percentile(busy, 95):F1} | {Percentile(busy, 95) / Percentile(idle, 95):F2}x |");
+        Console.WriteLine($"| PATCH answered 409 | {idleConflicts} of {idle.Count} | {busyConflicts} of {busy.Count} | |");
+        Console.WriteLine($"| deliveries accepted per second | | {delivered / seconds:F0} ({delivered:N0} in {seconds:F1} s, {failed} refused) | |");
+    }
+
+    private static async Task<(List<double> Ms, int Conflicts)> PatchLatenciesAsync(HttpClient http, string url, int count, CancellationToken until = default)
+    {
+        var ms = new List<double>();
+        var conflicts = 0;
+        for (var n = 0; n < count && (until == default || !until.IsCancellationRequested || ms.Count < 10); n++)
+        {
+            var clock = Stopwatch.StartNew();
+            var status = await PatchAsync(http, url, n);
+            ms.Add(clock.Elapsed.TotalMilliseconds);
+            if (status == HttpStatusCode.Conflict) conflicts++;
+            else if (status != HttpStatusCode.OK) throw new InvalidOperationException($"PATCH answered {status}");
+        }
+
+        return (ms, conflicts);
+    }
+
+    private static async Task<HttpStatusCode> PatchAsync(HttpClient http, string url, int n)
+    {
+        using var response = await http.PatchAsync(url, Json(new JsonObject { ["description"] = $"d{n}-{Guid.NewGuid():N}"[..20] }));
+        return response.StatusCode;
+    }
+
+    private static async Task<HttpStatusCode> DeliverAsync(HttpClient http, string sourceId, string secret)
+    {
+        var body = FakeStripeServer.Event($"evt_{Guid.NewGuid():N}", "customer.updated", "customer");
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"/public/webhooks/dwh/{sourceId}") { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+        request.Headers.TryAddWithoutValidation("Stripe-Signature", FakeStripeServer.Sign(body, secret));
+        using var response = await http.SendAsync(request);
+        return response.StatusCode;
+    }
+
+    private static double Percentile(List<double> values, int p)
+    {
+        var sorted = values.Order().ToList();
+        return sorted[Math.Clamp((int)Math.Ceiling(p / 100.0 * sorted.Count) - 1, 0, sorted.Count - 1)];
+    }
+
+    private static StringContent Json(JsonObject body) => new(body.ToJsonString(), Encoding.UTF8, "application/json");
+
+    private static async Task<JsonObject> JsonAsync(HttpResponseMessage response)
+    {
+        var text = await response.Content.ReadAsStringAsync();
+        if (!response.IsSuccessStatusCode) throw new InvalidOperationException($"{(int)response.StatusCode}: {text}");
+        return JsonNode.Parse(text)!.AsObject();
+    }
+
+    private static void ShouldBeTrue(this bool value, string what)
+    {
+        if (!value) throw new InvalidOperationException($"{what} failed");
+    }
+}
