@@ -193,4 +193,13 @@ app.MapWolverineEndpoints(opts =>
 app.Lifetime.ApplicationStarted.Register(() =>
     Console.WriteLine($"ExternalData.EventSourced is listening on {string.Join(", ", app.Urls)} (environment: {app.Environment.EnvironmentName})"));
 
+// A plain start runs the service directly: JasperFx's command discovery prints a "Searching … for commands" line per
+// Critter Stack assembly, which a newcomer reads as trouble. Operator commands (api-keys, projections, codegen, …) go
+// through JasperFx as before.
+if (args.Length == 0)
+{
+    await app.RunAsync();
+    return 0;
+}
+
 return await app.RunJasperFxCommands(args);

@@ -4,6 +4,7 @@ using JasperFx.Events.Projections;
 using Marten;
 using Marten.Schema;
 using Marten.Schema.Indexing.Unique;
+using Marten.Services.Json.Transformations.SystemTextJson;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -31,6 +32,9 @@ public static class SourcesConfiguration
         options.Schema.For<WebhookDelivery>().MultiTenanted().Duplicate(x => x.SourceId).Duplicate(x => x.SchemaId).Duplicate(x => x.ReceivedAt);
         // The inbound webhook finds its source by id alone (it has no project in its route).
         options.Schema.For<Source>().Index(x => x.Id);
+
+        // Old event shapes read as today's (ADR 0027).
+        options.Events.Upcast<SourceCreated>(LegacyEvents.SourceConnected, JsonTransformations.Upcast(LegacyEvents.FromSourceConnected));
 
         // Data keys live apart from events so that deleting one shreds the secrets sealed with it.
         options.Schema.For<DataKey>().MultiTenanted();
