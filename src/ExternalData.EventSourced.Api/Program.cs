@@ -107,6 +107,9 @@ builder.Services.AddSingleton(new SecretsCipher(MasterKeySetup.Resolve(builder.C
 builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
     .AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
 if (builder.Environment.IsDevelopment()) builder.Services.AddHostedService<DevelopmentAdminKey>();
+// The demo source: on by default in Development on the embedded database; ExternalData:Demo:Enabled says otherwise.
+if (builder.Configuration.GetValue("ExternalData:Demo:Enabled", builder.Environment.IsDevelopment() && database.IsEmbedded))
+    builder.Services.AddHostedService<DemoSource>();
 
 // Framework-made errors (bad route ids, unhandled exceptions) get our problem shape too.
 builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>

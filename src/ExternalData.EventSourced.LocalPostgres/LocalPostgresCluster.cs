@@ -55,7 +55,8 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
 
     /// <summary>As above, with <paramref name="settings"/> overriding <see cref="DefaultSettings"/> (tests start
     /// deliberately misconfigured servers this way).</summary>
-    public static async Task<LocalPostgresCluster> StartAsync(string root, bool persistent, IReadOnlyDictionary<string, string>? settings, Action<string>? log = null, CancellationToken ct = default)
+    public static async Task<LocalPostgresCluster> StartAsync(
+        string root, bool persistent, IReadOnlyDictionary<string, string>? settings, Action<string>? log = null, CancellationToken ct = default, int? preferredPort = null)
     {
         log ??= _ => { };
         var pgCtl = FindBinary("pg_ctl") ?? throw new InvalidOperationException("PostgreSQL server binaries (pg_ctl, initdb) were not found on PATH or under /usr/lib/postgresql.");
@@ -80,7 +81,7 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
             return new LocalPostgresCluster(root, runningPort, removeOnStop: false, log, attached: true);
         }
 
-        var port = FreePort();
+        var port = preferredPort is { } wanted && IsFree(wanted) ? wanted : FreePort();
         var merged = new Dictionary<string, string>(DefaultSettings);
         foreach (var (key, value) in settings ?? new Dictionary<string, string>()) merged[key] = value;
         var options = string.Join(' ',
@@ -217,6 +218,20 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
         return Directory.Exists("/usr/lib/postgresql")
             ? Directory.GetDirectories("/usr/lib/postgresql").OrderDescending().Select(d => Path.Combine(d, "bin", name)).FirstOrDefault(File.Exists)
             : null;
+    }
+
+    private static bool IsFree(int port)
+    {
+        try
+        {
+            using var listener = new TcpListener(IPAddress.Loopback, port);
+            listener.Start();
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
     }
 
     private static int FreePort()

@@ -23,7 +23,7 @@ public sealed class ServiceProcess : IAsyncDisposable
     public string BaseUrl { get; }
     public string Output { get { lock (_output) return _output.ToString(); } }
 
-    public static async Task<ServiceProcess> StartAsync(AppFixture app)
+    public static async Task<ServiceProcess> StartAsync(AppFixture app, IDictionary<string, string>? environment = null)
     {
         var port = FreePort();
         var baseUrl = $"http://127.0.0.1:{port}";
@@ -40,6 +40,7 @@ public sealed class ServiceProcess : IAsyncDisposable
         start.Environment["ExternalData__Network__AllowPrivateHosts"] = "true";
         start.Environment["ExternalData__Stripe__ApiBase"] = app.Stripe.ApiBase;
         start.Environment["ExternalData__ConnectLinks__PublicBaseUrl"] = baseUrl;
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
 
         var process = Process.Start(start)!;
         var service = new ServiceProcess(process, baseUrl);

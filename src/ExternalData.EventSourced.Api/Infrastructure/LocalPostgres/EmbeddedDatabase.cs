@@ -10,6 +10,7 @@ namespace ExternalData.EventSourced.Infrastructure.LocalPostgres;
 public sealed class EmbeddedDatabase : IAsyncDisposable
 {
     public const string LocalDataFolder = ".local";
+    public const int PreferredPort = 54329;
     private readonly LocalPostgresCluster? _cluster;
     private readonly bool _ownsServer;
 
@@ -21,6 +22,7 @@ public sealed class EmbeddedDatabase : IAsyncDisposable
     }
 
     public string ConnectionString { get; }
+    public bool IsEmbedded => _cluster is not null;
 
     /// <param name="isServiceRun">The service owns the cluster even when it re-attaches to one a crash left running;
     /// an operator command run beside a live service must leave that service's cluster alone.</param>
@@ -29,10 +31,13 @@ public sealed class EmbeddedDatabase : IAsyncDisposable
         var configured = builder.Configuration.GetConnectionString("Marten");
         if (!string.IsNullOrWhiteSpace(configured)) return new EmbeddedDatabase(configured, null, false);
 
+        // A fixed port when it is free, so the demo source's connection values stay what the README says.
         var cluster = await LocalPostgresCluster.StartAsync(
             Path.Combine(builder.Environment.ContentRootPath, LocalDataFolder, "postgres"),
             persistent: true,
-            log: message => Console.Error.WriteLine(message));
+            settings: null,
+            log: message => Console.Error.WriteLine(message),
+            preferredPort: PreferredPort);
         return new EmbeddedDatabase(cluster.ConnectionString, cluster, isServiceRun);
     }
 
