@@ -109,7 +109,7 @@ builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
 if (builder.Environment.IsDevelopment()) builder.Services.AddHostedService<DevelopmentAdminKey>();
 // The demo source: on by default in Development on the embedded database; ExternalData:Demo:Enabled says otherwise.
 if (builder.Configuration.GetValue("ExternalData:Demo:Enabled", builder.Environment.IsDevelopment() && database.IsEmbedded))
-    builder.Services.AddHostedService<DemoSource>();
+    builder.Services.AddHostedService(sp => new DemoSource(connectionString, sp.GetRequiredService<ILogger<DemoSource>>()));
 
 // Framework-made errors (bad route ids, unhandled exceptions) get our problem shape too.
 builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>

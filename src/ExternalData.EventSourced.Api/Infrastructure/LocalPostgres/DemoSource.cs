@@ -8,7 +8,7 @@ namespace ExternalData.EventSourced.Infrastructure.LocalPostgres;
 /// with only <c>created_at</c>, one without a primary key, a view, one the demo role may not read), about 10k rows,
 /// and a read-only login role. Its connection values are printed once, when it is created.
 /// </summary>
-public sealed class DemoSource(IConfiguration configuration, ILogger<DemoSource> logger) : IHostedService
+public sealed class DemoSource(string storeConnectionString, ILogger<DemoSource> logger) : IHostedService
 {
     public const string Database = "demo_shop";
     public const string Role = "demo_reader";
@@ -18,7 +18,7 @@ public sealed class DemoSource(IConfiguration configuration, ILogger<DemoSource>
 
     public async Task StartAsync(CancellationToken ct)
     {
-        var admin = new NpgsqlConnectionStringBuilder(configuration.GetConnectionString("Marten")) { Database = "postgres", Pooling = false };
+        var admin = new NpgsqlConnectionStringBuilder(storeConnectionString) { Database = "postgres", Pooling = false };
         try
         {
             await using var server = new NpgsqlConnection(admin.ConnectionString);
@@ -63,7 +63,7 @@ public sealed class DemoSource(IConfiguration configuration, ILogger<DemoSource>
             Console.WriteLine($"    host {admin.Host}  port {admin.Port}  database {Database}  user {Role}  password {Password}");
             Console.WriteLine();
         }
-        catch (Exception e) when (e is NpgsqlException)
+        catch (Exception e) when (e is NpgsqlException or ArgumentException or InvalidOperationException)
         {
             // The demo is a convenience: a server where it cannot be made (no CREATEDB right) still runs the service.
             logger.LogWarning("The demo source database could not be created: {Reason}", e.Message);
