@@ -9,4 +9,6 @@ WORKDIR /app
 COPY --from=build /app .
 ENV ASPNETCORE_URLS=http://+:8080
 EXPOSE 8080
+# The runtime image's unprivileged user: the service needs no root (it writes nothing outside its database in Production).
+USER app
 ENTRYPOINT ["dotnet", "ExternalData.EventSourced.Api.dll"]
