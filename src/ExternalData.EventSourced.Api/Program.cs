@@ -194,7 +194,12 @@ app.MapWolverineEndpoints(opts =>
 
 // Say where the service listens, on stdout, once it does (log lines go to stderr).
 app.Lifetime.ApplicationStarted.Register(() =>
-    Console.WriteLine($"ExternalData.EventSourced is listening on {string.Join(", ", app.Urls)} (environment: {app.Environment.EnvironmentName})"));
+{
+    Console.WriteLine($"ExternalData.EventSourced is listening on {string.Join(", ", app.Urls)} (environment: {app.Environment.EnvironmentName})");
+    Console.WriteLine($"  API reference: {app.Urls.FirstOrDefault()?.TrimEnd('/')}/docs");
+    if (database.IsEmbedded) Console.WriteLine($"  Data: {localData} (embedded PostgreSQL; delete the folder to start afresh)");
+    Console.WriteLine("  Stop: Ctrl-C");
+});
 
 // A plain start runs the service directly: JasperFx's command discovery prints a "Searching … for commands" line per
 // Critter Stack assembly, which a newcomer reads as trouble. Operator commands (api-keys, projections, codegen, …) go

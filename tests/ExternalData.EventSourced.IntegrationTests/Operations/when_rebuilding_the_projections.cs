@@ -4,6 +4,7 @@ using ExternalData.EventSourced.IntegrationTests.Fixtures;
 using ExternalData.EventSourced.Sources;
 using JasperFx.Events.Daemon;
 using Marten;
+using Marten.Events;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using Shouldly;
@@ -15,17 +16,30 @@ namespace ExternalData.EventSourced.IntegrationTests.Operations;
 /// and for sources whose CDC was turned on, changed, published to, turned off, and deleted with its clean-up.</summary>
 public sealed class when_rebuilding_the_projections(AppFixture app) : IntegrationContext(app)
 {
-    private static readonly string[] Documents = ["mt_doc_source", "mt_doc_sourcedetails", "mt_doc_sourceschema"];
+    /// <summary>Documents that are not read models (nothing rebuilds them): keys, Data Protection's key ring, the
+    /// webhook inbox. Every other document table is some projection's, and all of them are compared.</summary>
+    private static readonly string[] NotProjections = ["mt_doc_apikey", "mt_doc_dataprotectionkeydocument", "mt_doc_datakey", "mt_doc_webhookdelivery"];
+
+    private readonly string _secondProject = Random.Shared.Next(100_000, int.MaxValue).ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     private async Task<SortedDictionary<string, string>> SnapshotAsync()
     {
         var rows = new SortedDictionary<string, string>(StringComparer.Ordinal);
         await using var connection = new NpgsqlConnection(App.Server.ConnectionStringFor("postgres"));
         await connection.OpenAsync();
-        foreach (var table in Documents)
+        var tables = new List<string>();
+        await using (var list = new NpgsqlCommand("SELECT table_name FROM information_schema.columns WHERE table_schema = @schema AND table_name LIKE 'mt_doc_%' AND column_name = 'tenant_id'", connection))
         {
-            await using var command = new NpgsqlCommand($"SELECT id::text, data::text FROM {App.Schema}.{table} WHERE tenant_id = @tenant", connection);
-            command.Parameters.AddWithValue("tenant", ProjectId);
+            list.Parameters.AddWithValue("schema", App.Schema);
+            await using var reader = await list.ExecuteReaderAsync();
+            while (await reader.ReadAsync()) tables.Add(reader.GetString(0));
+        }
+
+        tables.ShouldContain("mt_doc_storedcredentialsummary");
+        foreach (var table in tables.Except(NotProjections))
+        {
+            await using var command = new NpgsqlCommand($"SELECT tenant_id || '/' || id::text, data::text FROM {App.Schema}.{table} WHERE tenant_id = ANY(@tenants)", connection);
+            command.Parameters.AddWithValue("tenants", new[] { ProjectId, _secondProject });
             await using var reader = await command.ExecuteReaderAsync();
             while (await reader.ReadAsync()) rows[$"{table}/{reader.GetString(0)}"] = reader.GetString(1);
         }
@@ -78,15 +92,34 @@ public sealed class when_rebuilding_the_projections(AppFixture app) : Integratio
         (await Api.PostAsync($"{SourceUrl(stripe)}create_webhook/", new JsonObject())).ShouldHaveStatus(HttpStatusCode.OK);
         var stripeTables = (await Api.GetAsync(SourceUrl(stripe))).Json["schemas"]!.AsArray().Count;
 
+        // Credentials: one stash consumed by a setup, one left usable, one stored through a connect link, in a second project.
+        var consumed = (await Api.PostAsync($"{Sources}store_credentials/", new JsonObject { ["source_type"] = "Postgres", ["payload"] = PostgresConfig() }))
+            .ShouldHaveStatus(HttpStatusCode.Created).Json["credential_id"]!.GetValue<string>();
+        (await Api.PostAsync($"{Sources}setup/", new JsonObject { ["source_type"] = "Postgres", ["prefix"] = "from_stash", ["payload"] = new JsonObject { ["credential_id"] = consumed } }))
+            .ShouldHaveStatus(HttpStatusCode.Created);
+        (await Api.PostAsync($"{Sources}store_credentials/", new JsonObject { ["source_type"] = "Postgres", ["payload"] = PostgresConfig() })).ShouldHaveStatus(HttpStatusCode.Created);
+        var otherSources = $"/api/projects/{_secondProject}/external_data_sources/";
+        var link = (await Api.GetAsync($"{otherSources}connect_link/?source_type=Postgres")).Json["connect_url"]!.GetValue<string>();
+        (await Api.PostAsync($"{new Uri(link).AbsolutePath}/credentials", new JsonObject { ["payload"] = PostgresConfig() })).ShouldHaveStatus(HttpStatusCode.Created);
+        (await Api.PostAsync(otherSources, CreateBody(prefix: "other"))).ShouldHaveStatus(HttpStatusCode.Created);
+
+        // The audit feed is an async projection: let it catch up, so both snapshots see it whole.
+        var store = App.Host.Services.GetRequiredService<IDocumentStore>();
+        await store.WaitForNonStaleProjectionDataAsync(TimeSpan.FromSeconds(60));
         var before = await SnapshotAsync();
-        before.Keys.Count(k => k.StartsWith("mt_doc_sourceschema/", StringComparison.Ordinal)).ShouldBe(302 + PublicTables + 2 * CdcTables + stripeTables,
+        before.Keys.ShouldContain(k => k.StartsWith("mt_doc_auditentry/", StringComparison.Ordinal));
+        before.Keys.Count(k => k.StartsWith($"mt_doc_storedcredentialsummary/", StringComparison.Ordinal)).ShouldBe(2, "a consumed stash leaves the list");
+        before.Keys.Count(k => k.StartsWith("mt_doc_sourceschema/" + ProjectId + "/", StringComparison.Ordinal)).ShouldBe(302 + PublicTables + 2 * CdcTables + stripeTables + PublicTables,
             "the deleted sources' schemas are gone; a removed table's document stays, hidden, to be revived");
 
-        var store = App.Host.Services.GetRequiredService<IDocumentStore>();
         using var daemon = await store.BuildProjectionDaemonAsync();
         await daemon.RebuildProjectionAsync<Source>(CancellationToken.None);
         await daemon.RebuildProjectionAsync<SourceDetailsProjection>(CancellationToken.None);
         await daemon.RebuildProjectionAsync<SourceSchemaProjection>(CancellationToken.None);
+        await daemon.RebuildProjectionAsync<ExternalData.EventSourced.Credentials.CredentialStash>(CancellationToken.None);
+        await daemon.RebuildProjectionAsync<ExternalData.EventSourced.Credentials.StoredCredentialSummaryProjection>(CancellationToken.None);
+        await daemon.RebuildProjectionAsync<ExternalData.EventSourced.Credentials.ConnectLinks.ConnectLink>(CancellationToken.None);
+        await daemon.RebuildProjectionAsync<ExternalData.EventSourced.Audit.AuditLogProjection>(CancellationToken.None);
 
         var after = await SnapshotAsync();
         after.Keys.ShouldBe(before.Keys);
