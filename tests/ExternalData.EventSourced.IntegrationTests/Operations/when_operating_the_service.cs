@@ -18,6 +18,26 @@ public sealed class when_operating_the_service(AppFixture app) : IntegrationCont
         ready.Json["checks"]!["database"]!["status"]!.GetValue<string>().ShouldBe("Healthy");
     }
 
+    /// <summary>An operator lists and rebuilds projections from the service binary, against the database a running
+    /// service (the suite's host) uses at the same time; the rebuilt read model answers as before.</summary>
+    [Fact]
+    public async Task the_projections_command_lists_and_rebuilds_beside_a_running_service()
+    {
+        var id = (await CreateSourceAsync(prefix: "rebuilt"))["id"]!.GetValue<string>();
+        await Api.PatchAsync(SourceUrl(id), new System.Text.Json.Nodes.JsonObject { ["description"] = "before the rebuild" });
+        var before = (await Api.GetAsync(SourceUrl(id))).Json.ToJsonString();
+
+        var (listExit, listed, listErr) = await RunServiceCommandAsync("projections", "list");
+        listExit.ShouldBe(0, listErr);
+        foreach (var name in new[] { "SourceDetails", "SourceSchema", "AuditLog" }) listed.ShouldContain(name);
+
+        var (exitCode, stdout, stderr) = await RunServiceCommandAsync("projections", "rebuild", "-p", "SourceDetails");
+        exitCode.ShouldBe(0, stderr);
+        stdout.ShouldContain("Finished rebuilding SourceDetails");
+        stdout.ShouldContain("%");
+        (await Api.GetAsync(SourceUrl(id))).Json.ToJsonString().ShouldBe(before);
+    }
+
     [Fact]
     public async Task the_api_keys_command_prints_a_working_key_alone_on_its_last_line()
     {
