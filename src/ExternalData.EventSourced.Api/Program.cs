@@ -14,6 +14,7 @@ using ExternalData.EventSourced.SourceTypes.Network;
 using ExternalData.EventSourced.SourceTypes.Stripe;
 using FluentValidation;
 using JasperFx;
+using JasperFx.CodeGeneration;
 using JasperFx.CommandLine;
 using JasperFx.Events;
 using JasperFx.Events.Daemon;
@@ -65,6 +66,14 @@ builder.Services.AddMarten(opts =>
 // Commands run through Wolverine; every write endpoint commits its events in one Marten transaction.
 // Use cases are Wolverine handlers that every channel invokes in-process (ADR 0018): each commits its events in one
 // Marten transaction, and each stamps its caller into the events' metadata.
+// Production loads the handler and endpoint code generated ahead of time (Internal/Generated, written by
+// `codegen write`; CI fails when it is stale): no Roslyn compile on the first request, half the memory (ADR 0028).
+// ExternalData:GeneratedCode=Dynamic compiles at runtime instead (the cold-start bench compares the two).
+builder.Services.CritterStackDefaults(x =>
+{
+    x.Production.GeneratedCodeMode = builder.Configuration["ExternalData:GeneratedCode"] == "Dynamic" ? TypeLoadMode.Dynamic : TypeLoadMode.Static;
+    x.Production.AssertAllPreGeneratedTypesExist = builder.Configuration["ExternalData:GeneratedCode"] != "Dynamic";
+});
 builder.Host.UseWolverine(opts =>
 {
     opts.ApplicationAssembly = typeof(Program).Assembly;
