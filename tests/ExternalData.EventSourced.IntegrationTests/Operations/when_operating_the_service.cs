@@ -36,6 +36,13 @@ public sealed class when_operating_the_service(AppFixture app) : IntegrationCont
         stdout.ShouldContain("Finished rebuilding SourceDetails");
         stdout.ShouldContain("%");
         (await Api.GetAsync(SourceUrl(id))).Json.ToJsonString().ShouldBe(before);
+
+        // Our own command shows events/s as well, for one projection or all of them.
+        var (allExit, all, allErr) = await RunServiceCommandAsync("rebuild-projections");
+        allExit.ShouldBe(0, allErr);
+        foreach (var name in new[] { "Source", "SourceDetails", "SourceSchema", "CredentialStash", "StoredCredentialSummary", "ConnectLink", "AuditLog" })
+            all.ShouldMatch($"(?m)^{name}: 100% \\([0-9,]+ of [0-9,]+ events, [0-9,]+ events/s\\), done in");
+        (await Api.GetAsync(SourceUrl(id))).Json.ToJsonString().ShouldBe(before);
     }
 
     [Fact]
