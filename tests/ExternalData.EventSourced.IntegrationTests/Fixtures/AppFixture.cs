@@ -56,6 +56,8 @@ public sealed class AppFixture : IAsyncLifetime
         builder.UseSetting("ExternalData:Network:AllowPrivateHosts", allowPrivateHosts ? "true" : "false");
         builder.UseSetting("ExternalData:Stripe:ApiBase", Stripe.ApiBase);
         builder.UseSetting("ExternalData:Projections:StaleSequenceThresholdMs", "200");
+        // Deliveries run truly in parallel here, so the de-duplication race is tested (production bounds them; ADR 0026).
+        builder.UseSetting("ExternalData:Webhooks:ConcurrentDeliveries", "16");
         foreach (var (key, value) in settings ?? new Dictionary<string, string>()) builder.UseSetting(key, value);
         builder.ConfigureServices(collection =>
         {

@@ -55,6 +55,8 @@ public sealed class no_input_causes_a_server_error(AppFixture app) : Integration
             (HttpMethod.Post, "/connect/not-a-token/credentials"),
             (HttpMethod.Post, $"{Sources}check_cdc_prerequisites/"), (HttpMethod.Post, $"{SourceUrl(id)}check_cdc_prerequisites_for_source/"),
             (HttpMethod.Post, $"{SourceUrl(id)}enable_cdc/"), (HttpMethod.Post, $"{SourceUrl(id)}update_cdc_settings/"), (HttpMethod.Post, $"{SourceUrl(id)}disable_cdc/"),
+            (HttpMethod.Post, $"{SourceUrl(id)}create_webhook/"), (HttpMethod.Post, $"{SourceUrl(id)}delete_webhook/"),
+            (HttpMethod.Post, $"/public/webhooks/dwh/{id}"), (HttpMethod.Post, "/public/webhooks/dwh/not-a-uuid"),
         };
 
         await Gen.Select(Gen.Int[0, targets.Length - 1], Body).SampleAsync(async (target, body) =>

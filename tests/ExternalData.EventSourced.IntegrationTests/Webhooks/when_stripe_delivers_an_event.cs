@@ -37,6 +37,18 @@ public sealed class when_stripe_delivers_an_event(AppFixture app) : StripeWebhoo
     }
 
     [Fact]
+    public async Task the_same_event_delivered_ten_times_at_once_is_kept_once()
+    {
+        var (id, secret) = await RegisteredAsync();
+        var body = NewEvent();
+        var signature = FakeStripeServer.Sign(body, secret);
+        var answers = await Task.WhenAll(Enumerable.Range(0, 10).Select(_ => DeliverAsync(id, body, signature)));
+        answers.ShouldAllBe(a => a.Status == HttpStatusCode.OK);
+        answers.Select(a => a.Json["status"]!.GetValue<string>()).Order().ShouldBe(["accepted", .. Enumerable.Repeat("duplicate", 9)]);
+        (await SchemasAsync(id))["Customer"]["webhook_events_received"]!.GetValue<long>().ShouldBe(1);
+    }
+
+    [Fact]
     public async Task a_tampered_body_a_stale_timestamp_and_bad_headers_are_refused_in_posthogs_words()
     {
         var (id, secret) = await RegisteredAsync();
