@@ -1,0 +1,167 @@
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json.Nodes;
+using Alba;
+using ExternalData.EventSourced.Infrastructure.Auth;
+using ExternalData.EventSourced.LocalPostgres;
+using Marten;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using Wolverine;
+
+namespace ExternalData.EventSourced.Bench;
+
+/// <summary>
+/// PATCH of a source's description at 1, 4, 16 and 64 concurrent clients (one source per client), against two
+/// baselines doing the same logical work on the same database: B1, raw Npgsql in this process (append an event row
+/// and rewrite a JSON document in one transaction: the database's limit), and B2, a minimal ASP.NET Core endpoint
+/// doing that raw work over the same in-memory HTTP stack (the stack's limit). The ratio service / B2 is the figure.
+/// </summary>
+internal static class PatchThroughputBench
+{
+    public static async Task RunAsync(LocalPostgresCluster cluster, bool quick)
+    {
+        var levels = quick ? new[] { 1, 16 } : [1, 4, 16, 64];
+        var duration = TimeSpan.FromSeconds(quick ? 2 : 5);
+        var admin = new NpgsqlConnectionStringBuilder(cluster.ConnectionString);
+
+        await using var host = await AlbaHost.For<ExternalData.EventSourced.Sources.SourceDetails>(builder =>
+        {
+            builder.UseContentRoot(AppContext.BaseDirectory);
+            builder.UseEnvironment("Production");
+            builder.UseSetting("ConnectionStrings:Marten", cluster.ConnectionString);
+            builder.UseSetting("ExternalData:Database:Schema", "bench_patch");
+            builder.UseSetting("ExternalData:Encryption:MasterKeys:bench", Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
+            builder.UseSetting("ExternalData:Network:AllowPrivateHosts", "true");
+            builder.ConfigureServices(services =>
+            {
+                services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
+                services.RunWolverineInSoloMode();
+                services.DisableAllExternalWolverineTransports();
+            });
+        });
+        var (key, token) = ApiKey.Issue("bench", Scopes.All, [ApiKey.AllProjects], DateTimeOffset.UtcNow);
+        await using (var session = host.Services.GetRequiredService<IDocumentStore>().LightweightSession())
+        {
+            session.Store(key);
+            await session.SaveChangesAsync();
+        }
+
+        var service = host.Server.CreateClient();
+        service.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        var database = await BenchDatabases.CreateAsync(cluster, "bench_patch_src", 2, "id bigserial PRIMARY KEY, updated_at timestamptz, v text");
+        var sourceUrls = new List<string>();
+        for (var n = 0; n < levels.Max(); n++)
+        {
+            var body = new JsonObject
+            {
+                ["source_type"] = "Postgres", ["prefix"] = $"p{n}",
+                ["payload"] = new JsonObject
+                {
+                    ["host"] = "127.0.0.1", ["port"] = cluster.Port, ["database"] = database, ["user"] = admin.Username, ["password"] = admin.Password, ["schema"] = "public",
+                    ["schemas"] = new JsonArray(new JsonObject { ["name"] = "t1", ["should_sync"] = true, ["sync_type"] = "full_refresh" }),
+                },
+            };
+            using var created = await service.PostAsync("/api/projects/1/external_data_sources/", Json(body));
+            var text = await created.Content.ReadAsStringAsync();
+            if (!created.IsSuccessStatusCode) throw new InvalidOperationException(text);
+            sourceUrls.Add($"/api/projects/1/external_data_sources/{JsonNode.Parse(text)!["id"]}/");
+        }
+
+        // The raw work both baselines do: one event row appended, one JSON document rewritten, in one transaction.
+        var raw = new NpgsqlDataSourceBuilder(cluster.ConnectionString).Build();
+        await using (var setup = raw.CreateCommand("""
+            DROP SCHEMA IF EXISTS bench_raw CASCADE; CREATE SCHEMA bench_raw;
+            CREATE TABLE bench_raw.events (seq bigserial PRIMARY KEY, stream_id int NOT NULL, data jsonb NOT NULL);
+            CREATE TABLE bench_raw.docs (id int PRIMARY KEY, version int NOT NULL, data jsonb NOT NULL);
+            INSERT INTO bench_raw.docs SELECT g, 1, '{"description": null, "prefix": "p"}' FROM generate_series(0, 63) g;
+            """))
+            await setup.ExecuteNonQueryAsync();
+
+        async Task RawPatchAsync(int id, string description)
+        {
+            await using var connection = await raw.OpenConnectionAsync();
+            await using var tx = await connection.BeginTransactionAsync();
+            await using var append = new NpgsqlCommand("INSERT INTO bench_raw.events (stream_id, data) VALUES ($1, jsonb_build_object('description', $2::text))", connection, tx);
+            append.Parameters.Add(new NpgsqlParameter { Value = id });
+            append.Parameters.Add(new NpgsqlParameter { Value = description });
+            await append.ExecuteNonQueryAsync();
+            await using var update = new NpgsqlCommand("UPDATE bench_raw.docs SET version = version + 1, data = jsonb_set(data, '{description}', to_jsonb($2::text)) WHERE id = $1", connection, tx);
+            update.Parameters.Add(new NpgsqlParameter { Value = id });
+            update.Parameters.Add(new NpgsqlParameter { Value = description });
+            await update.ExecuteNonQueryAsync();
+            await tx.CommitAsync();
+        }
+
+        var minimal = WebApplication.CreateSlimBuilder();
+        minimal.WebHost.UseTestServer();
+        minimal.Logging.ClearProviders();
+        await using var b2 = minimal.Build();
+        b2.MapPatch("/raw/{id:int}", async (int id, HttpRequest request) =>
+        {
+            var body = await JsonNode.ParseAsync(request.Body);
+            await RawPatchAsync(id, body!["description"]!.GetValue<string>());
+            return Results.Json(new { id, description = body["description"]!.GetValue<string>() });
+        });
+        await b2.StartAsync();
+        var b2Client = b2.GetTestClient();
+
+        Console.WriteLine($"PATCH description, one source per client, {duration.TotalSeconds:F0} s per level; {Environment.ProcessorCount} cores, in-memory HTTP, local PostgreSQL 15 (fsync off)");
+        Console.WriteLine();
+        Console.WriteLine("| clients | service req/s | B2 req/s | B1 tx/s | service / B2 | service p50 / p95 / p99 (ms) | B2 p50 / p95 / p99 (ms) | B1 p50 (ms) |");
+        Console.WriteLine("|---:|---:|---:|---:|---:|---|---|---:|");
+        foreach (var clients in levels)
+        {
+            var s = await LoadAsync(clients, duration, (c, n) => SendAsync(service, sourceUrls[c], n));
+            var h = await LoadAsync(clients, duration, (c, n) => SendAsync(b2Client, $"/raw/{c}", n));
+            var r = await LoadAsync(clients, duration, (c, n) => RawPatchAsync(c, $"d{n}"));
+            Console.WriteLine($"| {clients} | {s.Rate:F0} | {h.Rate:F0} | {r.Rate:F0} | {s.Rate / h.Rate:F2}x | {s.P(50):F1} / {s.P(95):F1} / {s.P(99):F1} | " +
+                              $"{h.P(50):F1} / {h.P(95):F1} / {h.P(99):F1} | {r.P(50):F2} |");
+        }
+    }
+
+    private static async Task SendAsync(HttpClient http, string url, long n)
+    {
+        using var response = await http.PatchAsync(url, Json(new JsonObject { ["description"] = $"d{n}" }));
+        if (!response.IsSuccessStatusCode) throw new InvalidOperationException($"PATCH {url}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        await response.Content.CopyToAsync(Stream.Null);
+    }
+
+    private sealed record Load(double Rate, List<double> Ms)
+    {
+        public double P(int p)
+        {
+            var sorted = Ms.Order().ToList();
+            return sorted[Math.Clamp((int)Math.Ceiling(p / 100.0 * sorted.Count) - 1, 0, sorted.Count - 1)];
+        }
+    }
+
+    /// <summary>Each client sends back to back for the duration, after a short warm-up.</summary>
+    private static async Task<Load> LoadAsync(int clients, TimeSpan duration, Func<int, long, Task> work)
+    {
+        for (var c = 0; c < clients; c++) await work(c, -c - 1);
+        var times = new List<double>[clients];
+        var clock = Stopwatch.StartNew();
+        var counter = 0L;
+        await Task.WhenAll(Enumerable.Range(0, clients).Select(c => Task.Run(async () =>
+        {
+            times[c] = [];
+            while (clock.Elapsed < duration)
+            {
+                var one = Stopwatch.StartNew();
+                await work(c, Interlocked.Increment(ref counter));
+                times[c].Add(one.Elapsed.TotalMilliseconds);
+            }
+        })));
+        var all = times.SelectMany(t => t).ToList();
+        return new Load(all.Count / clock.Elapsed.TotalSeconds, all);
+    }
+
+    private static StringContent Json(JsonObject body) => new(body.ToJsonString(), Encoding.UTF8, "application/json");
+}
