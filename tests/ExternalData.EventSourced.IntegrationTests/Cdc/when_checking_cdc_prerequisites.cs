@@ -19,7 +19,7 @@ public sealed class when_checking_cdc_prerequisites(AppFixture app, CdcServers s
         "host.allowed", "connect.sql", "connect.replication", "server.version", "server.wal_level", "server.max_wal_senders",
         "server.max_replication_slots", "role.replication", "role.select", "table.primary_key", "table.replica_identity",
         "table.ownership", "publication.can_create", "publication.exists", "publication.tables", "slot.state", "server.is_standby",
-        "wal.retention_cap", "rls.enabled",
+        "wal.retention_cap", "txn.long_running", "rls.enabled",
     ];
 
     /// <summary>What a good server says for two good tables in managed mode with default names.</summary>

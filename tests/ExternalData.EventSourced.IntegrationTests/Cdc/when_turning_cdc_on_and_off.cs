@@ -237,7 +237,7 @@ public sealed class when_turning_cdc_on_and_off(AppFixture app) : IntegrationCon
                 .ShouldHaveStatus(HttpStatusCode.OK).Json;
             result["valid"]!.GetValue<bool>().ShouldBeFalse();
             result["errors"]!.AsArray().Select(e => e!.GetValue<string>()).ShouldContain("Table 'public.no_pk' has no primary key. CDC requires a primary key on each table.");
-            result["checks"]!.AsArray().Count.ShouldBe(19);
+            result["checks"]!.AsArray().Count.ShouldBe(20);
             var plain = (await PostAsync(id, "check_cdc_prerequisites_for_source")).ShouldHaveStatus(HttpStatusCode.OK).Json;
             plain["valid"]!.GetValue<bool>().ShouldBeTrue();
         }

@@ -38,7 +38,7 @@ internal sealed class PostgresCdcPrerequisites(NpgsqlConnection connection, Npgs
         "host.allowed", "connect.sql", "connect.replication", "server.version", "server.wal_level", "server.max_wal_senders",
         "server.max_replication_slots", "role.replication", "role.select", "table.primary_key", "table.replica_identity",
         "table.ownership", "publication.can_create", "publication.exists", "publication.tables", "slot.state", "server.is_standby",
-        "wal.retention_cap", "rls.enabled",
+        "wal.retention_cap", "txn.long_running", "rls.enabled",
     ];
 
     public async Task<CdcCheckReport> RunAsync(CancellationToken ct)
@@ -63,6 +63,7 @@ internal sealed class PostgresCdcPrerequisites(NpgsqlConnection connection, Npgs
         await Run("slot.state", SlotStateAsync, ct);
         await Run("server.is_standby", StandbyAsync, ct);
         await Run("wal.retention_cap", RetentionCapAsync, ct);
+        await Run("txn.long_running", LongTransactionsAsync, ct);
         await Run("rls.enabled", c => RowSecurityAsync(tables, c), ct);
         return new CdcCheckReport(_checks, _errors, null);
     }
@@ -425,6 +426,20 @@ internal sealed class PostgresCdcPrerequisites(NpgsqlConnection connection, Npgs
             ? Warn(id, observed, expected, "max_slot_wal_keep_size is small: a short pause in consuming can invalidate the slot and force a full re-sync.",
                 "ALTER SYSTEM SET max_slot_wal_keep_size = '<about two days of WAL>'; SELECT pg_reload_conf();")
             : Pass(id, observed, expected, "Retained WAL is capped.");
+    }
+
+    /// <summary>Transactions open for over 30 minutes hold back the initial snapshot and logical decoding (Estuary
+    /// watches this). Only sessions this role may see are counted; without pg_read_all_stats others are hidden.</summary>
+    private async Task<CdcCheck> LongTransactionsAsync(CancellationToken ct)
+    {
+        const string id = "txn.long_running", expected = "no transaction open for more than 30 minutes";
+        var open = long.Parse(await ScalarAsync(
+            "SELECT count(*)::text FROM pg_stat_activity WHERE xact_start < now() - interval '30 minutes' AND pid <> pg_backend_pid()", ct) ?? "0", CultureInfo.InvariantCulture);
+        return open == 0
+            ? Pass(id, "none", expected, "No long-running transaction holds back decoding.")
+            : Warn(id, $"{open} open for over 30 minutes", expected,
+                $"{open} transaction(s) have been open for over 30 minutes: the initial snapshot and decoding wait for them.",
+                "SELECT pid, usename, xact_start, left(query, 80) FROM pg_stat_activity WHERE xact_start < now() - interval '30 minutes'; then end them (pg_terminate_backend) or let them finish.");
     }
 
     private Task<CdcCheck> RowSecurityAsync(IReadOnlyList<TableFacts> tables, CancellationToken ct)
