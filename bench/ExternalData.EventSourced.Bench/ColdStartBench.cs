@@ -43,11 +43,11 @@ internal static class ColdStartBench
         Console.WriteLine();
         Console.WriteLine("| generated code | start → first write 200 (ms) | RSS (MiB) | time / Dynamic | memory / Dynamic |");
         Console.WriteLine("|---|---:|---:|---:|---:|");
-        var baseline = (Ms: Median(results["Dynamic"].Select(r => r.Ms)), Rss: Median(results["Dynamic"].Select(r => r.RssMb)));
+        var baseline = (Ms: Measure.Median(results["Dynamic"].Select(r => r.Ms)), Rss: Measure.Median(results["Dynamic"].Select(r => r.RssMb)));
         foreach (var (mode, samples) in results)
         {
-            var ms = Median(samples.Select(r => r.Ms));
-            var rss = Median(samples.Select(r => r.RssMb));
+            var ms = Measure.Median(samples.Select(r => r.Ms));
+            var rss = Measure.Median(samples.Select(r => r.RssMb));
             Console.WriteLine($"| {mode}{(mode == "Dynamic" ? " (compiled at runtime, baseline)" : " (pre-generated, the Production default)")} | {ms:F0} | {rss:F0} | {ms / baseline.Ms:F2}x | {rss / baseline.Rss:F2}x |");
         }
     }
@@ -125,11 +125,6 @@ internal static class ColdStartBench
         throw new DirectoryNotFoundException("the repository root");
     }
 
-    private static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToList();
-        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
-    }
 
     private static int FreePort()
     {

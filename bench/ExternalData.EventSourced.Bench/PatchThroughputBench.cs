@@ -68,7 +68,7 @@ internal static class PatchThroughputBench
                     ["schemas"] = new JsonArray(new JsonObject { ["name"] = "t1", ["should_sync"] = true, ["sync_type"] = "full_refresh" }),
                 },
             };
-            using var created = await service.PostAsync("/api/projects/1/external_data_sources/", Json(body));
+            using var created = await service.PostAsync("/api/projects/1/external_data_sources/", Measure.Json(body));
             var text = await created.Content.ReadAsStringAsync();
             if (!created.IsSuccessStatusCode) throw new InvalidOperationException(text);
             sourceUrls.Add($"/api/projects/1/external_data_sources/{JsonNode.Parse(text)!["id"]}/");
@@ -128,18 +128,14 @@ internal static class PatchThroughputBench
 
     private static async Task SendAsync(HttpClient http, string url, long n)
     {
-        using var response = await http.PatchAsync(url, Json(new JsonObject { ["description"] = $"d{n}" }));
+        using var response = await http.PatchAsync(url, Measure.Json(new JsonObject { ["description"] = $"d{n}" }));
         if (!response.IsSuccessStatusCode) throw new InvalidOperationException($"PATCH {url}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
         await response.Content.CopyToAsync(Stream.Null);
     }
 
     private sealed record Load(double Rate, List<double> Ms)
     {
-        public double P(int p)
-        {
-            var sorted = Ms.Order().ToList();
-            return sorted[Math.Clamp((int)Math.Ceiling(p / 100.0 * sorted.Count) - 1, 0, sorted.Count - 1)];
-        }
+        public double P(int p) => Measure.Percentile(Ms, p);
     }
 
     /// <summary>Each client sends back to back for the duration, after a short warm-up.</summary>
@@ -163,5 +159,4 @@ internal static class PatchThroughputBench
         return new Load(all.Count / clock.Elapsed.TotalSeconds, all);
     }
 
-    private static StringContent Json(JsonObject body) => new(body.ToJsonString(), Encoding.UTF8, "application/json");
 }

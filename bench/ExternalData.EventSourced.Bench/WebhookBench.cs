@@ -55,7 +55,7 @@ internal static class WebhookBench
         var http = host.Server.CreateClient();
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
         const string sources = "/api/projects/1/external_data_sources/";
-        var created = await JsonAsync(await http.PostAsync(sources, Json(new JsonObject
+        var created = await JsonAsync(await http.PostAsync(sources, Measure.Json(new JsonObject
         {
             ["source_type"] = "Stripe",
             ["payload"] = new JsonObject
@@ -66,7 +66,7 @@ internal static class WebhookBench
         })));
         var id = created["id"]!.GetValue<string>();
         var url = $"{sources}{id}/";
-        (await JsonAsync(await http.PostAsync($"{url}create_webhook/", Json(new JsonObject()))))["success"]!.GetValue<bool>().ShouldBeTrue("webhook registration");
+        (await JsonAsync(await http.PostAsync($"{url}create_webhook/", Measure.Json(new JsonObject()))))["success"]!.GetValue<bool>().ShouldBeTrue("webhook registration");
         var secret = stripe.Endpoints.Single(e => e.Url.EndsWith(id, StringComparison.Ordinal)).Secret;
         var inbound = host.Server.CreateClient();
 
@@ -100,8 +100,8 @@ internal static class WebhookBench
         Console.WriteLine();
         Console.WriteLine("| measure | no deliveries (baseline) | during the burst | burst / baseline |");
         Console.WriteLine("|---|---:|---:|---:|");
-        Console.WriteLine($"| PATCH median (ms) | {Percentile(idle, 50):F1} | {Percentile(busy, 50):F1} | {Percentile(busy, 50) / Percentile(idle, 50):F2}x |");
-        Console.WriteLine($"| PATCH p95 (ms) | {Percentile(idle, 95):F1} | {Percentile(busy, 95):F1} | {Percentile(busy, 95) / Percentile(idle, 95):F2}x |");
+        Console.WriteLine($"| PATCH median (ms) | {Measure.Percentile(idle, 50):F1} | {Measure.Percentile(busy, 50):F1} | {Measure.Percentile(busy, 50) / Measure.Percentile(idle, 50):F2}x |");
+        Console.WriteLine($"| PATCH p95 (ms) | {Measure.Percentile(idle, 95):F1} | {Measure.Percentile(busy, 95):F1} | {Measure.Percentile(busy, 95) / Measure.Percentile(idle, 95):F2}x |");
         Console.WriteLine($"| PATCH answered 409 | {idleConflicts} of {idle.Count} | {busyConflicts} of {busy.Count} | |");
         Console.WriteLine($"| deliveries accepted per second | | {delivered / seconds:F0} ({delivered:N0} in {seconds:F1} s, {failed} refused) | |");
     }
@@ -124,7 +124,7 @@ internal static class WebhookBench
 
     private static async Task<HttpStatusCode> PatchAsync(HttpClient http, string url, int n)
     {
-        using var response = await http.PatchAsync(url, Json(new JsonObject { ["description"] = $"d{n}-{Guid.NewGuid():N}"[..20] }));
+        using var response = await http.PatchAsync(url, Measure.Json(new JsonObject { ["description"] = $"d{n}-{Guid.NewGuid():N}"[..20] }));
         return response.StatusCode;
     }
 
@@ -137,13 +137,7 @@ internal static class WebhookBench
         return response.StatusCode;
     }
 
-    private static double Percentile(List<double> values, int p)
-    {
-        var sorted = values.Order().ToList();
-        return sorted[Math.Clamp((int)Math.Ceiling(p / 100.0 * sorted.Count) - 1, 0, sorted.Count - 1)];
-    }
 
-    private static StringContent Json(JsonObject body) => new(body.ToJsonString(), Encoding.UTF8, "application/json");
 
     private static async Task<JsonObject> JsonAsync(HttpResponseMessage response)
     {

@@ -99,7 +99,7 @@ public sealed record ColumnDrift(Guid SchemaId, string Name, IReadOnlyList<strin
 public sealed record SourceDeleted(Guid SourceId, Actor DeletedBy, string DeletedVia, DateTimeOffset DeletedAt, bool CleanupPending = false);
 
 /// <summary>The deleted source's data key was destroyed, after its clean-up: every secret it stored is unreadable.</summary>
-public sealed record SourceSecretsShredded(Guid SourceId, DateTimeOffset ShreddedAt);
+public sealed record SourceSecretsShredded(Guid SourceId, Actor CausedBy, string Via, DateTimeOffset ShreddedAt);
 
 /// <summary>What a caller chose for one table (ref §2.2, §2.3).</summary>
 public sealed record SyncSettings(

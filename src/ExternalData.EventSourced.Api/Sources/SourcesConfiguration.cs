@@ -26,7 +26,9 @@ public static class SourcesConfiguration
             .Duplicate(x => x.Prefix!)
             .UniqueIndex(UniqueIndexType.DuplicatedField, PrefixUniqueIndex, TenancyScope.PerTenant, x => x.WarehousePrefixKey!);
         options.Projections.Add<SourceSchemaProjection>(ProjectionLifecycle.Inline);
-        options.Schema.For<SourceSchema>().MultiTenanted().Duplicate(x => x.SourceId);
+        options.Schema.For<SourceSchema>().MultiTenanted().Duplicate(x => x.SourceId)
+            // The inbound webhook finds its schema by source and table name, per delivery: indexed, so flat on wide sources.
+            .Duplicate(x => x.Name);
 
         // Webhook deliveries: an inbox per source, apart from its stream (see WebhookDelivery).
         options.Schema.For<WebhookDelivery>().MultiTenanted().Duplicate(x => x.SourceId).Duplicate(x => x.SchemaId).Duplicate(x => x.ReceivedAt);

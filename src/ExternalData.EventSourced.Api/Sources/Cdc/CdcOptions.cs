@@ -28,13 +28,13 @@ public static partial class CdcOptions
 
     public static (CdcChoice? Choice, ProblemDetails? Problem) Parse(JsonObject body, string? attrPrefix = null)
     {
-        var mode = CdcModes.Parse(Text(body, "cdc_management_mode"));
+        var mode = CdcModes.Parse(SchemaRules.Text(body, "cdc_management_mode"));
         if (mode is null) return Fail(CdcModes.InvalidText, "cdc_management_mode", "invalid_choice");
 
-        var slot = Text(body, "cdc_slot_name");
+        var slot = SchemaRules.Text(body, "cdc_slot_name");
         if (slot is not null && !Name().IsMatch(slot))
             return Fail("cdc_slot_name may contain only lower-case letters, digits and underscores, at most 63 characters.", "cdc_slot_name", "invalid_name");
-        var publication = Text(body, "cdc_publication_name");
+        var publication = SchemaRules.Text(body, "cdc_publication_name");
         if (publication is not null && !Name().IsMatch(publication))
             return Fail("cdc_publication_name may contain only lower-case letters, digits and underscores, at most 63 characters.", "cdc_publication_name", "invalid_name");
 
@@ -69,9 +69,6 @@ public static partial class CdcOptions
 
     public static bool Requested(JsonObject payload) =>
         payload["cdc_enabled"] is JsonValue v && v.GetValueKind() == JsonValueKind.True;
-
-    private static string? Text(JsonObject body, string key) =>
-        body[key] is JsonValue v && v.TryGetValue<string>(out var s) && s.Trim().Length > 0 ? s.Trim() : null;
 
     [GeneratedRegex("^[a-z0-9_]{1,63}$")]
     private static partial Regex Name();

@@ -31,13 +31,16 @@ public sealed class CleanupOptions
 }
 
 /// <summary>The deleted source's CDC slot and publication were removed (or were already gone).</summary>
-public sealed record CdcResourcesDropped(Guid SourceId, string? SlotName, string? PublicationName, bool SlotDropped, bool PublicationDropped, int Attempt, DateTimeOffset DroppedAt);
+/// <remarks>The clean-up events name the actor and channel of the deletion that caused them, as their metadata does.</remarks>
+public sealed record CdcResourcesDropped(
+    Guid SourceId, string? SlotName, string? PublicationName, bool SlotDropped, bool PublicationDropped, int Attempt, Actor CausedBy, string Via, DateTimeOffset DroppedAt);
 
 /// <summary>A clean-up attempt failed; another is scheduled.</summary>
-public sealed record CdcCleanupAttemptFailed(Guid SourceId, int Attempt, string Error, DateTimeOffset NextAttemptAt, DateTimeOffset FailedAt);
+public sealed record CdcCleanupAttemptFailed(Guid SourceId, int Attempt, string Error, DateTimeOffset NextAttemptAt, Actor CausedBy, string Via, DateTimeOffset FailedAt);
 
 /// <summary>The last attempt failed: what is left on the source and the SQL the customer must run to remove it.</summary>
-public sealed record CdcCleanupAbandoned(Guid SourceId, string? SlotName, string? PublicationName, int Attempts, string Error, string RemediationSql, DateTimeOffset AbandonedAt);
+public sealed record CdcCleanupAbandoned(
+    Guid SourceId, string? SlotName, string? PublicationName, int Attempts, string Error, string RemediationSql, Actor CausedBy, string Via, DateTimeOffset AbandonedAt);
 
 public static class DeletedSourceCleanup
 {
@@ -57,6 +60,7 @@ public static class CleanUpDeletedSourceHandler
 
         var source = await session.Events.AggregateStreamAsync<Source>(id, version: message.DeletedAtVersion - 1, token: ct);
         var now = clock.GetUtcNow();
+        var (by, via) = (message.Caller.Actor, message.Caller.Channel);
         var next = new OutgoingMessages();
 
         // The provider's endpoint goes first, once, best effort: a failure is recorded, not retried, since an endpoint
@@ -65,7 +69,7 @@ public static class CleanUpDeletedSourceHandler
         {
             var webhookConfig = await StoredConfig.LoadAsync(source, session, cipher, ct);
             var removed = await provider.DeleteAsync(webhookConfig, webhook.Url, ct);
-            session.Events.Append(id, new WebhookDeleted(id, webhook.Url, removed.Value is not null, removed.Error, message.Caller.Actor, message.Caller.Channel, now));
+            session.Events.Append(id, new WebhookDeleted(id, webhook.Url, removed.Value is not null, removed.Error, by, via, now));
         }
 
         if (source?.Cdc is { } cdcSettings && registry.Get(source.SourceType) is IChangeDataCapture cdc)
@@ -77,7 +81,7 @@ public static class CleanUpDeletedSourceHandler
             var publication = cdcSettings.Managed ? cdcSettings.PublicationName : null;
             if (outcome.Value is { } removal)
             {
-                session.Events.Append(id, new CdcResourcesDropped(id, slot, publication, removal.SlotDropped, removal.PublicationDropped, message.Attempt, now));
+                session.Events.Append(id, new CdcResourcesDropped(id, slot, publication, removal.SlotDropped, removal.PublicationDropped, message.Attempt, by, via, now));
             }
             else
             {
@@ -87,19 +91,19 @@ public static class CleanUpDeletedSourceHandler
                 {
                     var wait = TimeSpan.FromSeconds(delays[message.Attempt - 1]);
                     logger.LogWarning("Clean-up of deleted source {SourceId} failed (attempt {Attempt}): {Error}; retrying in {Wait}", id, message.Attempt, error, wait);
-                    session.Events.Append(id, new CdcCleanupAttemptFailed(id, message.Attempt, error, now + wait, now));
+                    session.Events.Append(id, new CdcCleanupAttemptFailed(id, message.Attempt, error, now + wait, by, via, now));
                     next.Add((message with { Attempt = message.Attempt + 1 }).DelayedFor(wait));
                     return next;
                 }
 
                 var sql = cdc.RemovalSql(cdcSettings.Resources, dropSlot, cdcSettings.Managed);
                 logger.LogError("Gave up cleaning up deleted source {SourceId} after {Attempts} attempts: {Error}. The customer must run: {Sql}", id, message.Attempt, error, sql);
-                session.Events.Append(id, new CdcCleanupAbandoned(id, slot, publication, message.Attempt, error, sql, now));
+                session.Events.Append(id, new CdcCleanupAbandoned(id, slot, publication, message.Attempt, error, sql, by, via, now));
             }
         }
 
         session.Delete<DataKey>(id);
-        session.Events.Append(id, new SourceSecretsShredded(id, now));
+        session.Events.Append(id, new SourceSecretsShredded(id, by, via, now));
         return next;
     }
 }
