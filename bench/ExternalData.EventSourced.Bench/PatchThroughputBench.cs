@@ -25,7 +25,7 @@ namespace ExternalData.EventSourced.Bench;
 /// </summary>
 internal static class PatchThroughputBench
 {
-    public static async Task RunAsync(LocalPostgresCluster cluster, bool quick)
+    public static async Task RunAsync(LocalPostgresCluster cluster, bool quick, bool profile = false)
     {
         var levels = quick ? new[] { 1, 16 } : [1, 4, 16, 64];
         var duration = TimeSpan.FromSeconds(quick ? 2 : 5);
@@ -111,6 +111,21 @@ internal static class PatchThroughputBench
         });
         await b2.StartAsync();
         var b2Client = b2.GetTestClient();
+
+        if (profile)
+        {
+            using var spans = new SpanProfile();
+            for (var round = 0; round < 2; round++)
+            {
+                spans.Reset();
+                var clock = Stopwatch.StartNew();
+                var requests = quick ? 400 : 2000;
+                for (var n = 0; n < requests; n++) await SendAsync(service, sourceUrls[0], n);
+                if (round == 1) spans.Print(requests, clock.Elapsed.TotalMilliseconds / requests);
+            }
+            Console.WriteLine();
+            return;
+        }
 
         Console.WriteLine($"PATCH description, one source per client, {duration.TotalSeconds:F0} s per level; {Environment.ProcessorCount} cores, in-memory HTTP, local PostgreSQL 15 (fsync off)");
         Console.WriteLine();

@@ -18,7 +18,7 @@ foreach (var scenario in scenarios)
     if (scenario == "source-model") await SourceModelBench.RunAsync(cluster, quick);
     else if (scenario == "webhooks") await WebhookBench.RunAsync(cluster, quick);
     else if (scenario == "cold-start") await ColdStartBench.RunAsync(cluster, quick);
-    else if (scenario == "patch") await PatchThroughputBench.RunAsync(cluster, quick);
+    else if (scenario == "patch") await PatchThroughputBench.RunAsync(cluster, quick, args.Contains("--profile"));
     else await DiscoveryBench.RunAsync(cluster, sizes);
     Console.WriteLine();
 }

@@ -57,6 +57,8 @@ builder.Services.AddMarten(opts =>
         opts.ConfigureAudit();
         // A failed append leaves a gap in the event sequence; the daemon waits this long before skipping it.
         opts.Projections.StaleSequenceThreshold = TimeSpan.FromMilliseconds(builder.Configuration.GetValue("ExternalData:Projections:StaleSequenceThresholdMs", 3000));
+        // How often a standby node tries to take the async daemon over (HotCold): the audit feed's worst pause when its node dies.
+        opts.Projections.LeadershipPollingTime = builder.Configuration.GetValue("ExternalData:Projections:LeadershipPollingMs", 5000);
     })
     .ApplyAllDatabaseChangesOnStartup()
     // Async projections (the audit feed) run on one node at a time; another takes over when it goes (HotCold).
@@ -83,6 +85,9 @@ builder.Host.UseWolverine(opts =>
     // (a stream first written by another node, say), load → decide → append runs again, a bounded number of times (ADR 0017).
     opts.OnException<ConcurrencyException>().RetryTimes(3);
     opts.ConfigureCredentials();
+    // Nodes on one database share the durable work (scheduled expiries, clean-ups) and take over a dead node's; how
+    // fast they notice one is Wolverine's to tune (ExternalData:Durability:StaleNodeTimeout and friends, docs/scale-out.md).
+    builder.Configuration.GetSection("ExternalData:Durability").Bind(opts.Durability);
     // A deleted source's clean-up is committed with its deletion and survives restarts.
     opts.LocalQueueFor<CleanUpDeletedSource>().UseDurableInbox();
 });
@@ -112,7 +117,8 @@ builder.Services.AddSingleton<IHostPolicy, HostPolicy>();
 // Secrets: envelope encryption under a master key from configuration (generated locally in Development).
 builder.Services.AddSingleton(new SecretsCipher(MasterKeySetup.Resolve(builder.Configuration, builder.Environment, localData)));
 
-// Personal API keys.
+// Personal API keys; a found key is remembered briefly (ADR 0030).
+builder.Services.AddMemoryCache();
 builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
     .AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
 if (builder.Environment.IsDevelopment()) builder.Services.AddHostedService<DevelopmentAdminKey>();
@@ -147,6 +153,8 @@ builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>
     problem.Extensions["message"] = detail;
 });
 builder.Services.AddExceptionHandler<ConstraintViolationHandler>();
+builder.Services.AddExceptionHandler<DatabaseUnavailableHandler>();
+builder.Services.AddExceptionHandler<ExternalData.EventSourced.Mcp.McpMalformedRequestHandler>();
 // Provider deliveries are bounded: a burst queues (Stripe waits, then retries) instead of taking the CPU from API
 // callers. The permits and the queue are configurable; see ReceiveWebhookEndpoint.
 builder.Services.AddRateLimiter(o => o.AddConcurrencyLimiter(ReceiveWebhookEndpoint.Limiter, limiter =>

@@ -19,6 +19,7 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
     private readonly Action<string> _log;
     private readonly bool _attached;
     private bool _stopped;
+    private string? _startOptions;
 
     private LocalPostgresCluster(string root, int port, bool removeOnStop, Action<string> log, bool attached = false)
     {
@@ -91,7 +92,7 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
         // -l is essential: without a log file the postmaster inherits our stdout and the call never returns.
         await RunAsync(pgCtl, ["-D", data, "-l", Path.Combine(root, "postgres.log"), "-w", "-t", "60", "-o", options, "start"], ct);
         log($"Local PostgreSQL listening on 127.0.0.1:{port}");
-        var cluster = new LocalPostgresCluster(root, port, !persistent, log);
+        var cluster = new LocalPostgresCluster(root, port, !persistent, log) { _startOptions = options };
         await cluster.WaitUntilReadyAsync(ct);
         return cluster;
     }
@@ -121,6 +122,18 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
     }
 
     public ValueTask DisposeAsync() => new(StopAsync());
+
+    /// <summary>Kills the server as a crash would (<c>pg_ctl stop -m immediate</c>: no checkpoint, every connection
+    /// cut); <see cref="StartAgainAsync"/> brings it back on the same port with the same settings, through recovery.</summary>
+    public Task CrashAsync() =>
+        RunAsync(FindBinary("pg_ctl")!, ["-D", DataDirectory, "-m", "immediate", "-w", "stop"], CancellationToken.None);
+
+    public async Task StartAgainAsync(CancellationToken ct = default)
+    {
+        if (_startOptions is null) throw new InvalidOperationException("Only a cluster this process started can be started again.");
+        await RunAsync(FindBinary("pg_ctl")!, ["-D", DataDirectory, "-l", Path.Combine(_root, "postgres.log"), "-w", "-t", "60", "-o", _startOptions, "start"], ct);
+        await WaitUntilReadyAsync(ct);
+    }
 
     private async Task WaitUntilReadyAsync(CancellationToken ct)
     {

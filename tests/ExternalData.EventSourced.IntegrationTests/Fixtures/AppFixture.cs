@@ -58,6 +58,8 @@ public sealed class AppFixture : IAsyncLifetime
         builder.UseSetting("ExternalData:Projections:StaleSequenceThresholdMs", "200");
         // Deliveries run truly in parallel here, so the de-duplication race is tested (production bounds them; ADR 0026).
         builder.UseSetting("ExternalData:Webhooks:ConcurrentDeliveries", "16");
+        // Short, so the revocation test sees the window close quickly; the default is 10 s.
+        builder.UseSetting("ExternalData:Auth:KeyCacheSeconds", "1");
         foreach (var (key, value) in settings ?? new Dictionary<string, string>()) builder.UseSetting(key, value);
         builder.ConfigureServices(collection =>
         {

@@ -85,9 +85,13 @@ public sealed class FakeStripeServer : IAsyncDisposable
         return server;
     }
 
+    /// <summary>How long a DELETE takes to answer: a clean-up can then be caught in flight by a crash.</summary>
+    public TimeSpan DeleteDelay { get; set; }
+
     private async Task HandleAsync(HttpContext context)
     {
         var path = context.Request.Path.Value!;
+        if (HttpMethods.IsDelete(context.Request.Method) && DeleteDelay > TimeSpan.Zero) await Task.Delay(DeleteDelay);
         Requests.Enqueue((path, context.Request.Headers["Stripe-Account"].FirstOrDefault()));
         var auth = context.Request.Headers.Authorization.ToString();
         var key = auth.StartsWith("Bearer ", StringComparison.Ordinal) ? auth[7..] : "";

@@ -23,9 +23,26 @@ public sealed class ServiceProcess : IAsyncDisposable
     public string BaseUrl { get; }
     public string Output { get { lock (_output) return _output.ToString(); } }
 
-    public static async Task<ServiceProcess> StartAsync(AppFixture app, IDictionary<string, string>? environment = null)
+    public int ProcessId => _process.Id;
+
+    /// <summary>The process's resident memory now (VmRSS), in MiB.</summary>
+    public double ResidentMiB
     {
-        var port = FreePort();
+        get
+        {
+            _process.Refresh();
+            return _process.WorkingSet64 / 1024.0 / 1024.0;
+        }
+    }
+
+    public static Task<ServiceProcess> StartAsync(AppFixture app, IDictionary<string, string>? environment = null) =>
+        StartAsync(app.Server.ConnectionStringFor("postgres"), app.Schema, app.Stripe.ApiBase, environment);
+
+    /// <summary>A node on any database and schema; <paramref name="port"/> lets a node killed earlier come back on its address.</summary>
+    public static async Task<ServiceProcess> StartAsync(
+        string connectionString, string schema, string stripeApiBase, IDictionary<string, string>? environment = null, int? port = null)
+    {
+        port ??= FreePort();
         var baseUrl = $"http://127.0.0.1:{port}";
         var dll = typeof(Program).Assembly.Location;
         var start = new ProcessStartInfo("dotnet", [dll, "--urls", baseUrl])
@@ -33,12 +50,12 @@ public sealed class ServiceProcess : IAsyncDisposable
             RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Path.GetDirectoryName(dll)!,
         };
         start.Environment["ASPNETCORE_ENVIRONMENT"] = "Testing";
-        start.Environment["ConnectionStrings__Marten"] = app.Server.ConnectionStringFor("postgres");
-        start.Environment["ExternalData__Database__Schema"] = app.Schema;
+        start.Environment["ConnectionStrings__Marten"] = connectionString;
+        start.Environment["ExternalData__Database__Schema"] = schema;
         start.Environment[$"ExternalData__Encryption__MasterKeys__{AppFixture.MasterKeyId}"] = AppFixture.MasterKey;
         start.Environment["ExternalData__Encryption__ActiveMasterKeyId"] = AppFixture.MasterKeyId;
         start.Environment["ExternalData__Network__AllowPrivateHosts"] = "true";
-        start.Environment["ExternalData__Stripe__ApiBase"] = app.Stripe.ApiBase;
+        start.Environment["ExternalData__Stripe__ApiBase"] = stripeApiBase;
         start.Environment["ExternalData__ConnectLinks__PublicBaseUrl"] = baseUrl;
         foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
 
@@ -80,6 +97,16 @@ public sealed class ServiceProcess : IAsyncDisposable
         listener.Start();
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
+
+    /// <summary>kill -9: no shutdown hook, no flush, no graceful drain — a crashed node.</summary>
+    public async Task KillAsync()
+    {
+        if (_process.HasExited) return;
+        _process.Kill(entireProcessTree: true);
+        await _process.WaitForExitAsync();
+    }
+
+    public int Port => new Uri(BaseUrl).Port;
 
     public async ValueTask DisposeAsync()
     {

@@ -33,8 +33,10 @@ public sealed class TestDatabase : IAsyncDisposable
         {
             var merged = new Dictionary<string, string>(LocalPostgresCluster.DefaultSettings);
             foreach (var (key, value) in settings ?? new Dictionary<string, string>()) merged[key] = value;
+            // A fixed host port, so a container started again after a crash (CrashAsync) keeps its address.
             database._container = new PostgreSqlBuilder("postgres:15-alpine")
                 .WithCommand(merged.SelectMany(kv => new[] { "-c", $"{kv.Key}={kv.Value}" }).ToArray())
+                .WithPortBinding(FreePort(), 5432)
                 .Build();
             await database._container.StartAsync();
             database.Use(database._container.GetConnectionString(), "Testcontainers");
@@ -66,6 +68,13 @@ public sealed class TestDatabase : IAsyncDisposable
         return builder.ConnectionString;
     }
 
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
     /// <summary>A Docker CLI without an engine is common (this workplace has one); only a live socket counts.</summary>
     private static async Task<bool> DockerEngineAnswersAsync()
     {
@@ -90,6 +99,21 @@ public sealed class TestDatabase : IAsyncDisposable
         {
             return false;
         }
+    }
+
+    /// <summary>A database crash: the server dies with every connection (pg_ctl stop -m immediate, or the container's
+    /// postmaster killed), to be started again by <see cref="StartAgainAsync"/> on the same address.</summary>
+    public async Task CrashAsync()
+    {
+        if (_cluster is not null) await _cluster.CrashAsync();
+        else if (_container is not null) await _container.ExecAsync(["su", "postgres", "-c", "pg_ctl -D \"$PGDATA\" stop -m immediate"]);
+        else throw new InvalidOperationException("A server named by TEST_POSTGRES is not ours to crash.");
+    }
+
+    public async Task StartAgainAsync()
+    {
+        if (_cluster is not null) await _cluster.StartAgainAsync();
+        else if (_container is not null) await _container.StartAsync();
     }
 
     public async ValueTask DisposeAsync()

@@ -3,16 +3,24 @@ using System.Text.Encodings.Web;
 using ExternalData.EventSourced.Infrastructure.Http;
 using Marten;
 using Microsoft.AspNetCore.Authentication;
+using Microsoft.Extensions.Caching.Memory;
 using Microsoft.Extensions.Options;
 
 namespace ExternalData.EventSourced.Infrastructure.Auth;
 
-/// <summary>Authenticates <c>Authorization: Bearer &lt;personal API key&gt;</c> against the stored key hashes.</summary>
+/// <summary>
+/// Authenticates <c>Authorization: Bearer &lt;personal API key&gt;</c> against the stored key hashes. A key found is
+/// kept in memory for <c>ExternalData:Auth:KeyCacheSeconds</c> (default 10): the lookup was one database round trip of
+/// every request, a tenth of a PATCH (docs/benchmarks.md). So a revocation takes effect on every node within that
+/// window (ADR 0030). Unknown tokens are never cached, so guessing cannot fill the memory.
+/// </summary>
 public sealed class ApiKeyAuthenticationHandler(
     IOptionsMonitor<AuthenticationSchemeOptions> options,
     ILoggerFactory logger,
     UrlEncoder encoder,
-    IDocumentStore store) : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
+    IDocumentStore store,
+    IMemoryCache cache,
+    IConfiguration configuration) : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
 {
     public const string SchemeName = "ApiKey";
 
@@ -24,9 +32,8 @@ public sealed class ApiKeyAuthenticationHandler(
         var token = header["Bearer ".Length..].Trim();
         if (token.Length == 0) return AuthenticateResult.Fail("Empty API key.");
 
-        await using var session = store.QuerySession();
         var hash = ApiKey.Hash(token);
-        var key = await session.Query<ApiKey>().FirstOrDefaultAsync(k => k.TokenHash == hash, Context.RequestAborted);
+        var key = await FindAsync(hash);
         if (key is null || key.RevokedAt is not null) return AuthenticateResult.Fail("Unknown or revoked API key.");
 
         var claims = new List<Claim> { new(ApiKeyClaims.KeyId, key.Id.ToString()), new(ApiKeyClaims.KeyName, key.Name) };
@@ -34,6 +41,17 @@ public sealed class ApiKeyAuthenticationHandler(
         claims.AddRange(key.Projects.Select(p => new Claim(ApiKeyClaims.Project, p)));
         var principal = new ClaimsPrincipal(new ClaimsIdentity(claims, SchemeName));
         return AuthenticateResult.Success(new AuthenticationTicket(principal, SchemeName));
+    }
+
+    private async Task<ApiKey?> FindAsync(string hash)
+    {
+        var cacheKey = (typeof(ApiKey), hash);
+        if (cache.TryGetValue(cacheKey, out ApiKey? cached)) return cached;
+        await using var session = store.QuerySession();
+        var key = await session.Query<ApiKey>().FirstOrDefaultAsync(k => k.TokenHash == hash, Context.RequestAborted);
+        var seconds = configuration.GetValue("ExternalData:Auth:KeyCacheSeconds", 10);
+        if (key is not null && seconds > 0) cache.Set(cacheKey, key, TimeSpan.FromSeconds(seconds));
+        return key;
     }
 
     protected override Task HandleChallengeAsync(AuthenticationProperties properties) =>
@@ -49,6 +67,14 @@ public sealed class ProjectAccessMiddleware(RequestDelegate next)
 {
     public async Task InvokeAsync(HttpContext context)
     {
+        // No source has the empty UUID (ids are UUIDv7), and Marten refuses it as a stream id: it is simply not found.
+        if (context.Request.RouteValues["id"] is string id && Guid.TryParse(id, out var guid) && guid == Guid.Empty ||
+            context.Request.RouteValues["source_id"] is string sourceId && Guid.TryParse(sourceId, out var source) && source == Guid.Empty)
+        {
+            await Problems.WriteAsync(context, Problems.NotFound());
+            return;
+        }
+
         if (context.Request.RouteValues["project_id"] is not string projectId)
         {
             await next(context);

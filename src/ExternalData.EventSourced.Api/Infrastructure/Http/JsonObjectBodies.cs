@@ -1,3 +1,4 @@
+using System.Text.Json;
 
 namespace ExternalData.EventSourced.Infrastructure.Http;
 
@@ -5,7 +6,9 @@ namespace ExternalData.EventSourced.Infrastructure.Http;
 /// The one place that decides what a request body may be (issue: a <c>null</c> body was a 500): every POST, PUT and
 /// PATCH under <c>/api/</c> and <c>/connect/</c> takes a JSON object. Any other JSON value (<c>null</c>, an array, a number, a string, a
 /// boolean) is refused with a 400 naming the body before routing; an empty body counts as <c>{}</c>, so action
-/// endpoints can be called without one. Malformed JSON inside an object is left to the deserialiser, which names the field.
+/// endpoints can be called without one. An object with a property twice is refused too: which of the two values
+/// counts would differ between readers (and JsonObject throws on the second). Other malformed JSON inside an object
+/// is left to the deserialiser, which names the field.
 /// </summary>
 public static class JsonObjectBodies
 {
@@ -38,8 +41,45 @@ public static class JsonObjectBodies
             return;
         }
 
+        else if (await DuplicatePropertyAsync(request.Body, context.RequestAborted))
+        {
+            await Problems.WriteAsync(context, Problems.Validation("The request body names a property more than once.", null, "duplicate_property"));
+            return;
+        }
+
+        request.Body.Position = 0;
         await next(context);
     });
+
+    private static readonly JsonDocumentOptions Strict = new() { AllowDuplicateProperties = false };
+    private static readonly JsonDocumentOptions Lenient = new() { AllowDuplicateProperties = true };
+
+    /// <summary>True when the body is valid JSON only once duplicate properties are allowed.</summary>
+    private static async Task<bool> DuplicatePropertyAsync(Stream body, CancellationToken ct)
+    {
+        try
+        {
+            using var strict = await JsonDocument.ParseAsync(body, Strict, ct);
+            return false;
+        }
+        catch (JsonException)
+        {
+            body.Position = 0;
+            try
+            {
+                using var lenient = await JsonDocument.ParseAsync(body, Lenient, ct);
+                return true;
+            }
+            catch (JsonException)
+            {
+                return false;
+            }
+        }
+        finally
+        {
+            body.Position = 0;
+        }
+    }
 
     /// <summary>What JSON value a body starting with this byte is, or null when it cannot be JSON at all.</summary>
     private static string? Describe(byte first) => (char)first switch

@@ -51,6 +51,7 @@ public static class Problems
         404 => "Not Found",
         409 => "Conflict",
         410 => "Gone",
+        503 => "Service Unavailable",
         _ => "Error",
     };
 
