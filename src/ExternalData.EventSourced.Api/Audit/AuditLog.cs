@@ -77,14 +77,16 @@ public static class AuditLogEndpoint
         var (from, to, badTime) = TimeRange.Parse(since, until);
         if (badTime is not null) return Results.Problem(badTime);
 
-        IQueryable<AuditEntry> query = session.Query<AuditEntry>().Stats(out var stats);
+        IQueryable<AuditEntry> query = session.Query<AuditEntry>();
         if (!string.IsNullOrEmpty(actor)) query = query.Where(e => e.ActorName == actor);
         if (!string.IsNullOrEmpty(created_via)) query = query.Where(e => e.CreatedVia == created_via);
         if (!string.IsNullOrEmpty(type)) query = query.Where(e => e.Type == type);
         if (from is { } start) query = query.Where(e => e.OccurredAt >= start);
         if (to is { } end) query = query.Where(e => e.OccurredAt <= end);
+        // A count of its own rather than Marten's Stats (a count window that reads every matching entry's JSON).
         var page = await query.OrderByDescending(e => e.Sequence).Skip(skip).Take(take).ToListAsync(ct);
-        return Results.Json(Paging.PageOf(page, stats.TotalResults, take, skip, context));
+        long total = await query.CountAsync(ct);
+        return Results.Json(Paging.PageOf(page, total, take, skip, context));
     }
 }
 

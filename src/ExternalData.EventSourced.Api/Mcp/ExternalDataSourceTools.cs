@@ -192,8 +192,9 @@ public sealed class ExternalDataSourceTools(McpCallers callers, IMessageBus bus,
 
     private async Task<SourceDetails> WithSchemasAsync(IQuerySession session, SourceDetails source, CancellationToken ct)
     {
+        source.WithCapabilitiesFrom(registry);
         var schemas = await session.Query<SourceSchema>().Where(s => s.SourceId == source.Id && !s.Removed).OrderBy(s => s.Name).ToListAsync(ct);
-        var stats = await WebhookStats.ForSourceAsync(session, source.Id, ct);
-        return source.WithCapabilitiesFrom(registry).WithSchemas(schemas.Select(s => SchemaDetails.From(s).With(stats)));
+        var stats = await WebhookStats.ForSourceAsync(session, source, ct);
+        return source.WithSchemas(schemas.Select(s => SchemaDetails.From(s).With(stats)));
     }
 }

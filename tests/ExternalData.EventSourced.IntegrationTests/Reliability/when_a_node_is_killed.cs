@@ -145,15 +145,14 @@ public sealed class when_a_node_is_killed(ITestOutputHelper output) : IAsyncLife
         await _env.CanaryShouldBeAbsentAsync(output);
     }
 
-    /// <summary>Which nodes hold an advisory lock on the service's database: Marten's HotCold daemon takes one per
-    /// database and keeps it while it runs the async projections. Wolverine's own leader lock is told apart by its
-    /// connection: the daemon's is the one whose last statement is not a Wolverine one.</summary>
+    /// <summary>Which nodes hold the async daemon's advisory lock (Marten's HotCold takes it and keeps it while it
+    /// runs the async projections; the service names it <see cref="DaemonLock.DefaultId"/>).</summary>
     private async Task<List<string>> DaemonHoldersAsync()
     {
-        var holders = await _env.QueryAsync<string>("""
+        var holders = await _env.QueryAsync<string>($$"""
             SELECT coalesce(string_agg(DISTINCT a.application_name, ',' ORDER BY a.application_name), '')
             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-            WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'node-%' AND a.query NOT LIKE '%wolverine%'
+            WHERE l.locktype = 'advisory' AND l.granted AND l.objid = {{DaemonLock.DefaultId}} AND a.application_name LIKE 'node-%'
             """);
         return holders.Length == 0 ? [] : [.. holders.Split(',')];
     }

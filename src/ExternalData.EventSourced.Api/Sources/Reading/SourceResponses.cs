@@ -22,7 +22,7 @@ public static class SourceResponses
         new Written(status, location, async (writer, options, flush, ct) =>
         {
             var schemas = source.Schemas is { } held ? held.ToAsyncEnumerable()
-                : withSchemas && schemasFrom is not null ? SchemasOf(schemasFrom, source.Id, ct) : null;
+                : withSchemas && schemasFrom is not null ? SchemasOf(schemasFrom, source, ct) : null;
             await WriteSourceAsync(writer, source, schemas, options, flush, ct);
         });
 
@@ -37,7 +37,7 @@ public static class SourceResponses
             writer.WritePropertyName("results");
             writer.WriteStartArray();
             var ids = page.Select(s => s.Id).ToArray();
-            var stats = await WebhookStats.ForSourcesAsync(session, ids, ct);
+            var stats = await WebhookStats.ForSourcesAsync(session, [.. page.Where(s => s.SupportsWebhooks).Select(s => s.Id)], ct);
             var query = session.Query<SourceSchema>().Where(s => ids.Contains(s.SourceId) && !s.Removed)
                 .OrderByDescending(s => s.SourceId).ThenBy(s => s.Name);
             await using var schemas = QueryableExtensions.ToAsyncEnumerable(query, ct).GetAsyncEnumerator(ct);
@@ -61,9 +61,10 @@ public static class SourceResponses
             }
         });
 
-    public static async IAsyncEnumerable<SchemaDetails> SchemasOf(IQuerySession session, Guid sourceId, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    public static async IAsyncEnumerable<SchemaDetails> SchemasOf(IQuerySession session, SourceDetails source, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
     {
-        var stats = await WebhookStats.ForSourceAsync(session, sourceId, ct);
+        var sourceId = source.Id;
+        var stats = await WebhookStats.ForSourceAsync(session, source, ct);
         var query = session.Query<SourceSchema>().Where(s => s.SourceId == sourceId && !s.Removed).OrderBy(s => s.Name);
         await foreach (var schema in QueryableExtensions.ToAsyncEnumerable(query, ct))
         {

@@ -1,0 +1,157 @@
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using System.Text.Json.Nodes;
+using Alba;
+using ExternalData.EventSourced.Infrastructure.Auth;
+using ExternalData.EventSourced.LocalPostgres;
+using Marten;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using Wolverine;
+
+namespace ExternalData.EventSourced.Bench;
+
+/// <summary>
+/// Retrieve and list (limit 100) as the store grows: 1k, 10k and 100k sources, spread over 100 projects (retrieve)
+/// or all in one project (list). Against B1, the raw primary-key read of the JSON document, and B2, that read behind a
+/// minimal ASP.NET Core endpoint on the same in-memory HTTP stack. The grown sources are copies of one real source's
+/// read model made in SQL (creating 100k through the API would take hours); they carry no tables of their own.
+/// </summary>
+internal static class ReadsBench
+{
+    public static async Task RunAsync(LocalPostgresCluster cluster, bool quick)
+    {
+        var sizes = quick ? new[] { 1_000, 10_000 } : [1_000, 10_000, 100_000];
+        var runs = quick ? 200 : 1000;
+        var admin = new NpgsqlConnectionStringBuilder(cluster.ConnectionString);
+        await using var host = await AlbaHost.For<ExternalData.EventSourced.Sources.SourceDetails>(builder =>
+        {
+            builder.UseContentRoot(AppContext.BaseDirectory);
+            builder.UseEnvironment("Production");
+            builder.UseSetting("ConnectionStrings:Marten", cluster.ConnectionString);
+            builder.UseSetting("ExternalData:Database:Schema", "bench_reads");
+            builder.UseSetting("ExternalData:Encryption:MasterKeys:bench", Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
+            builder.UseSetting("ExternalData:Network:AllowPrivateHosts", "true");
+            builder.ConfigureServices(services =>
+            {
+                services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
+                services.RunWolverineInSoloMode();
+                services.DisableAllExternalWolverineTransports();
+            });
+        });
+        var (key, token) = ApiKey.Issue("bench", Scopes.All, [ApiKey.AllProjects], DateTimeOffset.UtcNow);
+        await using (var session = host.Services.GetRequiredService<IDocumentStore>().LightweightSession())
+        {
+            session.Store(key);
+            await session.SaveChangesAsync();
+        }
+
+        var service = host.Server.CreateClient();
+        service.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        var database = await BenchDatabases.CreateAsync(cluster, "bench_reads_src", 2, "id bigserial PRIMARY KEY, updated_at timestamptz, v text");
+        var body = new JsonObject
+        {
+            ["source_type"] = "Postgres", ["prefix"] = "seed",
+            ["payload"] = new JsonObject
+            {
+                ["host"] = "127.0.0.1", ["port"] = cluster.Port, ["database"] = database, ["user"] = admin.Username, ["password"] = admin.Password, ["schema"] = "public",
+                ["schemas"] = new JsonArray(new JsonObject { ["name"] = "t1", ["should_sync"] = true, ["sync_type"] = "full_refresh" }),
+            },
+        };
+        using var created = await service.PostAsync("/api/projects/0/external_data_sources/", Measure.Json(body));
+        var seedId = JsonNode.Parse(await created.Content.ReadAsStringAsync())!["id"]!.GetValue<string>();
+
+        var raw = new NpgsqlDataSourceBuilder(cluster.ConnectionString).Build();
+        async Task<string> RawReadAsync(string tenant, Guid id)
+        {
+            await using var command = raw.CreateCommand("SELECT data::text FROM bench_reads.mt_doc_sourcedetails WHERE tenant_id = $1 AND id = $2");
+            command.Parameters.Add(new NpgsqlParameter { Value = tenant });
+            command.Parameters.Add(new NpgsqlParameter { Value = id });
+            return (string)(await command.ExecuteScalarAsync())!;
+        }
+
+        var minimal = WebApplication.CreateSlimBuilder();
+        minimal.WebHost.UseTestServer();
+        minimal.Logging.ClearProviders();
+        await using var b2 = minimal.Build();
+        b2.MapGet("/raw/{tenant}/{id:guid}", async (string tenant, Guid id) => Results.Text(await RawReadAsync(tenant, id), "application/json"));
+        await b2.StartAsync();
+        var b2Client = b2.GetTestClient();
+
+        Console.WriteLine($"Retrieve and list as the store grows, {runs} sequential requests each; {Environment.ProcessorCount} cores, in-memory HTTP, local PostgreSQL 15 (fsync off)");
+        Console.WriteLine("Grown sources are SQL copies of one real source's read model (no tables of their own); retrieves spread over 100 projects, list in one project.");
+        Console.WriteLine();
+        Console.WriteLine("| sources | retrieve p50 / p99 (ms) | B2 p50 / p99 (ms) | B1 p50 (ms) | retrieve / B2 (p50) | list first page p50 / p99 (ms) | list page 50 (offset 4,900) p50 (ms) |");
+        Console.WriteLine("|---:|---|---|---:|---:|---|---:|");
+        var have = 1;
+        foreach (var size in sizes)
+        {
+            await GrowAsync(raw, seedId, have, size);
+            have = size;
+            var ids = await SampleIdsAsync(raw, 200);
+            var retrieve = await TimeAsync(runs, n => GetAsync(service, $"/api/projects/{ids[n % ids.Count].Tenant}/external_data_sources/{ids[n % ids.Count].Id}/"));
+            var baseline = await TimeAsync(runs, n => GetAsync(b2Client, $"/raw/{ids[n % ids.Count].Tenant}/{ids[n % ids.Count].Id}"));
+            var b1 = await TimeAsync(runs, n => RawReadAsync(ids[n % ids.Count].Tenant, ids[n % ids.Count].Id));
+            var list = await TimeAsync(runs / 5, _ => GetAsync(service, "/api/projects/bulk/external_data_sources/?limit=100"));
+            var deep = await TimeAsync(runs / 10, _ => GetAsync(service, "/api/projects/bulk/external_data_sources/?limit=100&offset=4900"));
+            Console.WriteLine($"| {size:N0} | {Measure.Percentile(retrieve, 50):F2} / {Measure.Percentile(retrieve, 99):F2} | {Measure.Percentile(baseline, 50):F2} / {Measure.Percentile(baseline, 99):F2} | " +
+                              $"{Measure.Percentile(b1, 50):F2} | {Measure.Percentile(retrieve, 50) / Measure.Percentile(baseline, 50):F1}x | " +
+                              $"{Measure.Percentile(list, 50):F1} / {Measure.Percentile(list, 99):F1} | {Measure.Percentile(deep, 50):F1} |");
+        }
+    }
+
+    /// <summary>Copies the seed source's read model until the store holds <paramref name="to"/> sources: half in project
+    /// "bulk" (the list's), the rest over projects p0..p99.</summary>
+    private static async Task GrowAsync(NpgsqlDataSource raw, string seedId, int from, int to)
+    {
+        await using var command = raw.CreateCommand($$"""
+            INSERT INTO bench_reads.mt_doc_sourcedetails (tenant_id, id, data, mt_version, mt_dotnet_type, mt_last_modified, source_type, prefix, warehouse_prefix_key)
+            SELECT CASE WHEN c.g % 2 = 0 THEN 'bulk' ELSE 'p' || (c.g % 100) END, c.id,
+                   jsonb_set(jsonb_set(s.data, '{Id}', to_jsonb(c.id::text)), '{Prefix}', to_jsonb('s' || g)),
+                   s.mt_version, s.mt_dotnet_type, now(), s.source_type, 's' || g, s.source_type || ':s' || g
+            FROM bench_reads.mt_doc_sourcedetails s, (SELECT n AS g, gen_random_uuid() AS id FROM generate_series({{from}}, {{to - 1}}) n) c
+            WHERE s.id = '{{seedId}}'
+            """);
+        command.CommandTimeout = 600;
+        await command.ExecuteNonQueryAsync();
+        // What autovacuum does after a bulk load: statistics, and the visibility map that lets count(*) read the index only.
+        await using var vacuum = raw.CreateCommand("VACUUM ANALYZE bench_reads.mt_doc_sourcedetails");
+        vacuum.CommandTimeout = 600;
+        await vacuum.ExecuteNonQueryAsync();
+    }
+
+    private static async Task<List<(string Tenant, Guid Id)>> SampleIdsAsync(NpgsqlDataSource raw, int count)
+    {
+        await using var command = raw.CreateCommand($"SELECT tenant_id, id FROM bench_reads.mt_doc_sourcedetails WHERE tenant_id LIKE 'p%' ORDER BY random() LIMIT {count}");
+        await using var reader = await command.ExecuteReaderAsync();
+        var ids = new List<(string, Guid)>();
+        while (await reader.ReadAsync()) ids.Add((reader.GetString(0), reader.GetGuid(1)));
+        return ids;
+    }
+
+    private static async Task GetAsync(HttpClient http, string url)
+    {
+        using var response = await http.GetAsync(url);
+        if (!response.IsSuccessStatusCode) throw new InvalidOperationException($"GET {url}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        await response.Content.CopyToAsync(Stream.Null);
+    }
+
+    private static async Task<List<double>> TimeAsync(int runs, Func<int, Task> work)
+    {
+        for (var n = 0; n < 20; n++) await work(n);
+        var times = new List<double>(runs);
+        for (var n = 0; n < runs; n++)
+        {
+            var clock = Stopwatch.StartNew();
+            await work(n);
+            times.Add(clock.Elapsed.TotalMilliseconds);
+        }
+
+        return times;
+    }
+}
