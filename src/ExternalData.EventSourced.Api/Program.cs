@@ -59,8 +59,6 @@ builder.Services.AddMarten(opts =>
         opts.Projections.StaleSequenceThreshold = TimeSpan.FromMilliseconds(builder.Configuration.GetValue("ExternalData:Projections:StaleSequenceThresholdMs", 3000));
         // How often a standby node tries to take the async daemon over (HotCold): the audit feed's worst pause when its node dies.
         opts.Projections.LeadershipPollingTime = builder.Configuration.GetValue("ExternalData:Projections:LeadershipPollingMs", 5000);
-        // The daemon's advisory lock, named so an operator (and the two-node test) can see which node holds it in pg_locks.
-        opts.Projections.DaemonLockId = builder.Configuration.GetValue("ExternalData:Projections:DaemonLockId", DaemonLock.DefaultId);
     })
     .ApplyAllDatabaseChangesOnStartup()
     // Async projections (the audit feed) run on one node at a time; another takes over when it goes (HotCold).
@@ -231,10 +229,3 @@ if (args.Length == 0)
 }
 
 return await app.RunJasperFxCommands(args);
-
-/// <summary>The async daemon's PostgreSQL advisory lock: <c>SELECT … FROM pg_locks WHERE locktype = 'advisory' AND objid = 702001</c>
-/// shows the node running the async projections (docs/scale-out.md).</summary>
-public static class DaemonLock
-{
-    public const int DefaultId = 702_001;
-}
