@@ -21,7 +21,6 @@ internal static class DiscoveryBench
     public static async Task RunAsync(LocalPostgresCluster cluster, int[] sizes)
     {
         const int Runs = 5;
-        var admin = new NpgsqlConnectionStringBuilder(cluster.ConnectionString);
         var postgres = new PostgresSourceType(new HostPolicy(new AllowPrivate()));
 
         var statements = new ConcurrentBag<string>();
@@ -40,15 +39,7 @@ internal static class DiscoveryBench
         foreach (var size in sizes)
         {
             var database = await CreateDatabaseAsync(size);
-            var config = new JsonObject
-            {
-                ["host"] = "127.0.0.1",
-                ["port"] = cluster.Port,
-                ["database"] = database,
-                ["user"] = admin.Username,
-                ["password"] = admin.Password,
-                ["schema"] = "public",
-            };
+            var config = BenchHost.PostgresConfig(cluster, database);
             var connectionString = new NpgsqlConnectionStringBuilder(cluster.ConnectionString) { Database = database, Pooling = false }.ConnectionString;
 
             var (oursMs, oursStatements, oursTables) = await MeasureAsync(async () => (await postgres.DiscoverAsync(config, CancellationToken.None)).Tables.Count);

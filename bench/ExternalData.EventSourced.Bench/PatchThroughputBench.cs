@@ -1,19 +1,12 @@
 using System.Diagnostics;
-using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
-using Alba;
-using ExternalData.EventSourced.Infrastructure.Auth;
 using ExternalData.EventSourced.LocalPostgres;
-using Marten;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.TestHost;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Npgsql;
-using Wolverine;
 
 namespace ExternalData.EventSourced.Bench;
 
@@ -29,45 +22,15 @@ internal static class PatchThroughputBench
     {
         var levels = quick ? new[] { 1, 16 } : [1, 4, 16, 64];
         var duration = TimeSpan.FromSeconds(quick ? 2 : 5);
-        var admin = new NpgsqlConnectionStringBuilder(cluster.ConnectionString);
 
-        await using var host = await AlbaHost.For<ExternalData.EventSourced.Sources.SourceDetails>(builder =>
-        {
-            builder.UseContentRoot(AppContext.BaseDirectory);
-            builder.UseEnvironment("Production");
-            builder.UseSetting("ConnectionStrings:Marten", cluster.ConnectionString);
-            builder.UseSetting("ExternalData:Database:Schema", "bench_patch");
-            builder.UseSetting("ExternalData:Encryption:MasterKeys:bench", Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
-            builder.UseSetting("ExternalData:Network:AllowPrivateHosts", "true");
-            builder.ConfigureServices(services =>
-            {
-                services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
-                services.RunWolverineInSoloMode();
-                services.DisableAllExternalWolverineTransports();
-            });
-        });
-        var (key, token) = ApiKey.Issue("bench", Scopes.All, [ApiKey.AllProjects], DateTimeOffset.UtcNow);
-        await using (var session = host.Services.GetRequiredService<IDocumentStore>().LightweightSession())
-        {
-            session.Store(key);
-            await session.SaveChangesAsync();
-        }
-
-        var service = host.Server.CreateClient();
-        service.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        await using var bench = await BenchHost.StartAsync(cluster, "bench_patch");
+        var host = bench.Host;
+        var service = bench.Http;
         var database = await BenchDatabases.CreateAsync(cluster, "bench_patch_src", 2, "id bigserial PRIMARY KEY, updated_at timestamptz, v text");
         var sourceUrls = new List<string>();
         for (var n = 0; n < levels.Max(); n++)
         {
-            var body = new JsonObject
-            {
-                ["source_type"] = "Postgres", ["prefix"] = $"p{n}",
-                ["payload"] = new JsonObject
-                {
-                    ["host"] = "127.0.0.1", ["port"] = cluster.Port, ["database"] = database, ["user"] = admin.Username, ["password"] = admin.Password, ["schema"] = "public",
-                    ["schemas"] = new JsonArray(new JsonObject { ["name"] = "t1", ["should_sync"] = true, ["sync_type"] = "full_refresh" }),
-                },
-            };
+            var body = BenchHost.PostgresSource(cluster, database, $"p{n}");
             using var created = await service.PostAsync("/api/projects/1/external_data_sources/", Measure.Json(body));
             var text = await created.Content.ReadAsStringAsync();
             if (!created.IsSuccessStatusCode) throw new InvalidOperationException(text);

@@ -1,15 +1,8 @@
 using System.Diagnostics;
-using System.Net.Http.Headers;
 using System.Text.Json.Nodes;
-using Alba;
-using ExternalData.EventSourced.Infrastructure.Auth;
 using ExternalData.EventSourced.LocalPostgres;
 using Marten;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Npgsql;
-using Wolverine;
 
 namespace ExternalData.EventSourced.Bench;
 
@@ -24,44 +17,12 @@ internal static class RebuildBench
     public static async Task RunAsync(LocalPostgresCluster cluster, bool quick)
     {
         var copies = quick ? 1_000 : 10_000;
-        var admin = new NpgsqlConnectionStringBuilder(cluster.ConnectionString);
-        await using var host = await AlbaHost.For<ExternalData.EventSourced.Sources.SourceDetails>(builder =>
-        {
-            builder.UseContentRoot(AppContext.BaseDirectory);
-            builder.UseEnvironment("Production");
-            builder.UseSetting("ConnectionStrings:Marten", cluster.ConnectionString);
-            builder.UseSetting("ExternalData:Database:Schema", "bench_rebuild");
-            builder.UseSetting("ExternalData:Encryption:MasterKeys:bench", Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
-            builder.UseSetting("ExternalData:Network:AllowPrivateHosts", "true");
-            // The rebuild is the only thing projecting: the service's own daemon would race it for the audit feed.
-            builder.UseSetting("ExternalData:Projections:Daemon", "Disabled");
-            builder.ConfigureServices(services =>
-            {
-                services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
-                services.RunWolverineInSoloMode();
-                services.DisableAllExternalWolverineTransports();
-            });
-        });
-        var store = host.Services.GetRequiredService<IDocumentStore>();
-        var (key, token) = ApiKey.Issue("bench", Scopes.All, [ApiKey.AllProjects], DateTimeOffset.UtcNow);
-        await using (var session = store.LightweightSession())
-        {
-            session.Store(key);
-            await session.SaveChangesAsync();
-        }
-
-        var http = host.Server.CreateClient();
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        // The rebuild is the only thing projecting: the service's own daemon would race it for the audit feed.
+        await using var bench = await BenchHost.StartAsync(cluster, "bench_rebuild", new Dictionary<string, string> { ["ExternalData:Projections:Daemon"] = "Disabled" });
+        var store = bench.Store;
+        var http = bench.Http;
         var database = await BenchDatabases.CreateAsync(cluster, "bench_rebuild_src", 3, "id bigserial PRIMARY KEY, updated_at timestamptz, v text");
-        var body = new JsonObject
-        {
-            ["source_type"] = "Postgres", ["prefix"] = "seed",
-            ["payload"] = new JsonObject
-            {
-                ["host"] = "127.0.0.1", ["port"] = cluster.Port, ["database"] = database, ["user"] = admin.Username, ["password"] = admin.Password, ["schema"] = "public",
-                ["schemas"] = new JsonArray(new JsonObject { ["name"] = "t1", ["should_sync"] = true, ["sync_type"] = "full_refresh" }),
-            },
-        };
+        var body = BenchHost.PostgresSource(cluster, database, "seed");
         using var created = await http.PostAsync("/api/projects/seed/external_data_sources/", Measure.Json(body));
         var seedId = JsonNode.Parse(await created.Content.ReadAsStringAsync())!["id"]!.GetValue<string>();
         for (var n = 0; n < 99; n++)

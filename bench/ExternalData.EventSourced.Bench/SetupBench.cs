@@ -1,15 +1,7 @@
 using System.Diagnostics;
-using System.Net.Http.Headers;
 using System.Text.Json.Nodes;
-using Alba;
-using ExternalData.EventSourced.Infrastructure.Auth;
 using ExternalData.EventSourced.LocalPostgres;
-using Marten;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Npgsql;
-using Wolverine;
 
 namespace ExternalData.EventSourced.Bench;
 
@@ -24,36 +16,11 @@ internal static class SetupBench
     public static async Task RunAsync(LocalPostgresCluster cluster, bool quick)
     {
         var runs = quick ? 5 : 20;
-        var admin = new NpgsqlConnectionStringBuilder(cluster.ConnectionString);
-        await using var host = await AlbaHost.For<ExternalData.EventSourced.Sources.SourceDetails>(builder =>
-        {
-            builder.UseContentRoot(AppContext.BaseDirectory);
-            builder.UseEnvironment("Production");
-            builder.UseSetting("ConnectionStrings:Marten", cluster.ConnectionString);
-            builder.UseSetting("ExternalData:Database:Schema", "bench_setup");
-            builder.UseSetting("ExternalData:Encryption:MasterKeys:bench", Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
-            builder.UseSetting("ExternalData:Network:AllowPrivateHosts", "true");
-            builder.ConfigureServices(services =>
-            {
-                services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
-                services.RunWolverineInSoloMode();
-                services.DisableAllExternalWolverineTransports();
-            });
-        });
-        var (key, token) = ApiKey.Issue("bench", Scopes.All, [ApiKey.AllProjects], DateTimeOffset.UtcNow);
-        await using (var session = host.Services.GetRequiredService<IDocumentStore>().LightweightSession())
-        {
-            session.Store(key);
-            await session.SaveChangesAsync();
-        }
-
-        var http = host.Server.CreateClient();
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        await using var bench = await BenchHost.StartAsync(cluster, "bench_setup");
+        var host = bench.Host;
+        var http = bench.Http;
         var database = await BenchDatabases.CreateAsync(cluster, "bench_setup_src", 50, "id bigserial PRIMARY KEY, updated_at timestamptz, created_at timestamptz, v text");
-        JsonObject Config() => new()
-        {
-            ["host"] = "127.0.0.1", ["port"] = cluster.Port, ["database"] = database, ["user"] = admin.Username, ["password"] = admin.Password, ["schema"] = "public",
-        };
+        JsonObject Config() => BenchHost.PostgresConfig(cluster, database);
 
         // database_schema/ takes the config's fields beside source_type, as PostHog's does.
         JsonObject Flat()

@@ -1,17 +1,9 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
-using Alba;
-using ExternalData.EventSourced.Infrastructure.Auth;
 using ExternalData.EventSourced.LocalPostgres;
-using Marten;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Npgsql;
-using Wolverine;
 
 namespace ExternalData.EventSourced.Bench;
 
@@ -32,31 +24,9 @@ internal static class SourceModelBench
         var listTables = quick ? 200 : 2000;
 
         var admin = new NpgsqlConnectionStringBuilder(cluster.ConnectionString);
-        // Any type of the service assembly names its entry point (the bench has a Program of its own).
-        await using var host = await AlbaHost.For<ExternalData.EventSourced.Sources.SourceDetails>(builder =>
-        {
-            builder.UseContentRoot(AppContext.BaseDirectory);
-            builder.UseEnvironment("Production");
-            builder.UseSetting("ConnectionStrings:Marten", cluster.ConnectionString);
-            builder.UseSetting("ExternalData:Database:Schema", "bench");
-            builder.UseSetting("ExternalData:Encryption:MasterKeys:bench", Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
-            builder.UseSetting("ExternalData:Network:AllowPrivateHosts", "true");
-            builder.ConfigureServices(services =>
-            {
-                services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
-                services.RunWolverineInSoloMode();
-                services.DisableAllExternalWolverineTransports();
-            });
-        });
-        var (key, token) = ApiKey.Issue("bench", Scopes.All, [ApiKey.AllProjects], DateTimeOffset.UtcNow);
-        await using (var session = host.Services.GetRequiredService<IDocumentStore>().LightweightSession())
-        {
-            session.Store(key);
-            await session.SaveChangesAsync();
-        }
-
-        var http = host.Server.CreateClient();
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        await using var bench = await BenchHost.StartAsync(cluster, "bench");
+        var host = bench.Host;
+        var http = bench.Http;
         http.Timeout = TimeSpan.FromMinutes(10);
 
         Console.WriteLine($"Source model: narrow ({tableCounts[0]} tables) vs wide ({tableCounts[1]:N0} and {tableCounts[2]:N0} tables); median of {runs} after a warm-up; " +
@@ -65,30 +35,18 @@ internal static class SourceModelBench
 
         // Warm-up: the first request of each endpoint pays its one-off code generation (ADR 0001); keep it out of the figures.
         var warmUp = await CreateDatabaseAsync(cluster, "bench_warm_up", 2);
-        await SendAsync(http, HttpMethod.Post, "/api/projects/3/external_data_sources/", new JsonObject
-        {
-            ["source_type"] = "Postgres",
-            ["payload"] = new JsonObject
-            {
-                ["host"] = "127.0.0.1", ["port"] = cluster.Port, ["database"] = warmUp, ["user"] = admin.Username, ["password"] = admin.Password,
-                ["schema"] = "public", ["schemas"] = new JsonArray(new JsonObject { ["name"] = "t1", ["should_sync"] = true, ["sync_type"] = "full_refresh" }),
-            },
-        }, 201);
+        var warmUpBody = BenchHost.PostgresSource(cluster, warmUp, "warm_up");
+        warmUpBody.Remove("prefix");
+        await SendAsync(http, HttpMethod.Post, "/api/projects/3/external_data_sources/", warmUpBody, 201);
 
         var sources = new List<(string Label, int Tables, string Url, JsonArray Schemas, JsonObject Config)>();
         var createMs = new List<double>();
         foreach (var (label, tables) in Sizes.Zip(tableCounts))
         {
             var database = await CreateDatabaseAsync(cluster, $"bench_src_{tables}", tables);
-            var config = new JsonObject
-            {
-                ["host"] = "127.0.0.1", ["port"] = cluster.Port, ["database"] = database, ["user"] = admin.Username, ["password"] = admin.Password, ["schema"] = "public",
-            };
-            var body = (JsonObject)config.DeepClone();
-            body["schemas"] = new JsonArray(new JsonObject { ["name"] = "t1", ["should_sync"] = true, ["sync_type"] = "full_refresh" });
+            var config = BenchHost.PostgresConfig(cluster, database);
             var clock = Stopwatch.StartNew();
-            var created = await SendAsync(http, HttpMethod.Post, "/api/projects/1/external_data_sources/",
-                new JsonObject { ["source_type"] = "Postgres", ["prefix"] = label.Replace('-', '_'), ["payload"] = body }, 201);
+            var created = await SendAsync(http, HttpMethod.Post, "/api/projects/1/external_data_sources/", BenchHost.PostgresSource(cluster, database, label.Replace('-', '_')), 201);
             createMs.Add(clock.Elapsed.TotalMilliseconds);
             sources.Add((label, tables, $"/api/projects/1/external_data_sources/{created["id"]}/", created["schemas"]!.AsArray(), config));
         }

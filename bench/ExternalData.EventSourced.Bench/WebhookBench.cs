@@ -1,18 +1,10 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
-using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
-using Alba;
-using ExternalData.EventSourced.Infrastructure.Auth;
 using ExternalData.EventSourced.IntegrationTests.Fixtures;
 using ExternalData.EventSourced.LocalPostgres;
-using Marten;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
-using Wolverine;
 
 namespace ExternalData.EventSourced.Bench;
 
@@ -30,30 +22,9 @@ internal static class WebhookBench
         var patches = quick ? 30 : 100;
 
         await using var stripe = await FakeStripeServer.StartAsync();
-        await using var host = await AlbaHost.For<ExternalData.EventSourced.Sources.SourceDetails>(builder =>
-        {
-            builder.UseContentRoot(AppContext.BaseDirectory);
-            builder.UseEnvironment("Production");
-            builder.UseSetting("ConnectionStrings:Marten", cluster.ConnectionString);
-            builder.UseSetting("ExternalData:Database:Schema", "bench_webhooks");
-            builder.UseSetting("ExternalData:Encryption:MasterKeys:bench", Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
-            builder.UseSetting("ExternalData:Stripe:ApiBase", stripe.ApiBase);
-            builder.ConfigureServices(services =>
-            {
-                services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
-                services.RunWolverineInSoloMode();
-                services.DisableAllExternalWolverineTransports();
-            });
-        });
-        var (key, token) = ApiKey.Issue("bench", Scopes.All, [ApiKey.AllProjects], DateTimeOffset.UtcNow);
-        await using (var session = host.Services.GetRequiredService<IDocumentStore>().LightweightSession())
-        {
-            session.Store(key);
-            await session.SaveChangesAsync();
-        }
-
-        var http = host.Server.CreateClient();
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        await using var bench = await BenchHost.StartAsync(cluster, "bench_webhooks", new Dictionary<string, string> { ["ExternalData:Stripe:ApiBase"] = stripe.ApiBase });
+        var host = bench.Host;
+        var http = bench.Http;
         const string sources = "/api/projects/1/external_data_sources/";
         var created = await JsonAsync(await http.PostAsync(sources, Measure.Json(new JsonObject
         {

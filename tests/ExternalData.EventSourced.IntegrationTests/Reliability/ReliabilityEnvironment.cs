@@ -144,6 +144,23 @@ public sealed class ReliabilityEnvironment : IAsyncDisposable
         },
     };
 
+    /// <summary>A Stripe source on the fake Stripe server, with its webhook registered there.</summary>
+    public async Task<string> StripeSourceWithWebhookAsync(Client api)
+    {
+        var body = new JsonObject
+        {
+            ["source_type"] = "Stripe",
+            ["payload"] = new JsonObject
+            {
+                ["auth_method"] = new JsonObject { ["selection"] = "api_key", ["stripe_secret_key"] = FakeStripeServer.FullKey },
+                ["schemas"] = new JsonArray(new JsonObject { ["name"] = "Customer", ["should_sync"] = true, ["sync_type"] = "full_refresh" }),
+            },
+        };
+        var id = (await api.PostAsync(Sources, body)).ShouldHaveStatus(HttpStatusCode.Created).Json["id"]!.GetValue<string>();
+        (await api.PostAsync($"{Sources}{id}/create_webhook/", new JsonObject())).ShouldHaveStatus(HttpStatusCode.OK);
+        return id;
+    }
+
     public async Task<T> QueryAsync<T>(string sql)
     {
         await using var connection = new NpgsqlConnection(Database.ConnectionStringFor("postgres"));

@@ -38,7 +38,7 @@ public sealed class when_a_node_is_killed(ITestOutputHelper output) : IAsyncLife
         for (var n = 0; n < 3; n++)
             stashes.Add((await api.PostAsync($"{_env.Sources}store_credentials/", new JsonObject { ["source_type"] = "Postgres", ["payload"] = _env.PostgresConfig() }))
                 .ShouldHaveStatus(HttpStatusCode.Created).Json["credential_id"]!.GetValue<string>());
-        var stripeId = await StripeSourceWithWebhookAsync(api);
+        var stripeId = await _env.StripeSourceWithWebhookAsync(api);
         _env.Stripe.DeleteDelay = TimeSpan.FromSeconds(3);
 
         var acknowledged = new ConcurrentDictionary<string, string>();
@@ -172,21 +172,5 @@ public sealed class when_a_node_is_killed(ITestOutputHelper output) : IAsyncLife
             if (DateTime.UtcNow > deadline) throw new ShouldAssertException($"Not within {(within ?? TimeSpan.FromSeconds(30)).TotalSeconds:F0} s: {what}");
             await Task.Delay(250);
         }
-    }
-
-    private async Task<string> StripeSourceWithWebhookAsync(ReliabilityEnvironment.Client api)
-    {
-        var body = new JsonObject
-        {
-            ["source_type"] = "Stripe",
-            ["payload"] = new JsonObject
-            {
-                ["auth_method"] = new JsonObject { ["selection"] = "api_key", ["stripe_secret_key"] = FakeStripeServer.FullKey },
-                ["schemas"] = new JsonArray(new JsonObject { ["name"] = "Customer", ["should_sync"] = true, ["sync_type"] = "full_refresh" }),
-            },
-        };
-        var id = (await api.PostAsync(_env.Sources, body)).ShouldHaveStatus(HttpStatusCode.Created).Json["id"]!.GetValue<string>();
-        (await api.PostAsync($"{_env.Sources}{id}/create_webhook/", new JsonObject())).ShouldHaveStatus(HttpStatusCode.OK);
-        return id;
     }
 }

@@ -41,7 +41,7 @@ public sealed class when_the_service_is_under_load_and_its_database_fails(ITestO
     public async Task thirty_two_clients_mixing_every_endpoint_get_no_server_error_and_lose_no_write()
     {
         var api = _env.ClientOf(_node);
-        var stripeId = await StripeSourceWithWebhookAsync(api);
+        var stripeId = await _env.StripeSourceWithWebhookAsync(api);
         var secret = _env.Stripe.Endpoints.Single().Secret;
         var owned = await CreateSourcesAsync(api, 32);
         var idle = _node.ResidentMiB;
@@ -152,22 +152,6 @@ public sealed class when_the_service_is_under_load_and_its_database_fails(ITestO
         }
 
         return owned;
-    }
-
-    private async Task<string> StripeSourceWithWebhookAsync(ReliabilityEnvironment.Client api)
-    {
-        var body = new JsonObject
-        {
-            ["source_type"] = "Stripe",
-            ["payload"] = new JsonObject
-            {
-                ["auth_method"] = new JsonObject { ["selection"] = "api_key", ["stripe_secret_key"] = FakeStripeServer.FullKey },
-                ["schemas"] = new JsonArray(new JsonObject { ["name"] = "Customer", ["should_sync"] = true, ["sync_type"] = "full_refresh" }),
-            },
-        };
-        var id = (await api.PostAsync(_env.Sources, body)).ShouldHaveStatus(HttpStatusCode.Created).Json["id"]!.GetValue<string>();
-        (await api.PostAsync($"{_env.Sources}{id}/create_webhook/", new JsonObject())).ShouldHaveStatus(HttpStatusCode.OK);
-        return id;
     }
 
     /// <summary>One request of the mix, picked at random; writes to the client's own source are tracked.</summary>
