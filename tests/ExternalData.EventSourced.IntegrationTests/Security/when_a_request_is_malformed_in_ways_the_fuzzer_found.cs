@@ -18,6 +18,8 @@ public sealed class when_a_request_is_malformed_in_ways_the_fuzzer_found(AppFixt
         (await Api.PostAsync($"{SourceUrl(EmptyUuid)}update_cdc_settings/", new JsonObject())).ShouldBeProblem(HttpStatusCode.NotFound, "Not found.");
         (await Api.DeleteAsync(SourceUrl(EmptyUuid))).ShouldBeProblem(HttpStatusCode.NotFound, "Not found.");
         (await App.Anonymous().PostAsync($"/public/webhooks/dwh/{EmptyUuid}", new JsonObject())).ShouldBeProblem(HttpStatusCode.NotFound, "Not found.");
+        // The key is still checked first, as for any other id.
+        (await App.Anonymous().GetAsync(SourceUrl(EmptyUuid))).ShouldHaveStatus(HttpStatusCode.Unauthorized);
     }
 
     [Fact]

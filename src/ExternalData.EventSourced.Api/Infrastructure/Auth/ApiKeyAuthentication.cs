@@ -67,17 +67,9 @@ public sealed class ProjectAccessMiddleware(RequestDelegate next)
 {
     public async Task InvokeAsync(HttpContext context)
     {
-        // No source has the empty UUID (ids are UUIDv7), and Marten refuses it as a stream id: it is simply not found.
-        if (context.Request.RouteValues["id"] is string id && Guid.TryParse(id, out var guid) && guid == Guid.Empty ||
-            context.Request.RouteValues["source_id"] is string sourceId && Guid.TryParse(sourceId, out var source) && source == Guid.Empty)
-        {
-            await Problems.WriteAsync(context, Problems.NotFound());
-            return;
-        }
-
         if (context.Request.RouteValues["project_id"] is not string projectId)
         {
-            await next(context);
+            await NextUnlessEmptyIdAsync(context);
             return;
         }
 
@@ -103,6 +95,19 @@ public sealed class ProjectAccessMiddleware(RequestDelegate next)
             return;
         }
 
-        await next(context);
+        await NextUnlessEmptyIdAsync(context);
+    }
+
+    /// <summary>No source has the empty UUID (ids are UUIDv7) and Marten refuses it as a stream id, so a route naming
+    /// it is simply not found — after the caller's key and scope are checked, like any other id.</summary>
+    private Task NextUnlessEmptyIdAsync(HttpContext context)
+    {
+        foreach (var name in new[] { "id", "source_id" })
+        {
+            if (context.Request.RouteValues[name] is string value && Guid.TryParse(value, out var id) && id == Guid.Empty)
+                return Problems.WriteAsync(context, Problems.NotFound());
+        }
+
+        return next(context);
     }
 }
