@@ -32,7 +32,7 @@ internal static class ReadsBench
         var raw = new NpgsqlDataSourceBuilder(cluster.ConnectionString).Build();
         async Task<string> RawReadAsync(string tenant, Guid id)
         {
-            await using var command = raw.CreateCommand("SELECT data::text FROM bench_reads.mt_doc_sourcedetails WHERE tenant_id = $1 AND id = $2");
+            await using var command = raw.CreateCommand("SELECT data::text FROM bench_reads.mt_doc_source WHERE tenant_id = $1 AND id = $2");
             command.Parameters.Add(new NpgsqlParameter { Value = tenant });
             command.Parameters.Add(new NpgsqlParameter { Value = id });
             return (string)(await command.ExecuteScalarAsync())!;
@@ -47,7 +47,7 @@ internal static class ReadsBench
         var b2Client = b2.GetTestClient();
 
         Console.WriteLine($"Retrieve and list as the store grows, {runs} sequential requests each; {Environment.ProcessorCount} cores, in-memory HTTP, local PostgreSQL 15 (fsync off)");
-        Console.WriteLine("Grown sources are SQL copies of one real source's read model (no tables of their own); retrieves spread over 100 projects, list in one project.");
+        Console.WriteLine("Grown sources are SQL copies of one real source's document (no tables of their own); retrieves spread over 100 projects, list in one project.");
         Console.WriteLine();
         Console.WriteLine("| sources | retrieve p50 / p99 (ms) | B2 p50 / p99 (ms) | B1 p50 (ms) | retrieve / B2 (p50) | list first page p50 / p99 (ms) | list page 50 (offset 4,900) p50 (ms) |");
         Console.WriteLine("|---:|---|---|---:|---:|---|---:|");
@@ -68,29 +68,29 @@ internal static class ReadsBench
         }
     }
 
-    /// <summary>Copies the seed source's read model until the store holds <paramref name="to"/> sources: half in project
+    /// <summary>Copies the seed source's document until the store holds <paramref name="to"/> sources: half in project
     /// "bulk" (the list's), the rest over projects p0..p99.</summary>
     private static async Task GrowAsync(NpgsqlDataSource raw, string seedId, int from, int to)
     {
         await using var command = raw.CreateCommand($$"""
-            INSERT INTO bench_reads.mt_doc_sourcedetails (tenant_id, id, data, mt_version, mt_dotnet_type, mt_last_modified, source_type, prefix, warehouse_prefix_key)
+            INSERT INTO bench_reads.mt_doc_source (tenant_id, id, data, mt_version, mt_dotnet_type, mt_last_modified, source_type, prefix, warehouse_prefix_key)
             SELECT CASE WHEN c.g % 2 = 0 THEN 'bulk' ELSE 'p' || (c.g % 100) END, c.id,
                    jsonb_set(jsonb_set(s.data, '{Id}', to_jsonb(c.id::text)), '{Prefix}', to_jsonb('s' || g)),
                    s.mt_version, s.mt_dotnet_type, now(), s.source_type, 's' || g, s.source_type || ':s' || g
-            FROM bench_reads.mt_doc_sourcedetails s, (SELECT n AS g, gen_random_uuid() AS id FROM generate_series({{from}}, {{to - 1}}) n) c
+            FROM bench_reads.mt_doc_source s, (SELECT n AS g, gen_random_uuid() AS id FROM generate_series({{from}}, {{to - 1}}) n) c
             WHERE s.id = '{{seedId}}'
             """);
         command.CommandTimeout = 600;
         await command.ExecuteNonQueryAsync();
         // What autovacuum does after a bulk load: statistics, and the visibility map that lets count(*) read the index only.
-        await using var vacuum = raw.CreateCommand("VACUUM ANALYZE bench_reads.mt_doc_sourcedetails");
+        await using var vacuum = raw.CreateCommand("VACUUM ANALYZE bench_reads.mt_doc_source");
         vacuum.CommandTimeout = 600;
         await vacuum.ExecuteNonQueryAsync();
     }
 
     private static async Task<List<(string Tenant, Guid Id)>> SampleIdsAsync(NpgsqlDataSource raw, int count)
     {
-        await using var command = raw.CreateCommand($"SELECT tenant_id, id FROM bench_reads.mt_doc_sourcedetails WHERE tenant_id LIKE 'p%' ORDER BY random() LIMIT {count}");
+        await using var command = raw.CreateCommand($"SELECT tenant_id, id FROM bench_reads.mt_doc_source WHERE tenant_id LIKE 'p%' ORDER BY random() LIMIT {count}");
         await using var reader = await command.ExecuteReaderAsync();
         var ids = new List<(string, Guid)>();
         while (await reader.ReadAsync()) ids.Add((reader.GetString(0), reader.GetGuid(1)));

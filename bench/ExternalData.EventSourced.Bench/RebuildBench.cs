@@ -78,7 +78,7 @@ internal static class RebuildBench
             Console.WriteLine($"| {name} | {seconds:F1} | {total / seconds:N0} | {scanRate:N0} | {total / seconds / scanRate:F2}x |");
         }
 
-        var documents = await ScalarAsync<long>(raw, "SELECT count(*) FROM bench_rebuild.mt_doc_sourcedetails");
+        var documents = await ScalarAsync<long>(raw, "SELECT count(*) FROM bench_rebuild.mt_doc_source");
         Console.WriteLine();
         Console.WriteLine($"After the rebuild: {documents:N0} source documents (expected {copies + 1:N0}).");
     }

@@ -7,6 +7,7 @@ using ExternalData.EventSourced.Infrastructure.Auth;
 using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.Infrastructure.Http;
 using ExternalData.EventSourced.Infrastructure.LocalPostgres;
+using ExternalData.EventSourced.Infrastructure.Operations;
 using ExternalData.EventSourced.Shared;
 using ExternalData.EventSourced.Sources;
 using ExternalData.EventSourced.SourceTypes;
@@ -122,6 +123,8 @@ builder.Services.AddSingleton(new SecretsCipher(MasterKeySetup.Resolve(builder.C
 builder.Services.AddMemoryCache();
 builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
     .AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+// A database from before one document per source is upgraded before the service answers (ADR 0032).
+builder.Services.AddHostedService<SourceDocumentUpgrade>();
 if (builder.Environment.IsDevelopment()) builder.Services.AddHostedService<DevelopmentAdminKey>();
 // The demo source: on by default in Development on the embedded database; ExternalData:Demo:Enabled says otherwise.
 if (builder.Configuration.GetValue("ExternalData:Demo:Enabled", builder.Environment.IsDevelopment() && database.IsEmbedded))

@@ -31,7 +31,7 @@ public sealed class ExternalDataSourceTools(McpCallers callers, IMessageBus bus,
     {
         callers.For(projectId, Scopes.Read, "external-data-sources-list");
         await using var session = store.QuerySession(projectId);
-        IQueryable<SourceDetails> query = session.Query<SourceDetails>();
+        IQueryable<Source> query = session.Query<Source>();
         if (!string.IsNullOrWhiteSpace(search))
         {
             var term = search.Trim();
@@ -39,8 +39,9 @@ public sealed class ExternalDataSourceTools(McpCallers callers, IMessageBus bus,
         }
 
         var take = Math.Clamp(limit ?? Paging.DefaultLimit, 1, Paging.MaxLimit);
-        var page = await query.OrderByDescending(s => s.Id).Skip(Math.Max(0, offset ?? 0)).Take(take).ToListAsync(ct);
-        foreach (var source in page) await WithSchemasAsync(session, source, ct);
+        var page = new List<SourceDetails>();
+        foreach (var source in await query.OrderByDescending(s => s.Id).Skip(Math.Max(0, offset ?? 0)).Take(take).ToListAsync(ct))
+            page.Add(await WithSchemasAsync(session, source, ct));
         return callers.Text(new { count = page.Count, results = page });
     }
 
@@ -49,7 +50,7 @@ public sealed class ExternalDataSourceTools(McpCallers callers, IMessageBus bus,
     {
         callers.For(projectId, Scopes.Read, "external-data-sources-retrieve");
         await using var session = store.QuerySession(projectId);
-        var source = await session.LoadAsync<SourceDetails>(id, ct) ?? throw new McpException("Not found.");
+        var source = await session.LoadAsync<Source>(id, ct) ?? throw new McpException("Not found.");
         return callers.Text(await WithSchemasAsync(session, source, ct));
     }
 
@@ -190,9 +191,9 @@ public sealed class ExternalDataSourceTools(McpCallers callers, IMessageBus bus,
         return callers.Answer(await CdcPrerequisiteChecks.ForSourceAsync(id, body, session, registry, cipher, ct));
     }
 
-    private async Task<SourceDetails> WithSchemasAsync(IQuerySession session, SourceDetails source, CancellationToken ct)
+    private async Task<SourceDetails> WithSchemasAsync(IQuerySession session, Source stored, CancellationToken ct)
     {
-        source.WithCapabilitiesFrom(registry);
+        var source = SourceDetails.Of(stored, registry);
         var schemas = await session.Query<SourceSchema>().Where(s => s.SourceId == source.Id && !s.Removed).OrderBy(s => s.Name).ToListAsync(ct);
         var stats = await WebhookStats.ForSourceAsync(session, source, ct);
         return source.WithSchemas(schemas.Select(s => SchemaDetails.From(s).With(stats)));

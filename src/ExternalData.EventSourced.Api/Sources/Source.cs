@@ -1,12 +1,16 @@
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using JasperFx.Events;
 using ExternalData.EventSourced.Infrastructure.Encryption;
 
 namespace ExternalData.EventSourced.Sources;
 
 /// <summary>
-/// The write model of a source: what the deciders need to judge a source-level command. Folded from its events;
-/// kept as an inline snapshot so a write loads one small document. It holds no tables: per-table state lives in
-/// <see cref="SourceSchema"/> documents, which a command loads only for the tables it touches (ADR 0016).
+/// A source: the one document per source, folded from its stream and stored inline. The deciders judge commands on
+/// it, and list and retrieve read it (as <see cref="SourceDetails"/>, its public face), so a write loads one document
+/// and its inline projection applies the new events to the instance already in memory (ADR 0032). It holds no
+/// tables: per-table state lives in <see cref="SourceSchema"/> documents, loaded only for the tables a command or a
+/// response touches (ADR 0016). Secrets are held sealed only, and <see cref="SourceDetails.Of"/> never shows them.
 /// Apply methods are public: Marten 9's source generator silently skips private ones (STACK.md G6).
 /// </summary>
 public sealed class Source
@@ -23,12 +27,25 @@ public sealed class Source
     public JsonObject JobInputs { get; set; } = new();
     public SealedSecrets? Secrets { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
+    public string? CreatedBy { get; set; }
+    public string? CreatedVia { get; set; }
+    public string? Engine { get; set; }
+    /// <summary>The time of the latest event: a table event moves it too, as it moves <see cref="Version"/>.</summary>
+    public DateTimeOffset UpdatedAt { get; set; }
     /// <summary>Null while change data capture is off.</summary>
     public CdcSettings? Cdc { get; set; }
     /// <summary>Null until a webhook registration was attempted.</summary>
     public WebhookState? Webhook { get; set; }
+    /// <summary>The webhook as the API shows it: what the last registration attempt said, even where no signing
+    /// secret came back (an endpoint reused).</summary>
+    public WebhookSummary? WebhookShown { get; set; }
 
     public bool IsDirect => AccessMethod == AccessMethods.Direct;
+
+    /// <summary>"SourceType:prefix" for warehouse sources, null for direct ones: a unique index on it (per project)
+    /// holds the prefix rule even when two creates race past the check (ADR 0015).</summary>
+    [JsonIgnore]
+    public string? WarehousePrefixKey => AccessMethod == AccessMethods.Warehouse ? $"{SourceType}:{Prefix}" : null;
 
     public static Source Create(SourceCreated e) => new()
     {
@@ -42,6 +59,10 @@ public sealed class Source
         JobInputs = e.JobInputs,
         Secrets = e.Secrets,
         CreatedAt = e.CreatedAt,
+        CreatedBy = e.CreatedBy.Name,
+        CreatedVia = e.CreatedVia,
+        Engine = e.Engine,
+        UpdatedAt = e.CreatedAt,
     };
 
     public void Apply(SourceUpdated e)
@@ -51,25 +72,92 @@ public sealed class Source
         DirectQueryEnabled = e.DirectQueryEnabled;
         JobInputs = e.JobInputs;
         Secrets = e.Secrets ?? Secrets;
+        UpdatedAt = e.UpdatedAt;
     }
 
-    // Table events change nothing the source-level deciders read, but they move the stream version the snapshot
-    // carries (If-Match is checked against it): Marten only advances a snapshot through events it has a method for.
-    public void Apply(SchemaAdded e) { }
-    public void Apply(SchemasBulkUpdated e) { }
-    public void Apply(SchemasRefreshed e) { }
-    public void Apply(CdcPublicationTablesChanged e) { }
+    // Table events change nothing the source-level deciders read, but they move the stream version the document
+    // carries (If-Match is checked against it) and its updated_at: Marten only advances a document through events it
+    // has a method for.
+    public void Apply(SchemaAdded e) => Touch(e.AddedAt);
+    public void Apply(SchemasBulkUpdated e) => UpdatedAt = e.UpdatedAt;
+    public void Apply(SchemasRefreshed e) => UpdatedAt = e.RefreshedAt;
+    public void Apply(CdcPublicationTablesChanged e) => Touch(e.ChangedAt);
 
-    public void Apply(WebhookRegistered e) => Webhook = WebhookState.Apply(Webhook, e);
-    public void Apply(WebhookRegistrationFailed e) => Webhook = WebhookState.Apply(Webhook, e);
-    public void Apply(WebhookDeleted e) => Webhook = WebhookState.Apply(Webhook, e);
+    public void Apply(WebhookRegistered e) => ApplyWebhook(e, e.RegisteredAt);
+    public void Apply(WebhookRegistrationFailed e) => ApplyWebhook(e, e.FailedAt);
+    public void Apply(WebhookDeleted e) => ApplyWebhook(e, e.DeletedAt);
 
-    public void Apply(CdcEnabled e) => Cdc = CdcSettings.From(e);
-    public void Apply(CdcDisabled e) => Cdc = null;
-    public void Apply(CdcSettingsChanged e) => Cdc = Cdc?.With(e);
+    public void Apply(CdcEnabled e)
+    {
+        Cdc = CdcSettings.From(e);
+        Touch(e.EnabledAt);
+    }
 
-    // A deleted source has no write model: later commands on it answer 404.
+    public void Apply(CdcDisabled e)
+    {
+        Cdc = null;
+        Touch(e.DisabledAt);
+    }
+
+    public void Apply(CdcSettingsChanged e)
+    {
+        Cdc = Cdc?.With(e);
+        Touch(e.ChangedAt);
+    }
+
+    // A deleted source has no document: later commands and reads of it answer 404; its stream keeps the history.
     public bool ShouldDelete(SourceDeleted e) => true;
+
+    private void ApplyWebhook(object e, DateTimeOffset at)
+    {
+        Webhook = WebhookState.Apply(Webhook, e);
+        WebhookShown = WebhookSummary.Apply(WebhookShown, e);
+        Touch(at);
+    }
+
+    private void Touch(DateTimeOffset at)
+    {
+        if (at > UpdatedAt) UpdatedAt = at;
+    }
+
+    /// <summary>The source as it will read once a decision's <paramref name="events"/> are appended: folded into a
+    /// copy, since Marten folds the same events into this instance when the transaction commits.</summary>
+    public Source Folded(IReadOnlyList<object> events)
+    {
+        var folded = (Source)MemberwiseClone();
+        folded.JobInputs = (JsonObject)JobInputs.DeepClone();
+        for (var i = 0; i < events.Count; i++) folded = After(folded, new Event<object>(events[i]) { Version = Version + i + 1 })!;
+        return folded;
+    }
+
+    /// <summary>One event folded the way Marten folds it into the stored document, version included: what an
+    /// <c>as_of</c> read and a decision's answer use. Null once the source is deleted.</summary>
+    public static Source? After(Source? source, IEvent @event)
+    {
+        if (@event.Data is SourceCreated created) source = Create(created);
+        else if (@event.Data is SourceDeleted || source is null) return null;
+        else source.ApplyAny(@event.Data);
+        source.Version = (int)@event.Version;
+        return source;
+    }
+
+    private void ApplyAny(object e)
+    {
+        switch (e)
+        {
+            case SourceUpdated x: Apply(x); break;
+            case SchemaAdded x: Apply(x); break;
+            case SchemasBulkUpdated x: Apply(x); break;
+            case SchemasRefreshed x: Apply(x); break;
+            case CdcPublicationTablesChanged x: Apply(x); break;
+            case WebhookRegistered x: Apply(x); break;
+            case WebhookRegistrationFailed x: Apply(x); break;
+            case WebhookDeleted x: Apply(x); break;
+            case CdcEnabled x: Apply(x); break;
+            case CdcDisabled x: Apply(x); break;
+            case CdcSettingsChanged x: Apply(x); break;
+        }
+    }
 }
 
 public static class AccessMethods

@@ -1,15 +1,14 @@
 using System.Text.Json.Nodes;
-using System.Text.Json.Serialization;
-using JasperFx.Events;
-using Marten.Events.Aggregation;
+using ExternalData.EventSourced.SourceTypes;
 
 namespace ExternalData.EventSourced.Sources;
 
 /// <summary>
-/// The Source as list and retrieve return it (API.md §4, ref §4.1). Secrets never reach this document: it is
-/// built from the public half of the config only. The stored document holds the source's own fields; its schemas
-/// are <see cref="SourceSchema"/> documents, laid into <see cref="Schemas"/> when a response is written, so a
-/// source-level change rewrites one small document whatever the table count (ADR 0016).
+/// The Source as list, retrieve, create and update return it (API.md §4, ref §4.1): the public face of the
+/// <see cref="Source"/> document, never stored itself. It is built from the public half of the config only, so
+/// secrets never reach it. Its schemas are <see cref="SourceSchema"/> documents, laid into <see cref="Schemas"/>
+/// or streamed when a response is written, so a source-level change rewrites one small document whatever the table
+/// count (ADR 0016, ADR 0032).
 /// </summary>
 public sealed class SourceDetails
 {
@@ -18,7 +17,7 @@ public sealed class SourceDetails
     public string? CreatedBy { get; set; }
     public string? CreatedVia { get; set; }
     // Derived from schema statuses in PostHog (ref §4.1); with no sync engine yet no schema has a status, so it is
-    // the stored status. A sync engine will keep per-status counts here, so deriving it stays O(1).
+    // "Running". A sync engine will keep per-status counts on the Source, so deriving it stays O(1).
     public string Status { get; set; } = "Running";
     public string SourceType { get; set; } = "";
     public string? LatestError { get; set; }
@@ -28,7 +27,7 @@ public sealed class SourceDetails
     public bool DirectQueryEnabled { get; set; }
     public string? Engine { get; set; }
     public DateTimeOffset? LastRunAt { get; set; }
-    /// <summary>Never stored (always null in the document): filled from the schema documents when written out.</summary>
+    /// <summary>Filled from the schema documents when a response holds them; null otherwise.</summary>
     public List<SchemaDetails>? Schemas { get; set; }
     public JsonObject JobInputs { get; set; } = new();
     public bool SupportsWebhooks { get; set; }
@@ -38,117 +37,41 @@ public sealed class SourceDetails
     public WebhookSummary? Webhook { get; set; }
     public CdcSummary? Cdc { get; set; }
 
-    /// <summary>"SourceType:prefix" for warehouse sources, null for direct ones: a unique index on it (per project)
-    /// holds the prefix rule even when two creates race past the check.</summary>
-    [JsonIgnore]
-    public string? WarehousePrefixKey => AccessMethod == AccessMethods.Warehouse ? $"{SourceType}:{Prefix}" : null;
+    /// <summary>The source as the API shows it. Capability flags describe the source type as this build knows it,
+    /// so they are read from <paramref name="type"/> rather than frozen into events.</summary>
+    public static SourceDetails Of(Source source, ISourceType? type)
+    {
+        var cdc = source.Cdc is { } settings ? CdcSummary.From(settings) : null;
+        return new SourceDetails
+        {
+            Id = source.Id,
+            CreatedAt = source.CreatedAt,
+            CreatedBy = source.CreatedBy,
+            CreatedVia = source.CreatedVia,
+            SourceType = source.SourceType,
+            Prefix = source.Prefix,
+            Description = source.Description,
+            AccessMethod = source.AccessMethod,
+            DirectQueryEnabled = source.DirectQueryEnabled,
+            Engine = source.Engine,
+            JobInputs = CdcSummary.WithKeys((JsonObject)source.JobInputs.DeepClone(), cdc),
+            SupportsWebhooks = type?.Definition.Capabilities.Webhooks ?? false,
+            SupportsColumnSelection = type?.Definition.Capabilities.ColumnSelection ?? false,
+            Version = source.Version,
+            UpdatedAt = source.UpdatedAt,
+            Webhook = source.WebhookShown,
+            Cdc = cdc,
+        };
+    }
+
+    public static SourceDetails Of(Source source, SourceTypeRegistry registry) =>
+        Of(source, registry.TryGet(source.SourceType, out var type) ? type : null);
 
     public SourceDetails WithSchemas(IEnumerable<SchemaDetails>? schemas)
     {
         Schemas = schemas?.ToList();
         return this;
     }
-}
-
-/// <summary>
-/// Inline, so a read right after a write sees it. Deletion removes the document; the event stream keeps the
-/// history, and <c>?as_of=</c> replays it. The methods are static and pure, so an as-of read folds the same way.
-/// </summary>
-public sealed partial class SourceDetailsProjection : SingleStreamProjection<SourceDetails, Guid>
-{
-    public static SourceDetails Create(IEvent<SourceCreated> @event)
-    {
-        var e = @event.Data;
-        return new SourceDetails
-        {
-            Id = e.SourceId,
-            CreatedAt = e.CreatedAt,
-            CreatedBy = e.CreatedBy.Name,
-            CreatedVia = e.CreatedVia,
-            SourceType = e.SourceType,
-            Prefix = e.Prefix,
-            Description = e.Description,
-            AccessMethod = e.AccessMethod,
-            DirectQueryEnabled = e.DirectQueryEnabled,
-            Engine = e.Engine,
-            JobInputs = (JsonObject)e.JobInputs.DeepClone(),
-            Version = (int)@event.Version,
-            UpdatedAt = e.CreatedAt,
-        };
-    }
-
-    public static void Apply(IEvent<SourceUpdated> @event, SourceDetails details)
-    {
-        var e = @event.Data;
-        details.Prefix = e.Prefix;
-        details.Description = e.Description;
-        details.DirectQueryEnabled = e.DirectQueryEnabled;
-        details.JobInputs = CdcSummary.WithKeys((JsonObject)e.JobInputs.DeepClone(), details.Cdc);
-        details.Version = (int)@event.Version;
-        details.UpdatedAt = e.UpdatedAt;
-    }
-
-    public static void Apply(IEvent<CdcEnabled> @event, SourceDetails details)
-    {
-        details.Cdc = CdcSummary.From(CdcSettings.From(@event.Data));
-        details.JobInputs = CdcSummary.WithKeys(details.JobInputs, details.Cdc);
-        Touch(details, @event, @event.Data.EnabledAt);
-    }
-
-    public static void Apply(IEvent<CdcSettingsChanged> @event, SourceDetails details)
-    {
-        var e = @event.Data;
-        if (details.Cdc is not null)
-            details.Cdc = details.Cdc with { AutoDropSlot = e.AutoDropSlot, LagWarningThresholdMb = e.LagWarningThresholdMb, LagCriticalThresholdMb = e.LagCriticalThresholdMb };
-        details.JobInputs = CdcSummary.WithKeys(details.JobInputs, details.Cdc);
-        Touch(details, @event, e.ChangedAt);
-    }
-
-    public static void Apply(IEvent<CdcDisabled> @event, SourceDetails details)
-    {
-        details.Cdc = null;
-        details.JobInputs = CdcSummary.WithKeys(details.JobInputs, null);
-        Touch(details, @event, @event.Data.DisabledAt);
-    }
-
-    public static void Apply(IEvent<WebhookRegistered> @event, SourceDetails details) => ApplyWebhook(details, @event, @event.Data.RegisteredAt);
-    public static void Apply(IEvent<WebhookRegistrationFailed> @event, SourceDetails details) => ApplyWebhook(details, @event, @event.Data.FailedAt);
-    public static void Apply(IEvent<WebhookDeleted> @event, SourceDetails details) => ApplyWebhook(details, @event, @event.Data.DeletedAt);
-
-    private static void ApplyWebhook(SourceDetails details, IEvent @event, DateTimeOffset at)
-    {
-        details.Webhook = WebhookSummary.Apply(details.Webhook, @event.Data);
-        Touch(details, @event, at);
-    }
-
-    public static void Apply(IEvent<CdcPublicationTablesChanged> @event, SourceDetails details) => Touch(details, @event, @event.Data.ChangedAt);
-
-    private static void Touch(SourceDetails details, IEvent @event, DateTimeOffset at)
-    {
-        details.Version = (int)@event.Version;
-        if (at > details.UpdatedAt) details.UpdatedAt = at;
-    }
-
-    // Schema events move the source's version (If-Match names it) and its updated_at, nothing else here.
-    public static void Apply(IEvent<SchemaAdded> @event, SourceDetails details)
-    {
-        details.Version = (int)@event.Version;
-        if (@event.Data.AddedAt > details.UpdatedAt) details.UpdatedAt = @event.Data.AddedAt;
-    }
-
-    public static void Apply(IEvent<SchemasBulkUpdated> @event, SourceDetails details)
-    {
-        details.Version = (int)@event.Version;
-        details.UpdatedAt = @event.Data.UpdatedAt;
-    }
-
-    public static void Apply(IEvent<SchemasRefreshed> @event, SourceDetails details)
-    {
-        details.Version = (int)@event.Version;
-        details.UpdatedAt = @event.Data.RefreshedAt;
-    }
-
-    public static bool ShouldDelete(SourceDeleted e) => true;
 }
 
 /// <summary>A source's CDC as the API shows it (API.md §4 <c>cdc</c>). PostHog keeps these as <c>cdc_*</c> keys of

@@ -14,14 +14,11 @@ public static class SourcesConfiguration
 
     public static StoreOptions ConfigureSources(this StoreOptions options)
     {
-        // The write model: an inline snapshot, so a command loads one small document instead of replaying the stream.
+        // One document per source (ADR 0032): an inline snapshot, so a command loads one small document instead of
+        // replaying the stream, and a read right after a write sees it. List and retrieve read it too; its schemas
+        // are documents of their own (ADR 0016).
         options.Projections.Snapshot<Source>(SnapshotLifecycle.Inline);
-        options.Schema.For<Source>().MultiTenanted();
-
-        // The read models behind list and retrieve: inline, so a read right after a write sees it. The source's own
-        // fields and each of its schemas are separate documents (ADR 0016).
-        options.Projections.Add<SourceDetailsProjection>(ProjectionLifecycle.Inline);
-        options.Schema.For<SourceDetails>().MultiTenanted()
+        options.Schema.For<Source>().MultiTenanted()
             .Duplicate(x => x.SourceType)
             .Duplicate(x => x.Prefix!)
             .UniqueIndex(UniqueIndexType.DuplicatedField, PrefixUniqueIndex, TenancyScope.PerTenant, x => x.WarehousePrefixKey!);

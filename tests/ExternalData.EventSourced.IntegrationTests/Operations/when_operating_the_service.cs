@@ -29,18 +29,18 @@ public sealed class when_operating_the_service(AppFixture app) : IntegrationCont
 
         var (listExit, listed, listErr) = await RunServiceCommandAsync("projections", "list");
         listExit.ShouldBe(0, listErr);
-        foreach (var name in new[] { "SourceDetails", "SourceSchema", "AuditLog" }) listed.ShouldContain(name);
+        foreach (var name in new[] { "Source", "SourceSchema", "AuditLog" }) listed.ShouldContain(name);
 
-        var (exitCode, stdout, stderr) = await RunServiceCommandAsync("projections", "rebuild", "-p", "SourceDetails");
+        var (exitCode, stdout, stderr) = await RunServiceCommandAsync("projections", "rebuild", "-p", "Source");
         exitCode.ShouldBe(0, stderr);
-        stdout.ShouldContain("Finished rebuilding SourceDetails");
+        stdout.ShouldContain("Finished rebuilding Source");
         stdout.ShouldContain("%");
         (await Api.GetAsync(SourceUrl(id))).Json.ToJsonString().ShouldBe(before);
 
         // Our own command shows events/s as well, for one projection or all of them.
         var (allExit, all, allErr) = await RunServiceCommandAsync("rebuild-projections");
         allExit.ShouldBe(0, allErr);
-        foreach (var name in new[] { "Source", "SourceDetails", "SourceSchema", "CredentialStash", "StoredCredentialSummary", "ConnectLink", "AuditLog" })
+        foreach (var name in new[] { "Source", "SourceSchema", "CredentialStash", "StoredCredentialSummary", "ConnectLink", "AuditLog" })
             all.ShouldMatch($"(?m)^{name}: 100% \\([0-9,]+ of [0-9,]+ events, [0-9,]+ events/s\\), done in");
         (await Api.GetAsync(SourceUrl(id))).Json.ToJsonString().ShouldBe(before);
     }

@@ -114,7 +114,6 @@ public sealed class when_rebuilding_the_projections(AppFixture app) : Integratio
 
         using var daemon = await store.BuildProjectionDaemonAsync();
         await daemon.RebuildProjectionAsync<Source>(CancellationToken.None);
-        await daemon.RebuildProjectionAsync<SourceDetailsProjection>(CancellationToken.None);
         await daemon.RebuildProjectionAsync<SourceSchemaProjection>(CancellationToken.None);
         await daemon.RebuildProjectionAsync<ExternalData.EventSourced.Credentials.CredentialStash>(CancellationToken.None);
         await daemon.RebuildProjectionAsync<ExternalData.EventSourced.Credentials.StoredCredentialSummaryProjection>(CancellationToken.None);

@@ -182,7 +182,7 @@ public sealed class ReliabilityEnvironment : IAsyncDisposable
             """);
         gaps.ShouldBe(0, "streams with a gap or a repeated version");
         var behind = await QueryAsync<long>("""
-            SELECT count(*) FROM {schema}.mt_doc_sourcedetails d JOIN {schema}.mt_streams s ON s.id = d.id AND s.tenant_id = d.tenant_id
+            SELECT count(*) FROM {schema}.mt_doc_source d JOIN {schema}.mt_streams s ON s.id = d.id AND s.tenant_id = d.tenant_id
             WHERE d.mt_version <> s.version
             """);
         behind.ShouldBe(0, "source documents not at their stream's version");

@@ -19,16 +19,15 @@ public sealed class when_deciding_an_update
 
     private static UpdateSource Command(UpdateSource command) => command with { SourceId = when_folding_a_source.SourceId, Caller = when_folding_a_source.Caller };
 
-    private static SourceChange NoConfigChange(Source source) =>
-        new(source.JobInputs, null, null, false, SourceDetailsProjection.Create(new Event<SourceCreated>(when_folding_a_source.Created()) { Version = 1 }));
+    private static SourceChange NoConfigChange(Source source) => new(source.JobInputs, null, null, false);
 
     [Fact]
     public void a_new_description_is_one_event_naming_the_change()
     {
         var source = GivenSource();
 
-        var (details, updated) = UpdateSourceHandler.Decide(Command(new UpdateSource(null, "nightly", null, null, null, null, null)), source,
-            NoConfigChange(source), Given.Now, Given.Registry);
+        var updated = UpdateSourceHandler.Decide(Command(new UpdateSource(null, "nightly", null, null, null, null, null)), source,
+            NoConfigChange(source), Given.Now);
 
         updated.ShouldNotBeNull();
         updated.ChangedFields.ShouldBe(["description"]);
@@ -38,8 +37,9 @@ public sealed class when_deciding_an_update
         updated.UpdatedBy.Name.ShouldBe("alice");
         updated.UpdatedVia.ShouldBe("api");
         updated.UpdatedAt.ShouldBe(Given.Now);
-        details.Description.ShouldBe("nightly");
-        details.Version.ShouldBe(2);
+        var after = source.Folded([updated]);
+        after.Description.ShouldBe("nightly");
+        after.Version.ShouldBe(2);
     }
 
     [Fact]
@@ -47,11 +47,10 @@ public sealed class when_deciding_an_update
     {
         var source = GivenSource();
 
-        var (details, updated) = UpdateSourceHandler.Decide(Command(new UpdateSource("prod", null, true, null, "warehouse", "Postgres", "mcp")), source,
-            NoConfigChange(source), Given.Now, Given.Registry);
+        var updated = UpdateSourceHandler.Decide(Command(new UpdateSource("prod", null, true, null, "warehouse", "Postgres", "mcp")), source,
+            NoConfigChange(source), Given.Now);
 
         updated.ShouldBeNull();
-        details.Version.ShouldBe(1);
     }
 
     [Fact]
@@ -61,8 +60,7 @@ public sealed class when_deciding_an_update
         var sealedSecrets = new SealedSecrets("bm9uY2U=", "bmV3");
         var change = NoConfigChange(source) with { PublicConfig = new JsonObject { ["host"] = "db2.example.com" }, NewSecrets = sealedSecrets, ConfigChanged = true };
 
-        var (_, updated) = UpdateSourceHandler.Decide(Command(new UpdateSource(null, null, null, new JsonObject(), null, null, null)), source, change, Given.Now,
-            Given.Registry);
+        var updated = UpdateSourceHandler.Decide(Command(new UpdateSource(null, null, null, new JsonObject(), null, null, null)), source, change, Given.Now);
 
         updated.ShouldNotBeNull();
         updated.ChangedFields.ShouldBe(["job_inputs"]);

@@ -82,12 +82,12 @@ public sealed class when_deciding_cdc
         var disabled = new CdcDisabled(when_folding_a_source.SourceId, "posthog_abc", "posthog_pub_abc", true, true, null, null,
             [new SchemaRef(when_folding_a_source.Orders.Id, "orders")], when_folding_a_source.Alice, "api", Given.Now);
         IReadOnlyList<IEvent> on = [.. when_folding_a_source.Stream(), new Event<CdcEnabled>(Enabled) { Version = 4 }];
-        var enabled = SourceAsOf.Fold(on)!;
+        var enabled = SourceAsOf.Fold(on, Given.Registry)!;
         enabled.Cdc!.SlotName.ShouldBe("posthog_abc");
         enabled.JobInputs["cdc_enabled"]!.GetValue<bool>().ShouldBeTrue();
         enabled.Version.ShouldBe(4);
 
-        var off = SourceAsOf.Fold([.. on, new Event<CdcDisabled>(disabled) { Version = 5 }])!;
+        var off = SourceAsOf.Fold([.. on, new Event<CdcDisabled>(disabled) { Version = 5 }], Given.Registry)!;
         off.Cdc.ShouldBeNull();
         off.JobInputs.ContainsKey("cdc_enabled").ShouldBeFalse();
         var orders = off.Schemas!.Single(s => s.Name == "orders");

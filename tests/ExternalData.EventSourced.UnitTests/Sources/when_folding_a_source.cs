@@ -58,21 +58,53 @@ public sealed class when_folding_a_source
     }
 
     [Fact]
-    public void the_read_model_holds_the_source_and_each_table_event_moves_its_version()
+    public void the_document_holds_what_reads_show_and_each_table_event_moves_its_version()
     {
-        var details = SourceDetailsProjection.Create((IEvent<SourceCreated>)Stream()[0]);
-        SourceDetailsProjection.Apply((IEvent<SchemaAdded>)Stream()[1], details);
-        SourceDetailsProjection.Apply((IEvent<SchemaAdded>)Stream()[2], details);
+        Source? source = null;
+        foreach (var @event in Stream()) source = Source.After(source, @event);
+        var details = SourceDetails.Of(source!, Given.Registry);
 
         details.Status.ShouldBe("Running");
         details.Version.ShouldBe(3);
         details.CreatedBy.ShouldBe("alice");
-        details.Schemas.ShouldBeNull("the stored document never holds the schemas");
+        details.CreatedVia.ShouldBe("api");
+        details.SupportsColumnSelection.ShouldBeTrue("capabilities come from the source type this build knows");
+        details.Schemas.ShouldBeNull("the document never holds the schemas");
 
-        SourceDetailsProjection.Apply(new Event<SourceUpdated>(new SourceUpdated(SourceId, ["description"], "prod", "x", true, details.JobInputs, null, Alice, "api", Given.Now.AddHours(1))) { Version = 4 }, details);
+        source = Source.After(source, new Event<SourceUpdated>(new SourceUpdated(SourceId, ["description"], "prod", "x", true, source!.JobInputs, null, Alice, "api", Given.Now.AddHours(1))) { Version = 4 });
+        details = SourceDetails.Of(source!, Given.Registry);
         details.Description.ShouldBe("x");
         details.Version.ShouldBe(4);
         details.UpdatedAt.ShouldBe(Given.Now.AddHours(1));
+    }
+
+    [Fact]
+    public void the_public_face_shows_cdc_in_job_inputs_and_no_secrets()
+    {
+        var source = Source.Create(Created());
+        source.Apply(new CdcEnabled(SourceId, "posthog", "slot_a", "pub_a", "0/1", true, true, [], true, 1024, 10240, Alice, "api", Given.Now));
+
+        var details = SourceDetails.Of(source, Given.Registry);
+
+        details.JobInputs["cdc_slot_name"]!.GetValue<string>().ShouldBe("slot_a");
+        details.Cdc!.SlotName.ShouldBe("slot_a");
+        source.JobInputs.ContainsKey("cdc_slot_name").ShouldBeFalse("the shown config is a copy; the stored one keeps the public config only");
+        System.Text.Json.JsonSerializer.Serialize(details).ShouldNotContain("Y2lwaGVy", customMessage: "the sealed secrets stay in the document");
+    }
+
+    [Fact]
+    public void a_copy_takes_a_decision_without_touching_the_loaded_document()
+    {
+        var source = Source.Create(Created());
+        source.Version = 1;
+
+        var after = source.Folded([new SourceUpdated(SourceId, ["description"], "prod", "x", true, new JsonObject { ["host"] = "h2" }, null, Alice, "api", Given.Now)]);
+
+        after.Description.ShouldBe("x");
+        after.Version.ShouldBe(2);
+        source.Description.ShouldBeNull();
+        source.Version.ShouldBe(1);
+        source.JobInputs["host"]!.GetValue<string>().ShouldBe("db.example.com");
     }
 
     [Fact]
@@ -82,16 +114,16 @@ public sealed class when_folding_a_source
         var stream = Stream().Append(new Event<SchemasBulkUpdated>(new SchemasBulkUpdated(SourceId,
             [new SchemaSettingsChange(Orders.Id, "orders", settings, ["sync_frequency"])], ["sync_frequency"], Alice, "api", Given.Now)) { Version = 4 }).ToList();
 
-        var past = SourceAsOf.Fold(stream.Take(3))!;
+        var past = SourceAsOf.Fold(stream.Take(3), Given.Registry)!;
         past.Schemas!.Select(s => s.Name).ShouldBe(["orders", "zebra"]);
         past.Schemas![0].SyncFrequency.ShouldBe("6hour");
         past.Schemas![0].IncrementalFieldLookbackSeconds.ShouldBe(60);
 
-        var now = SourceAsOf.Fold(stream)!;
+        var now = SourceAsOf.Fold(stream, Given.Registry)!;
         now.Version.ShouldBe(4);
         now.Schemas![0].SyncFrequency.ShouldBe("1hour");
 
-        SourceAsOf.Fold([.. stream, new Event<SourceDeleted>(new SourceDeleted(SourceId, Alice, "api", Given.Now)) { Version = 5 }]).ShouldBeNull();
+        SourceAsOf.Fold([.. stream, new Event<SourceDeleted>(new SourceDeleted(SourceId, Alice, "api", Given.Now)) { Version = 5 }], Given.Registry).ShouldBeNull();
     }
 
     [Fact]

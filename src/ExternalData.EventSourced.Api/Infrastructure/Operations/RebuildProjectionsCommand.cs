@@ -13,7 +13,7 @@ public sealed class RebuildProjectionsInput : NetCoreInput
 }
 
 /// <summary>
-/// Operator command: <c>dotnet run -- rebuild-projections [--projection SourceDetails]</c>. Marten's rebuild, with a
+/// Operator command: <c>dotnet run -- rebuild-projections [--projection Source]</c>. Marten's rebuild, with a
 /// progress line per projection on the terminal: events done of the store's high-water mark, percent, events/s.
 /// Safe beside a running service on the same database (ADR 0029 says when to prefer blue/green instead).
 /// </summary>

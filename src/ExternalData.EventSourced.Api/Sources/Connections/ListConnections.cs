@@ -12,7 +12,7 @@ public static class ListConnectionsEndpoint
 {
     [WolverineGet("/api/projects/{project_id}/external_data_sources/connections")]
     public static async Task<IReadOnlyList<ConnectionOption>> Get(IQuerySession session, CancellationToken ct) =>
-        (await session.Query<SourceDetails>()
+        (await session.Query<Source>()
             .Where(s => s.AccessMethod == AccessMethods.Direct)
             .OrderByDescending(s => s.CreatedAt)
             .Select(s => new { s.Id, s.Prefix, s.Engine })

@@ -151,15 +151,14 @@ public static class CreateSourceHandler
     public static (SourceCreated Created, IReadOnlyList<SchemaAdded> Tables) Decide(CreateSource command, NewSource source, DateTimeOffset now) =>
         Decide(source, command.Description, command.DirectQueryEnabled, command.Caller, command.CreatedVia ?? command.Caller.Channel, now);
 
-    /// <summary>The source as a read will return it, built by the read models' own pure methods.</summary>
+    /// <summary>The source as a read will return it, folded from the new stream's events by the document's own methods.</summary>
     public static SourceDetails Answer(NewSource source, SourceCreated created, IReadOnlyList<SchemaAdded> tables, CdcEnabled? cdc = null)
     {
-        var details = SourceDetailsProjection.Create(new Event<SourceCreated>(created) { Version = 1 })
-            .WithCapabilitiesOf(source.Type)
+        object[] events = cdc is null ? [created, .. tables] : [created, .. tables, cdc];
+        Source? folded = null;
+        for (var i = 0; i < events.Length; i++) folded = Source.After(folded, new Event<object>(events[i]) { Version = i + 1 });
+        return SourceDetails.Of(folded!, source.Type)
             .WithSchemas(source.Schemas.OrderBy(s => s.Name, StringComparer.Ordinal).Select(s => s.ToDetails()));
-        if (cdc is not null) SourceDetailsProjection.Apply(new Event<CdcEnabled>(cdc) { Version = 2 + tables.Count }, details);
-        details.Version = 1 + tables.Count + (cdc is null ? 0 : 1);
-        return details;
     }
 
     public static IMartenOp StoreKey(NewSource source) => source.DataKey is null ? MartenOps.Nothing() : MartenOps.Store(source.DataKey);

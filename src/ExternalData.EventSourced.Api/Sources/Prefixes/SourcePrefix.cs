@@ -42,7 +42,7 @@ public static partial class SourcePrefix
 
     /// <summary>The prefixes live warehouse sources of this type use in the session's project (the session is tenant-scoped).</summary>
     public static async Task<IReadOnlyList<string?>> InUseAsync(IQuerySession session, string sourceType, CancellationToken ct) =>
-        (await session.Query<SourceDetails>()
+        (await session.Query<Source>()
             .Where(s => s.SourceType == sourceType && s.AccessMethod == AccessMethods.Warehouse)
             .Select(s => new { s.Prefix })
             .ToListAsync(ct)).Select(p => string.IsNullOrEmpty(p.Prefix) ? null : p.Prefix).ToList();

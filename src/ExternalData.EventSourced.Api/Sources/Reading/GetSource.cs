@@ -18,8 +18,8 @@ public static class GetSourceEndpoint
     {
         if (string.IsNullOrEmpty(as_of))
         {
-            var details = await session.LoadAsync<SourceDetails>(id, ct);
-            return details is null ? Results.Problem(Problems.NotFound()) : SourceResponses.Source(details.WithCapabilitiesFrom(registry), withSchemas: true, session);
+            var source = await session.LoadAsync<Source>(id, ct);
+            return source is null ? Results.Problem(Problems.NotFound()) : SourceResponses.Source(SourceDetails.Of(source, registry), withSchemas: true, session);
         }
 
         IReadOnlyList<IEvent> events;
@@ -30,72 +30,47 @@ public static class GetSourceEndpoint
         else
             return Results.Problem(Problems.Validation("as_of must be a stream version (a positive integer) or an ISO 8601 timestamp.", "as_of", "invalid_as_of"));
 
-        var past = SourceAsOf.Fold(events);
-        return past is null ? Results.Problem(Problems.NotFound()) : SourceResponses.Source(past.WithCapabilitiesFrom(registry), withSchemas: true);
+        return SourceAsOf.Fold(events, registry) is { } past ? SourceResponses.Source(past, withSchemas: true) : Results.Problem(Problems.NotFound());
     }
 }
 
-/// <summary>A source as it was: its events folded in memory with the same pure methods the inline projections use.</summary>
+/// <summary>A source as it was: its events folded in memory with the same pure methods its documents are folded with.</summary>
 public static class SourceAsOf
 {
-    public static SourceDetails? Fold(IEnumerable<IEvent> events)
+    public static SourceDetails? Fold(IEnumerable<IEvent> events, SourceTypeRegistry registry) =>
+        Fold(events, type => registry.TryGet(type, out var known) ? known : null);
+
+    public static SourceDetails? Fold(IEnumerable<IEvent> events, ISourceType type) => Fold(events, _ => type);
+
+    private static SourceDetails? Fold(IEnumerable<IEvent> events, Func<string, ISourceType?> typeOf)
     {
-        SourceDetails? details = null;
+        Source? source = null;
         var schemas = new Dictionary<Guid, SourceSchema>();
         foreach (var @event in events)
         {
+            source = Source.After(source, @event);
+            if (source is null) return null;
             switch (@event.Data)
             {
-                case SourceCreated:
-                    details = SourceDetailsProjection.Create(@event.As<SourceCreated>());
+                case SchemaAdded added:
+                    schemas[added.SchemaId] = SourceSchemaProjection.Create((IEvent<SchemaAdded>)@event);
                     break;
-                case SourceUpdated when details is not null:
-                    SourceDetailsProjection.Apply(@event.As<SourceUpdated>(), details);
-                    break;
-                case SchemaAdded added when details is not null:
-                    SourceDetailsProjection.Apply(@event.As<SchemaAdded>(), details);
-                    schemas[added.SchemaId] = SourceSchemaProjection.Create(@event.As<SchemaAdded>());
-                    break;
-                case SchemasBulkUpdated bulk when details is not null:
-                    SourceDetailsProjection.Apply(@event.As<SchemasBulkUpdated>(), details);
+                case SchemasBulkUpdated bulk:
                     foreach (var change in bulk.Schemas)
                         if (schemas.TryGetValue(change.SchemaId, out var schema)) SourceSchemaProjection.Apply(bulk, schema);
                     break;
-                case SchemasRefreshed refreshed when details is not null:
-                    SourceDetailsProjection.Apply(@event.As<SchemasRefreshed>(), details);
+                case SchemasRefreshed refreshed:
                     foreach (var schemaId in SourceSchemaProjection.AffectedSchemas(refreshed))
                         if (schemas.TryGetValue(schemaId, out var schema)) SourceSchemaProjection.Apply(refreshed, schema);
                     break;
-                case WebhookRegistered when details is not null:
-                    SourceDetailsProjection.Apply(@event.As<WebhookRegistered>(), details);
-                    break;
-                case WebhookRegistrationFailed when details is not null:
-                    SourceDetailsProjection.Apply(@event.As<WebhookRegistrationFailed>(), details);
-                    break;
-                case WebhookDeleted when details is not null:
-                    SourceDetailsProjection.Apply(@event.As<WebhookDeleted>(), details);
-                    break;
-                case CdcEnabled when details is not null:
-                    SourceDetailsProjection.Apply(@event.As<CdcEnabled>(), details);
-                    break;
-                case CdcSettingsChanged when details is not null:
-                    SourceDetailsProjection.Apply(@event.As<CdcSettingsChanged>(), details);
-                    break;
-                case CdcPublicationTablesChanged when details is not null:
-                    SourceDetailsProjection.Apply(@event.As<CdcPublicationTablesChanged>(), details);
-                    break;
-                case CdcDisabled disabled when details is not null:
-                    SourceDetailsProjection.Apply(@event.As<CdcDisabled>(), details);
+                case CdcDisabled disabled:
                     foreach (var reset in disabled.SchemasReset)
                         if (schemas.TryGetValue(reset.SchemaId, out var schema)) SourceSchemaProjection.Apply(disabled, schema);
                     break;
-                case SourceDeleted:
-                    return null;
             }
         }
 
-        return details?.WithSchemas(schemas.Values.Where(s => !s.Removed).OrderBy(s => s.Name, StringComparer.Ordinal).Select(SchemaDetails.From));
+        return source is null ? null : SourceDetails.Of(source, typeOf(source.SourceType))
+            .WithSchemas(schemas.Values.Where(s => !s.Removed).OrderBy(s => s.Name, StringComparer.Ordinal).Select(SchemaDetails.From));
     }
-
-    private static IEvent<T> As<T>(this IEvent @event) where T : notnull => (IEvent<T>)@event;
 }

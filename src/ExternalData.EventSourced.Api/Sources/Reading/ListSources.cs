@@ -17,7 +17,7 @@ public static class ListSourcesEndpoint
     {
         if (Paging.Parse(limit, offset) is not ({ } take, { } skip)) return Results.Problem(Paging.Problem(limit));
 
-        IQueryable<SourceDetails> query = session.Query<SourceDetails>();
+        IQueryable<Source> query = session.Query<Source>();
         if (!string.IsNullOrWhiteSpace(search))
         {
             var term = search.Trim();
@@ -28,9 +28,8 @@ public static class ListSourcesEndpoint
         // Ids are UUIDv7 minted from the creation time, so id order is age order (and the schema query can follow it).
         // The total is a count of its own: a count window over the page query (Marten's Stats) reads every matching
         // document's JSON, so the first page's cost grew with the project (docs/benchmarks.md, reads).
-        var page = await query.OrderByDescending(s => s.Id).Skip(skip).Take(take).ToListAsync(ct);
+        var page = (await query.OrderByDescending(s => s.Id).Skip(skip).Take(take).ToListAsync(ct)).Select(s => SourceDetails.Of(s, registry)).ToList();
         long total = await query.CountAsync(ct);
-        foreach (var source in page) source.WithCapabilitiesFrom(registry);
         var (next, previous) = Paging.Links(total, take, skip, context);
         return SourceResponses.Page(page, total, next, previous, session);
     }

@@ -131,8 +131,7 @@ public static class SetUpSourceHandler
         var (created, tables) = CreateSourceHandler.Decide(source, command.Description, command.DirectQueryEnabled, command.Caller, command.Caller.Channel, now);
         var (webhookResult, webhookEvents) = webhook is null ? (null, []) : WebhookRegistrations.Decide(source.Id, webhook, command.Caller, now);
         // The answer is the read model the events will produce, folded by its own pure methods.
-        var details = SourceAsOf.Fold([.. new object[] { created }.Concat(tables).Concat(webhookEvents).Select((e, i) => Versioned(e, i + 1))])!
-            .WithCapabilitiesOf(source.Type);
+        var details = SourceAsOf.Fold([.. new object[] { created }.Concat(tables).Concat(webhookEvents).Select((e, i) => Versioned(e, i + 1))], source.Type)!;
         IMartenOp consume = stash is null
             ? MartenOps.Nothing()
             : new AppendToLockedStream<CredentialStash>(stash, new CredentialsConsumed(stash.Id, source.Id, command.Caller.Actor, command.Caller.Channel, now));

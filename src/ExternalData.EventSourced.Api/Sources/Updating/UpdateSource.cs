@@ -42,11 +42,10 @@ public sealed record UpdateSource(
     }
 }
 
-/// <summary>The checked outcome of a PATCH's config part, and the read model it will be applied to.</summary>
-/// <summary>The checked outcome of a PATCH's config part, and the read model it will be applied to. A direct source
-/// whose connection changed is rediscovered (ref §5.4 step 4): <see cref="Rediscovered"/> holds what that changes.</summary>
+/// <summary>The checked outcome of a PATCH's config part. A direct source whose connection changed is rediscovered
+/// (ref §5.4 step 4): <see cref="Rediscovered"/> holds what that changes.</summary>
 public sealed record SourceChange(
-    JsonObject PublicConfig, SealedSecrets? NewSecrets, DataKey? NewDataKey, bool ConfigChanged, SourceDetails Current, Reconciliation? Rediscovered = null);
+    JsonObject PublicConfig, SealedSecrets? NewSecrets, DataKey? NewDataKey, bool ConfigChanged, Reconciliation? Rediscovered = null);
 
 /// <summary>The update use case, whichever channel calls it.</summary>
 public static class UpdateSourceHandler
@@ -72,8 +71,7 @@ public static class UpdateSourceHandler
         if (!source.IsDirect && command.Prefix is not null && NullIfEmpty(command.Prefix) != source.Prefix)
             return Problems.Validation("Prefix cannot be changed on warehouse sources.", "prefix", "immutable_field");
 
-        var current = (await session.LoadAsync<SourceDetails>(source.Id, ct))!;
-        if (command.JobInputs is null) return new SourceChange(source.JobInputs, null, null, false, current);
+        if (command.JobInputs is null) return new SourceChange(source.JobInputs, null, null, false);
 
         var type = registry.Get(source.SourceType);
         var schema = type.Definition.Config;
@@ -103,11 +101,11 @@ public static class UpdateSourceHandler
         }
 
         var (publicConfig, secrets) = schema.Split(config!);
-        if (secrets.Count == 0) return new SourceChange(publicConfig, null, null, true, current, rediscovered);
+        if (secrets.Count == 0) return new SourceChange(publicConfig, null, null, true, rediscovered);
 
         DataKey? newDataKey = null;
         if (dataKey is null) (newDataKey, dataKey) = cipher.NewDataKey(source.Id, now);
-        return new SourceChange(publicConfig, cipher.Seal(secrets, dataKey, source.Id), newDataKey, true, current, rediscovered);
+        return new SourceChange(publicConfig, cipher.Seal(secrets, dataKey, source.Id), newDataKey, true, rediscovered);
     }
 
     /// <summary>
@@ -120,17 +118,18 @@ public static class UpdateSourceHandler
         Checked<SourceChange> checkedChange, DateTimeOffset now, SourceTypeRegistry registry)
     {
         if (checkedChange.Problem is { } problem) return (problem, [], MartenOps.Nothing());
-        var (details, updated) = Decide(command, source!, checkedChange.Value!, now, registry);
         var change = checkedChange.Value!;
+        var updated = Decide(command, source!, change, now);
         IMartenOp storeKey = change.NewDataKey is null || updated is null ? MartenOps.Nothing() : MartenOps.Store(change.NewDataKey);
-        if (updated is null) return (details, [], storeKey);
+        if (updated is null) return (SourceDetails.Of(source!, registry), [], storeKey);
         // The rediscovered tables land in the same transaction as the connection change that revealed them.
         var rediscovered = change.Rediscovered is { } r ? RefreshSchemasHandler.Decide(source!.Id, r, command.Caller, now) : [];
-        details.Version += rediscovered.Count;
-        return (details, [updated, .. rediscovered], storeKey);
+        Events events = [updated, .. rediscovered];
+        return (SourceDetails.Of(source!.Folded(events), registry), events, storeKey);
     }
 
-    public static (SourceDetails Details, SourceUpdated? Updated) Decide(UpdateSource command, Source source, SourceChange change, DateTimeOffset now, SourceTypeRegistry registry)
+    /// <summary>Which fields change, as one event; null when nothing does.</summary>
+    public static SourceUpdated? Decide(UpdateSource command, Source source, SourceChange change, DateTimeOffset now)
     {
         var prefix = source.IsDirect && command.Prefix is not null ? command.Prefix.Trim() : source.Prefix;
         var description = command.Description is null ? source.Description : NullIfEmpty(command.Description);
@@ -141,14 +140,10 @@ public static class UpdateSourceHandler
         if (description != source.Description) changed.Add("description");
         if (directQuery != source.DirectQueryEnabled) changed.Add("direct_query_enabled");
         if (change.ConfigChanged) changed.Add("job_inputs");
+        if (changed.Count == 0) return null;
 
-        var details = change.Current.WithCapabilitiesFrom(registry);
-        if (changed.Count == 0) return (details, null);
-
-        var updated = new SourceUpdated(source.Id, changed, prefix, description, directQuery, change.PublicConfig, change.NewSecrets,
+        return new SourceUpdated(source.Id, changed, prefix, description, directQuery, change.PublicConfig, change.NewSecrets,
             command.Caller.Actor, command.Caller.Channel, now);
-        SourceDetailsProjection.Apply(new JasperFx.Events.Event<SourceUpdated>(updated) { Version = source.Version + 1 }, details);
-        return (details, updated);
     }
 
     /// <summary>

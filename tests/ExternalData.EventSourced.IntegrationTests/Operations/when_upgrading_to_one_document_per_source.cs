@@ -1,0 +1,88 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using ExternalData.EventSourced.Infrastructure.Auth;
+using ExternalData.EventSourced.IntegrationTests.Fixtures;
+using Marten;
+using Npgsql;
+using Shouldly;
+
+namespace ExternalData.EventSourced.IntegrationTests.Operations;
+
+/// <summary>
+/// ADR 0032: a database written before one document per source has Source snapshots without the fields the old
+/// SourceDetails read model held, and that model's table. The first node of this version to start rebuilds the
+/// Source documents from the events before it answers, then drops the old table; the next start does nothing.
+/// The nodes run on a schema of their own, since the rebuild rewrites every source document in it.
+/// </summary>
+public sealed class when_upgrading_to_one_document_per_source(AppFixture app) : IntegrationContext(app)
+{
+    private readonly string _schema = $"upgrade_{Guid.NewGuid():N}"[..20];
+
+    [Fact]
+    public async Task the_first_start_rebuilds_the_source_documents_and_drops_the_old_table()
+    {
+        string url, before;
+        ApiClient api;
+        await using (var first = await ServiceProcess.StartAsync(App.Server.ConnectionStringFor("postgres"), _schema, App.Stripe.ApiBase))
+        {
+            api = new ApiClient(new HttpClient { BaseAddress = new Uri(first.BaseUrl) }, await IssueKeyAsync());
+            var created = (await api.PostAsync(Sources, CreateBody(prefix: "upgraded", description: "kept"))).ShouldHaveStatus(HttpStatusCode.Created).Json;
+            url = SourceUrl(created["id"]!.GetValue<string>());
+            (await api.PatchAsync(url, new JsonObject { ["description"] = "patched before the upgrade" })).ShouldHaveStatus(HttpStatusCode.OK);
+            before = (await api.GetAsync(url)).ShouldHaveStatus(HttpStatusCode.OK).Text;
+        }
+
+        // What a pre-0032 database looks like: snapshots without the read model's fields, and the read model's table.
+        await ExecuteAsync($"""
+            UPDATE {_schema}.mt_doc_source SET data = data - 'CreatedBy' - 'CreatedVia' - 'Engine' - 'UpdatedAt' - 'WebhookShown';
+            CREATE TABLE {_schema}.mt_doc_sourcedetails (tenant_id varchar NOT NULL, id uuid NOT NULL, data jsonb NOT NULL);
+            """);
+        (await ScalarAsync<long>($"SELECT count(*) FROM {_schema}.mt_doc_source WHERE data ? 'CreatedBy'")).ShouldBe(0);
+
+        await using (var upgraded = await ServiceProcess.StartAsync(App.Server.ConnectionStringFor("postgres"), _schema, App.Stripe.ApiBase))
+        {
+            upgraded.Output.ShouldContain("Source documents upgraded");
+            (await ScalarAsync<bool>($"SELECT to_regclass('{_schema}.mt_doc_sourcedetails') IS NULL")).ShouldBeTrue("the old table is dropped");
+            var client = new ApiClient(new HttpClient { BaseAddress = new Uri(upgraded.BaseUrl) }, await IssueKeyAsync());
+            var after = (await client.GetAsync(url)).ShouldHaveStatus(HttpStatusCode.OK).Text;
+            JsonNode.DeepEquals(JsonNode.Parse(after), JsonNode.Parse(before)).ShouldBeTrue($"before: {before}\nafter: {after}");
+            JsonNode.Parse(after)!["created_by"]!.GetValue<string>().ShouldNotBeNullOrEmpty();
+        }
+
+        await using (var again = await ServiceProcess.StartAsync(App.Server.ConnectionStringFor("postgres"), _schema, App.Stripe.ApiBase))
+        {
+            again.Output.ShouldNotContain("Upgrading source documents", customMessage: "an upgraded database is left as it is");
+        }
+    }
+
+    private async Task<string> IssueKeyAsync()
+    {
+        await using var store = DocumentStore.For(o =>
+        {
+            o.Connection(App.Server.ConnectionStringFor("postgres"));
+            o.DatabaseSchemaName = _schema;
+            o.AutoCreateSchemaObjects = JasperFx.AutoCreate.None;
+        });
+        var (key, token) = ApiKey.Issue("upgrade", Scopes.All, [ApiKey.AllProjects], DateTimeOffset.UtcNow);
+        await using var session = store.LightweightSession();
+        session.Store(key);
+        await session.SaveChangesAsync();
+        return token;
+    }
+
+    private async Task ExecuteAsync(string sql)
+    {
+        await using var connection = new NpgsqlConnection(App.Server.ConnectionStringFor("postgres"));
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        await command.ExecuteNonQueryAsync();
+    }
+
+    private async Task<T> ScalarAsync<T>(string sql)
+    {
+        await using var connection = new NpgsqlConnection(App.Server.ConnectionStringFor("postgres"));
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        return (T)(await command.ExecuteScalarAsync())!;
+    }
+}
