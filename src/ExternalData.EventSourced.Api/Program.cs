@@ -125,6 +125,8 @@ builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
     .AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
 // A database from before one document per source is upgraded before the service answers (ADR 0032).
 builder.Services.AddHostedService<SourceDocumentUpgrade>();
+// The list's count per project, kept by the store (ADR 0033).
+builder.Services.AddHostedService<SourceCounts.Setup>();
 if (builder.Environment.IsDevelopment()) builder.Services.AddHostedService<DevelopmentAdminKey>();
 // The demo source: on by default in Development on the embedded database; ExternalData:Demo:Enabled says otherwise.
 if (builder.Configuration.GetValue("ExternalData:Demo:Enabled", builder.Environment.IsDevelopment() && database.IsEmbedded))

@@ -107,6 +107,7 @@ public sealed class when_rebuilding_the_projections(AppFixture app) : Integratio
         var store = App.Host.Services.GetRequiredService<IDocumentStore>();
         await store.WaitForNonStaleProjectionDataAsync(TimeSpan.FromSeconds(60));
         var before = await SnapshotAsync();
+        var countBefore = (await Api.GetAsync(Sources)).Json["count"]!.GetValue<int>();
         before.Keys.ShouldContain(k => k.StartsWith("mt_doc_auditentry/", StringComparison.Ordinal));
         before.Keys.Count(k => k.StartsWith($"mt_doc_storedcredentialsummary/", StringComparison.Ordinal)).ShouldBe(2, "a consumed stash leaves the list");
         before.Keys.Count(k => k.StartsWith("mt_doc_sourceschema/" + ProjectId + "/", StringComparison.Ordinal)).ShouldBe(302 + PublicTables + 2 * CdcTables + stripeTables + PublicTables,
@@ -121,6 +122,7 @@ public sealed class when_rebuilding_the_projections(AppFixture app) : Integratio
         await daemon.RebuildProjectionAsync<ExternalData.EventSourced.Audit.AuditLogProjection>(CancellationToken.None);
 
         var after = await SnapshotAsync();
+        (await Api.GetAsync(Sources)).Json["count"]!.GetValue<int>().ShouldBe(countBefore, "the per-project count follows the documents through a rebuild");
         after.Keys.ShouldBe(before.Keys);
         foreach (var (key, data) in before) JsonNode.DeepEquals(JsonNode.Parse(after[key]), JsonNode.Parse(data)).ShouldBeTrue(key);
         (await Api.GetAsync(SourceUrl(wideId))).ShouldHaveStatus(HttpStatusCode.OK).Json["schemas"]!.AsArray().Count.ShouldBe(301, "t2 was removed, brand_new added");

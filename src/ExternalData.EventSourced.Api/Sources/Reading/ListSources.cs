@@ -18,18 +18,19 @@ public static class ListSourcesEndpoint
         if (Paging.Parse(limit, offset) is not ({ } take, { } skip)) return Results.Problem(Paging.Problem(limit));
 
         IQueryable<Source> query = session.Query<Source>();
-        if (!string.IsNullOrWhiteSpace(search))
+        var searching = !string.IsNullOrWhiteSpace(search);
+        if (searching)
         {
-            var term = search.Trim();
+            var term = search!.Trim();
             query = query.Where(s => s.SourceType.Contains(term, StringComparison.OrdinalIgnoreCase)
                                      || (s.Prefix != null && s.Prefix.Contains(term, StringComparison.OrdinalIgnoreCase)));
         }
 
         // Ids are UUIDv7 minted from the creation time, so id order is age order (and the schema query can follow it).
-        // The total is a count of its own: a count window over the page query (Marten's Stats) reads every matching
-        // document's JSON, so the first page's cost grew with the project (docs/benchmarks.md, reads).
+        // The project's total is kept by the store (SourceCounts), so the first page costs the same at 50 sources as
+        // at 50,000; a search counts its matches.
         var page = (await query.OrderByDescending(s => s.Id).Skip(skip).Take(take).ToListAsync(ct)).Select(s => SourceDetails.Of(s, registry)).ToList();
-        long total = await query.CountAsync(ct);
+        var total = searching ? await query.CountAsync(ct) : await SourceCounts.OfProjectAsync(session, ct);
         var (next, previous) = Paging.Links(total, take, skip, context);
         return SourceResponses.Page(page, total, next, previous, session);
     }
