@@ -94,6 +94,9 @@ internal static class PatchThroughputBench
         Console.WriteLine();
         Console.WriteLine("| clients | service req/s | B2 req/s | B1 tx/s | service / B2 | service p50 / p95 / p99 (ms) | B2 p50 / p95 / p99 (ms) | B1 p50 (ms) |");
         Console.WriteLine("|---:|---:|---:|---:|---:|---|---|---:|");
+        // Warm both stacks first: tiered JIT and the hosts' start-up agents otherwise land on the one-client level.
+        await LoadAsync(4, TimeSpan.FromSeconds(quick ? 2 : 10), (c, n) => SendAsync(service, sourceUrls[c], n));
+        await LoadAsync(4, TimeSpan.FromSeconds(quick ? 1 : 3), (c, n) => SendAsync(b2Client, $"/raw/{c}", n));
         foreach (var clients in levels)
         {
             var s = await LoadAsync(clients, duration, (c, n) => SendAsync(service, sourceUrls[c], n));
