@@ -1,8 +1,6 @@
 using System.Net;
 using System.Text.Json.Nodes;
-using ExternalData.EventSourced.Infrastructure.Auth;
 using ExternalData.EventSourced.IntegrationTests.Fixtures;
-using Marten;
 using Npgsql;
 using Shouldly;
 
@@ -55,20 +53,7 @@ public sealed class when_upgrading_to_one_document_per_source(AppFixture app) : 
         }
     }
 
-    private async Task<string> IssueKeyAsync()
-    {
-        await using var store = DocumentStore.For(o =>
-        {
-            o.Connection(App.Server.ConnectionStringFor("postgres"));
-            o.DatabaseSchemaName = _schema;
-            o.AutoCreateSchemaObjects = JasperFx.AutoCreate.None;
-        });
-        var (key, token) = ApiKey.Issue("upgrade", Scopes.All, [ApiKey.AllProjects], DateTimeOffset.UtcNow);
-        await using var session = store.LightweightSession();
-        session.Store(key);
-        await session.SaveChangesAsync();
-        return token;
-    }
+    private Task<string> IssueKeyAsync() => DirectKeys.IssueAsync(App.Server.ConnectionStringFor("postgres"), _schema, "upgrade");
 
     private async Task ExecuteAsync(string sql)
     {

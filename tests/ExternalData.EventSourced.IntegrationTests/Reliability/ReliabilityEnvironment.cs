@@ -1,9 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Text.Json.Nodes;
-using ExternalData.EventSourced.Infrastructure.Auth;
 using ExternalData.EventSourced.IntegrationTests.Fixtures;
-using Marten;
 using Npgsql;
 using Shouldly;
 using Xunit.Abstractions;
@@ -90,20 +88,7 @@ public sealed class ReliabilityEnvironment : IAsyncDisposable
         return node;
     }
 
-    private async Task<string> IssueKeyAsync()
-    {
-        await using var store = DocumentStore.For(o =>
-        {
-            o.Connection(Database.ConnectionStringFor("postgres"));
-            o.DatabaseSchemaName = Schema;
-            o.AutoCreateSchemaObjects = JasperFx.AutoCreate.None;
-        });
-        var (key, token) = ApiKey.Issue("reliability", Scopes.All, [ApiKey.AllProjects], DateTimeOffset.UtcNow);
-        await using var session = store.LightweightSession();
-        session.Store(key);
-        await session.SaveChangesAsync();
-        return token;
-    }
+    private Task<string> IssueKeyAsync() => DirectKeys.IssueAsync(Database.ConnectionStringFor("postgres"), Schema, "reliability");
 
     /// <summary>A client of one node. Every answer is kept for the canary; none may be a 500-class other than the
     /// 503 a database outage gives, and the caller decides whether a 503 is allowed.</summary>
