@@ -154,6 +154,18 @@ public sealed class ReliabilityEnvironment : IAsyncDisposable
         return (T)(await command.ExecuteScalarAsync())!;
     }
 
+    /// <summary>Every row of the daemon's progression table, for a failure message.</summary>
+    public async Task<string> ProgressionAsync()
+    {
+        await using var connection = new NpgsqlConnection(Database.ConnectionStringFor("postgres"));
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand($"SELECT name, last_seq_id, last_updated FROM {Schema}.mt_event_progression ORDER BY name", connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        var rows = new List<string>();
+        while (await reader.ReadAsync()) rows.Add($"{reader.GetString(0)}={reader.GetInt64(1)}@{reader.GetValue(2)}");
+        return string.Join(", ", rows);
+    }
+
     /// <summary>
     /// Nothing half-applied: every source stream's versions run 1..n without a gap or a repeat, and its read model
     /// (the source document) stands at the stream's version.

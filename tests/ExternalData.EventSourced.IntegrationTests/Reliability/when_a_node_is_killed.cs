@@ -135,8 +135,18 @@ public sealed class when_a_node_is_killed(ITestOutputHelper output) : IAsyncLife
         for (var n = 0; n < 10; n++)
             (await survivorClient.PatchAsync($"{_env.Sources}{sources[0]}/", new JsonObject { ["description"] = $"after-{n}" })).ShouldHaveStatus(HttpStatusCode.OK);
         var head = await _env.QueryAsync<long>("SELECT max(seq_id) FROM {schema}.mt_events");
-        await EventuallyAsync(async () => await _env.QueryAsync<long>("SELECT coalesce(min(last_seq_id), 0) FROM {schema}.mt_event_progression WHERE name <> 'HighWaterMark'") >= head,
-            "the audit projection catches up on the survivor", TimeSpan.FromSeconds(45));
+        try
+        {
+            await EventuallyAsync(async () => await _env.QueryAsync<long>("SELECT coalesce(min(last_seq_id), 0) FROM {schema}.mt_event_progression WHERE name <> 'HighWaterMark'") >= head,
+                "the audit projection catches up on the survivor", TimeSpan.FromSeconds(45));
+        }
+        catch (ShouldAssertException)
+        {
+            // What a stall looks like, for the next run that sees one: every progression row against the head, and the survivor's last words.
+            output.WriteLine($"head {head}; progression: {await _env.ProgressionAsync()}");
+            output.WriteLine(string.Join('\n', survivor.Output.Split('\n').TakeLast(60)));
+            throw;
+        }
 
         await EventuallyAsync(async () => await CountAsync("credentials_expired", stashes) == stashes.Count, "the dead node's expiries fire on the survivor", TimeSpan.FromSeconds(60));
         output.WriteLine($"the dead node's 3 stash expiries fired on {survivorName} {takeover.Elapsed.TotalSeconds:F1} s after the kill");
