@@ -124,10 +124,18 @@ public sealed class Source
     /// copy, since Marten folds the same events into this instance when the transaction commits.</summary>
     public Source Folded(IReadOnlyList<object> events)
     {
-        var folded = (Source)MemberwiseClone();
-        folded.JobInputs = (JsonObject)JobInputs.DeepClone();
-        for (var i = 0; i < events.Count; i++) folded = After(folded, new Event<object>(events[i]) { Version = Version + i + 1 })!;
-        return folded;
+        var copy = (Source)MemberwiseClone();
+        copy.JobInputs = (JsonObject)JobInputs.DeepClone();
+        return Fold(copy, events, Version + 1)!;
+    }
+
+    /// <summary>The source a new stream's first events (versions 1..n) fold into: a create's answer.</summary>
+    public static Source Started(IReadOnlyList<object> events) => Fold(null, events, 1)!;
+
+    private static Source? Fold(Source? source, IReadOnlyList<object> events, int firstVersion)
+    {
+        for (var i = 0; i < events.Count; i++) source = After(source, new Event<object>(events[i]) { Version = firstVersion + i });
+        return source;
     }
 
     /// <summary>One event folded the way Marten folds it into the stored document, version included: what an

@@ -6,7 +6,6 @@ using ExternalData.EventSourced.Shared;
 using ExternalData.EventSourced.SourceTypes;
 using ExternalData.EventSourced.SourceTypes.ChangeDataCapture;
 using FluentValidation;
-using JasperFx.Events;
 using Marten;
 using Microsoft.AspNetCore.Mvc;
 using Wolverine;
@@ -155,9 +154,7 @@ public static class CreateSourceHandler
     public static SourceDetails Answer(NewSource source, SourceCreated created, IReadOnlyList<SchemaAdded> tables, CdcEnabled? cdc = null)
     {
         object[] events = cdc is null ? [created, .. tables] : [created, .. tables, cdc];
-        Source? folded = null;
-        for (var i = 0; i < events.Length; i++) folded = Source.After(folded, new Event<object>(events[i]) { Version = i + 1 });
-        return SourceDetails.Of(folded!, source.Type)
+        return SourceDetails.Of(Source.Started(events), source.Type)
             .WithSchemas(source.Schemas.OrderBy(s => s.Name, StringComparer.Ordinal).Select(s => s.ToDetails()));
     }
 
