@@ -8,6 +8,7 @@ using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.Infrastructure.Http;
 using ExternalData.EventSourced.Infrastructure.LocalPostgres;
 using ExternalData.EventSourced.Infrastructure.Operations;
+using ExternalData.EventSourced.Infrastructure.Messaging;
 using ExternalData.EventSourced.Shared;
 using ExternalData.EventSourced.Sources;
 using ExternalData.EventSourced.SourceTypes;
@@ -83,6 +84,8 @@ builder.Host.UseWolverine(opts =>
     opts.ApplicationAssembly = typeof(Program).Assembly;
     opts.Policies.AutoApplyTransactions();
     opts.Policies.Add<CallerMetadataPolicy>();
+    // One clock: a handler's `DateTimeOffset now` comes from the registered TimeProvider, not the machine clock.
+    ClockTimeSource.Use(opts.CodeGeneration);
     // Writes lock their source's stream, so they queue rather than collide; should an append still lose a race
     // (a stream first written by another node, say), load → decide → append runs again, a bounded number of times (ADR 0017).
     opts.OnException<ConcurrencyException>().RetryTimes(3);
@@ -123,10 +126,6 @@ builder.Services.AddSingleton(new SecretsCipher(MasterKeySetup.Resolve(builder.C
 builder.Services.AddMemoryCache();
 builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
     .AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
-// A database from before one document per source is upgraded before the service answers (ADR 0032).
-builder.Services.AddHostedService<SourceDocumentUpgrade>();
-// The list's count per project, kept by the store (ADR 0033).
-builder.Services.AddHostedService<SourceCounts.Setup>();
 if (builder.Environment.IsDevelopment()) builder.Services.AddHostedService<DevelopmentAdminKey>();
 // The demo source: on by default in Development on the embedded database; ExternalData:Demo:Enabled says otherwise.
 if (builder.Configuration.GetValue("ExternalData:Demo:Enabled", builder.Environment.IsDevelopment() && database.IsEmbedded))
@@ -173,7 +172,9 @@ builder.Services.AddRateLimiter(o => o.AddConcurrencyLimiter(ReceiveWebhookEndpo
 builder.Services.AddHttpContextAccessor();
 builder.Services.AddSingleton<ExternalData.EventSourced.Mcp.McpCallers>();
 builder.Services.AddAuthorization();
-builder.Services.AddMcpServer().WithHttpTransport(o => o.Stateless = true).WithTools<ExternalData.EventSourced.Mcp.ExternalDataSourceTools>();
+// A call's arguments are checked against the tool's schema first, so a missing or mistyped one is named to the agent.
+builder.Services.AddMcpServer().WithHttpTransport(o => o.Stateless = true).WithTools<ExternalData.EventSourced.Mcp.ExternalDataSourceTools>()
+    .WithRequestFilters(filters => filters.AddCallToolFilter(ExternalData.EventSourced.Mcp.McpArguments.Check));
 // The OpenAPI document at /api/schema/ and an interactive reference at /docs, both served by the service itself (ADR 0023).
 builder.Services.AddOpenApi(o =>
 {

@@ -86,7 +86,7 @@ public static class AuditLogEndpoint
         // A count of its own rather than Marten's Stats (a count window that reads every matching entry's JSON).
         var page = await query.OrderByDescending(e => e.Sequence).Skip(skip).Take(take).ToListAsync(ct);
         long total = await query.CountAsync(ct);
-        return Results.Json(Paging.PageOf(page, total, take, skip, context));
+        return Results.Json(PageLinks.PageOf(page, total, take, skip, context));
     }
 }
 

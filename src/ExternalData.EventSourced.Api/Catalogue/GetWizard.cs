@@ -4,6 +4,7 @@ using ExternalData.EventSourced.Infrastructure.Http;
 using ExternalData.EventSourced.SourceTypes;
 using ExternalData.EventSourced.SourceTypes.Configuration;
 using Wolverine.Http;
+using ExternalData.EventSourced.Shared;
 
 namespace ExternalData.EventSourced.Catalogue;
 

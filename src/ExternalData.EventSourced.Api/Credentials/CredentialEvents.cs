@@ -16,10 +16,11 @@ public sealed record CredentialsStashed(
     Actor StashedBy,
     string StashedVia,
     DateTimeOffset StashedAt,
-    DateTimeOffset ExpiresAt);
+    DateTimeOffset ExpiresAt) : IDomainEvent;
 
 /// <summary>A setup consumed the stash to create <see cref="SourceId"/>; its data key was destroyed with it.</summary>
-public sealed record CredentialsConsumed(Guid CredentialId, Guid SourceId, Actor ConsumedBy, string ConsumedVia, DateTimeOffset ConsumedAt);
+public sealed record CredentialsConsumed(Guid CredentialId, Guid SourceId, Actor ConsumedBy, string ConsumedVia, DateTimeOffset ConsumedAt) : IDomainEvent;
 
-/// <summary>The stash reached its expiry unused; its data key was destroyed with it.</summary>
-public sealed record CredentialsExpired(Guid CredentialId, DateTimeOffset ExpiredAt);
+/// <summary>The stash reached its expiry unused; its data key was destroyed with it. The service records it
+/// (<c>system:credential-expiry</c>); expiries recorded before the actor was named read it as null.</summary>
+public sealed record CredentialsExpired(Guid CredentialId, DateTimeOffset ExpiredAt, Actor? ExpiredBy = null, string? ExpiredVia = null) : IDomainEvent;

@@ -1,24 +1,26 @@
-using System.Diagnostics;
-using System.Security.Claims;
-using ExternalData.EventSourced.Infrastructure.Auth;
-
 namespace ExternalData.EventSourced.Shared;
 
-/// <summary>Who caused a change: the API key's id and name. Carried in every event body and in event metadata.</summary>
+/// <summary>Who caused a change: the API key's id and name, or the service itself. Carried in every event body and in event metadata.</summary>
 public sealed record Actor(Guid ApiKeyId, string Name)
 {
-    public static Actor From(ClaimsPrincipal user) => new(
-        Guid.TryParse(user.FindFirstValue(ApiKeyClaims.KeyId), out var id) ? id : Guid.Empty,
-        user.FindFirstValue(ApiKeyClaims.KeyName) ?? "unknown");
+    /// <summary>The service itself, acting on its own (a schedule, an expiry, a retry): <c>system:&lt;component&gt;</c>,
+    /// with no API key.</summary>
+    public static Actor System(string component) => new(Guid.Empty, SystemPrefix + component);
+
+    public const string SystemPrefix = "system:";
 }
 
-/// <summary>How a change came in: <c>api</c>, <c>mcp</c> or <c>web</c> (API.md §1.7).</summary>
+/// <summary>How a change came in: <c>api</c>, <c>mcp</c> or <c>web</c> (API.md §1.7), or <c>system</c> when the service did it.</summary>
 public static class Channel
 {
     public const string Api = "api";
     public const string Mcp = "mcp";
     public const string Web = "web";
-    public static readonly string[] All = [Api, Mcp, Web];
+    /// <summary>The service itself: its scheduler, expiries, retries.</summary>
+    public const string System = "system";
+    public static readonly string[] All = [Api, Mcp, Web, System];
+    /// <summary>What a request body may say it came through (create's <c>created_via</c>, ref §5.2): never <c>system</c>.</summary>
+    public static readonly string[] Requestable = [Api, Mcp, Web];
 }
 
 /// <summary>
@@ -28,22 +30,10 @@ public static class Channel
 /// </summary>
 public sealed record Caller(Actor Actor, string ProjectId, string Channel, string CorrelationId, string CausationId)
 {
-    /// <summary>A REST caller: the API key, the caller's <c>X-Request-Id</c> (else the W3C trace id of
-    /// <c>traceparent</c>, else a new id), and the request line as the cause.</summary>
-    public static Caller FromHttp(HttpContext context, string projectId, string channel = Shared.Channel.Api) => new(
-        Actor.From(context.User),
-        projectId,
-        channel,
-        CorrelationIdOf(context),
-        $"{context.Request.Method} {context.Request.Path}#{context.TraceIdentifier}");
-
-    public static string CorrelationIdOf(HttpContext context)
-    {
-        if (context.Request.Headers["X-Request-Id"].FirstOrDefault() is { Length: > 0 and <= 200 } requestId) return requestId;
-        if (context.Request.Headers["traceparent"].FirstOrDefault() is { } traceparent && traceparent.Split('-') is [_, { Length: 32 } traceId, ..])
-            return traceId;
-        return Activity.Current?.TraceId.ToString() ?? Guid.NewGuid().ToString("N");
-    }
+    /// <summary>The service itself running a use case for a project: actor <c>system:&lt;component&gt;</c>, channel
+    /// <c>system</c>, recorded in event bodies and metadata like any other caller.</summary>
+    public static Caller System(string projectId, string component, string correlationId, string cause) =>
+        new(Actor.System(component), projectId, Shared.Channel.System, correlationId, cause);
 }
 
 /// <summary>A use-case command: the request plus the caller it came from. The caller never comes from the request

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using JasperFx.Events;
 using ExternalData.EventSourced.Infrastructure.Encryption;
+using ExternalData.EventSourced.Shared;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -126,45 +127,36 @@ public sealed class Source
     {
         var copy = (Source)MemberwiseClone();
         copy.JobInputs = (JsonObject)JobInputs.DeepClone();
-        return Fold(copy, events, Version + 1)!;
+        return FoldAll(copy, events, Version + 1)!;
     }
 
     /// <summary>The source a new stream's first events (versions 1..n) fold into: a create's answer.</summary>
-    public static Source Started(IReadOnlyList<object> events) => Fold(null, events, 1)!;
+    public static Source Started(IReadOnlyList<object> events) => FoldAll(null, events, 1)!;
 
-    private static Source? Fold(Source? source, IReadOnlyList<object> events, int firstVersion)
+    private static Source? FoldAll(Source? source, IReadOnlyList<object> events, int firstVersion)
     {
-        for (var i = 0; i < events.Count; i++) source = After(source, new Event<object>(events[i]) { Version = firstVersion + i });
+        for (var i = 0; i < events.Count; i++) source = After(source, EventFold<Source>.Wrap(events[i], firstVersion + i));
         return source;
     }
+
+    /// <summary>This document's fold: its own Create, Apply and ShouldDelete methods, the ones Marten calls.</summary>
+    public static readonly EventFold<Source> Fold = new(typeof(Source));
+
+    /// <summary>The events of a source's stream that change nothing on its document: they are recorded after its
+    /// deletion (the document is gone by then), or belong to another stream. A unit test holds every event type to
+    /// either this list or a method above.</summary>
+    public static readonly IReadOnlySet<Type> EventsThatChangeNothing = new HashSet<Type>
+    {
+        typeof(SourceSecretsShredded), typeof(CdcResourcesDropped), typeof(CdcCleanupAttemptFailed), typeof(CdcCleanupAbandoned),
+    };
 
     /// <summary>One event folded the way Marten folds it into the stored document, version included: what an
-    /// <c>as_of</c> read and a decision's answer use. Null once the source is deleted.</summary>
+    /// <c>as_of</c> read and a decision's answer use. Null before the source's creation and after its deletion.</summary>
     public static Source? After(Source? source, IEvent @event)
     {
-        if (@event.Data is SourceCreated created) source = Create(created);
-        else if (@event.Data is SourceDeleted || source is null) return null;
-        else source.ApplyAny(@event.Data);
-        source.Version = (int)@event.Version;
+        source = Fold.Apply(source, @event);
+        if (source is not null) source.Version = (int)@event.Version;
         return source;
-    }
-
-    private void ApplyAny(object e)
-    {
-        switch (e)
-        {
-            case SourceUpdated x: Apply(x); break;
-            case SchemaAdded x: Apply(x); break;
-            case SchemasBulkUpdated x: Apply(x); break;
-            case SchemasRefreshed x: Apply(x); break;
-            case CdcPublicationTablesChanged x: Apply(x); break;
-            case WebhookRegistered x: Apply(x); break;
-            case WebhookRegistrationFailed x: Apply(x); break;
-            case WebhookDeleted x: Apply(x); break;
-            case CdcEnabled x: Apply(x); break;
-            case CdcDisabled x: Apply(x); break;
-            case CdcSettingsChanged x: Apply(x); break;
-        }
     }
 }
 

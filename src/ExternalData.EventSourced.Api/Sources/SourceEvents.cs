@@ -25,7 +25,7 @@ public sealed record SourceCreated(
     int TableCount,
     Actor CreatedBy,
     string CreatedVia,
-    DateTimeOffset CreatedAt);
+    DateTimeOffset CreatedAt) : IDomainEvent;
 
 /// <summary>One upstream table became a schema of the source: what discovery saw of it and the sync settings it
 /// starts with (requested ones enabled, the rest recorded disabled).</summary>
@@ -37,7 +37,7 @@ public sealed record SchemaAdded(
     SyncSettings Settings,
     Actor AddedBy,
     string AddedVia,
-    DateTimeOffset AddedAt);
+    DateTimeOffset AddedAt) : IDomainEvent;
 
 /// <summary>A source's settings changed. Carries the resulting values and names what changed;
 /// <see cref="Secrets"/> is null when the secrets were kept as they were.</summary>
@@ -51,7 +51,7 @@ public sealed record SourceUpdated(
     SealedSecrets? Secrets,
     Actor UpdatedBy,
     string UpdatedVia,
-    DateTimeOffset UpdatedAt);
+    DateTimeOffset UpdatedAt) : IDomainEvent;
 
 /// <summary>Several tables' sync settings changed together, atomically: each changed schema's resulting settings and
 /// the fields that changed. Discovered facts are not repeated.</summary>
@@ -61,7 +61,7 @@ public sealed record SchemasBulkUpdated(
     IReadOnlyList<string> ChangedFields,
     Actor UpdatedBy,
     string UpdatedVia,
-    DateTimeOffset UpdatedAt);
+    DateTimeOffset UpdatedAt) : IDomainEvent;
 
 public sealed record SchemaSettingsChange(Guid SchemaId, string Name, SyncSettings Settings, IReadOnlyList<string> ChangedFields);
 
@@ -82,7 +82,7 @@ public sealed record SchemasRefreshed(
     int TotalTablesSeen,
     Actor RefreshedBy,
     string RefreshedVia,
-    DateTimeOffset RefreshedAt);
+    DateTimeOffset RefreshedAt) : IDomainEvent;
 
 public sealed record SchemaRef(Guid SchemaId, string Name);
 
@@ -96,10 +96,10 @@ public sealed record ColumnDrift(Guid SchemaId, string Name, IReadOnlyList<strin
 /// <see cref="CleanupPending"/>: then resources on the source (a CDC slot and publication) are removed first, with
 /// the source's own credentials, and <see cref="SourceSecretsShredded"/> follows. Events recorded before this field
 /// existed read it as false, which is what they meant.</summary>
-public sealed record SourceDeleted(Guid SourceId, Actor DeletedBy, string DeletedVia, DateTimeOffset DeletedAt, bool CleanupPending = false);
+public sealed record SourceDeleted(Guid SourceId, Actor DeletedBy, string DeletedVia, DateTimeOffset DeletedAt, bool CleanupPending = false) : IDomainEvent;
 
 /// <summary>The deleted source's data key was destroyed, after its clean-up: every secret it stored is unreadable.</summary>
-public sealed record SourceSecretsShredded(Guid SourceId, Actor CausedBy, string Via, DateTimeOffset ShreddedAt);
+public sealed record SourceSecretsShredded(Guid SourceId, Actor CausedBy, string Via, DateTimeOffset ShreddedAt) : IDomainEvent;
 
 /// <summary>What a caller chose for one table (ref §2.2, §2.3).</summary>
 public sealed record SyncSettings(

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using JasperFx.Events;
 using Marten;
 using Marten.Events.Projections;
+using ExternalData.EventSourced.Shared;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -33,18 +34,29 @@ public sealed partial class SourceSchemaProjection : MultiStreamProjection<Sourc
 {
     public SourceSchemaProjection()
     {
-        Identity<SchemaAdded>(e => e.SchemaId);
-        Identities<SchemasBulkUpdated>(e => e.Schemas.Select(s => s.SchemaId).ToList());
-        Identities<SchemasRefreshed>(AffectedSchemas);
-        Identities<CdcDisabled>(e => e.SchemasReset.Select(s => s.SchemaId).ToList());
+        Identities<SchemaAdded>(SchemasNamedBy);
+        Identities<SchemasBulkUpdated>(SchemasNamedBy);
+        Identities<SchemasRefreshed>(SchemasNamedBy);
+        Identities<CdcDisabled>(SchemasNamedBy);
         // A deletion names no schemas (a 5,000-table source would make it a huge event): the schemas of the deleted
         // source are found in the store, plus any added earlier in the same batch (during a rebuild they are not stored yet).
         CustomGrouping(GroupDeletionsAsync);
     }
 
-    public static IReadOnlyList<Guid> AffectedSchemas(SchemasRefreshed e) =>
-        e.Revived.Select(r => r.SchemaId).Concat(e.Removed.Select(r => r.SchemaId)).Concat(e.Disabled.Select(r => r.SchemaId))
-            .Concat(e.FactsChanged.Select(r => r.SchemaId)).Distinct().ToList();
+    /// <summary>The schemas an event concerns (a deletion, all of its source's: see the grouping above). The one routing
+    /// of events to schema documents, used by Marten and by an as-of read alike.</summary>
+    public static IReadOnlyList<Guid> SchemasNamedBy(object e) => e switch
+    {
+        SchemaAdded added => [added.SchemaId],
+        SchemasBulkUpdated bulk => bulk.Schemas.Select(s => s.SchemaId).ToList(),
+        SchemasRefreshed refreshed => refreshed.Revived.Select(r => r.SchemaId).Concat(refreshed.Removed.Select(r => r.SchemaId))
+            .Concat(refreshed.Disabled.Select(r => r.SchemaId)).Concat(refreshed.FactsChanged.Select(r => r.SchemaId)).Distinct().ToList(),
+        CdcDisabled disabled => disabled.SchemasReset.Select(s => s.SchemaId).ToList(),
+        _ => [],
+    };
+
+    /// <summary>This projection's fold: its own Create, Apply and ShouldDelete methods, the ones Marten calls.</summary>
+    public static readonly EventFold<SourceSchema> Fold = new(typeof(SourceSchemaProjection));
 
     private static async Task GroupDeletionsAsync(IQuerySession session, IReadOnlyList<IEvent> events, JasperFx.Events.Grouping.IEventGrouping<Guid> grouping)
     {

@@ -5,6 +5,7 @@ using Marten;
 using Marten.Schema;
 using Marten.Schema.Indexing.Unique;
 using Marten.Services.Json.Transformations.SystemTextJson;
+using ExternalData.EventSourced.Shared;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -42,5 +43,9 @@ public static class SourcesConfiguration
 
     public static IServiceCollection ConfigureSources(this IServiceCollection services) =>
         services.AddSingleton<PublicUrls>().AddSingleton(new UniqueConstraintProblem(PrefixUniqueIndex, () => Problems.Conflict(
-            "Another source of this type with the same prefix was created at the same moment. Choose another prefix.", "prefix_taken", "prefix")));
+                "Another source of this type with the same prefix was created at the same moment. Choose another prefix.", "prefix_taken", "prefix")))
+            // Start-up work of this feature, before the service answers: a database from before one document per source
+            // is upgraded (ADR 0032), and the list's count per project is installed where it is missing (ADR 0033).
+            .AddHostedService<SourceDocumentUpgrade>()
+            .AddHostedService<SourceCounts.Setup>();
 }

@@ -9,6 +9,12 @@ namespace ExternalData.EventSourced.SourceTypes.ChangeDataCapture;
 /// </summary>
 public interface IChangeDataCapture
 {
+    /// <summary>The slot a source's CDC uses when the caller names none (PostHog's naming, ref §10.3).</summary>
+    string DefaultSlotName(Guid sourceId);
+
+    /// <summary>The publication a source's CDC uses when the caller names none, in <paramref name="mode"/>.</summary>
+    string DefaultPublicationName(Guid sourceId, string mode);
+
     /// <summary>Every check runs and reports (no early stop); a check that cannot run says why it was skipped.</summary>
     Task<CdcCheckReport> CheckPrerequisitesAsync(JsonObject config, CdcCheckRequest request, CancellationToken ct);
 

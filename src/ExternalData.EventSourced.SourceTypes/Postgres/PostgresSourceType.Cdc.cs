@@ -68,9 +68,9 @@ public sealed partial class PostgresSourceType : IChangeDataCapture
         return $"{schema}.{table}";
     }
 
-    public static string DefaultSlotName(Guid sourceId) => PostgresReplication.DefaultSlot(sourceId);
+    public string DefaultSlotName(Guid sourceId) => PostgresReplication.DefaultSlot(sourceId);
 
-    public static string DefaultPublicationName(Guid sourceId, string mode) => PostgresReplication.DefaultPublication(sourceId, mode);
+    public string DefaultPublicationName(Guid sourceId, string mode) => PostgresReplication.DefaultPublication(sourceId, mode);
 
     private static string? SchemaHint(JsonObject config) => ConfigSchema.Lookup(config, "schema") is { Length: > 0 } s ? s : null;
 

@@ -159,6 +159,8 @@ public sealed partial class StripeSourceType : IWebhookProvider
         }
     }
 
+    public string SignatureHeader => "Stripe-Signature";
+
     public WebhookVerification Verify(string rawBody, string? signatureHeader, string secret, DateTimeOffset now)
     {
         if (string.IsNullOrWhiteSpace(signatureHeader)) return WebhookVerification.Refused("Missing signature");

@@ -32,6 +32,9 @@ public interface IWebhookProvider
     Task<WebhookOutcome<WebhookEndpointState>> ReadAsync(JsonObject config, string url, CancellationToken ct);
 
     /// <summary>Checks a delivery's signature over the raw body with the secret, and reads what it is about.</summary>
+    /// <summary>The request header that carries the provider's signature of a delivery.</summary>
+    string SignatureHeader { get; }
+
     WebhookVerification Verify(string rawBody, string? signatureHeader, string secret, DateTimeOffset now);
 }
 

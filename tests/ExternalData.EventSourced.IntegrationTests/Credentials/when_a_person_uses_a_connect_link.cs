@@ -8,6 +8,7 @@ using Marten;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Shouldly;
+using ExternalData.EventSourced.Infrastructure.Messaging;
 
 namespace ExternalData.EventSourced.IntegrationTests.Credentials;
 

@@ -106,6 +106,16 @@ public sealed class when_a_stash_expires(AppFixture app) : IntegrationContext(ap
         var expired = (CredentialsExpired)events[1];
         var stashed = (CredentialsStashed)events[0];
         expired.ExpiredAt.ShouldBeGreaterThanOrEqualTo(stashed.ExpiresAt);
+        // The service expired it on its own: the system caller, in the event body and its metadata alike.
+        expired.ExpiredBy!.Name.ShouldBe("system:credential-expiry");
+        expired.ExpiredVia.ShouldBe("system");
+        await using (var session = second.Services.GetRequiredService<IDocumentStore>().QuerySession(ProjectId))
+        {
+            var recorded = (await session.Events.FetchStreamAsync(id))[1];
+            recorded.Headers!["actor_name"].ToString().ShouldBe("system:credential-expiry");
+            recorded.Headers!["created_via"].ToString().ShouldBe("system");
+            recorded.Headers!.ShouldNotContainKey("actor_id", "the service has no API key");
+        }
         (await ScheduledExpiryAsync(id)).ShouldNotBeNull().Status.ShouldBe("Handled", "delivered once; Wolverine keeps the envelope a while to refuse a duplicate");
     }
 }

@@ -8,6 +8,7 @@ using Microsoft.Extensions.DependencyInjection;
 using ModelContextProtocol.Client;
 using ModelContextProtocol.Protocol;
 using Shouldly;
+using ExternalData.EventSourced.Infrastructure.Messaging;
 
 namespace ExternalData.EventSourced.IntegrationTests.Mcp;
 
@@ -46,14 +47,17 @@ public sealed class when_an_agent_uses_the_mcp_tools(AppFixture app) : Integrati
         var list = tools.Single(t => t.Name == "external-data-sources-list");
         list.Description.ShouldNotBeNullOrEmpty();
         var schema = JsonNode.Parse(list.JsonSchema.GetRawText())!;
-        schema["properties"]!["projectId"]!["description"]!.GetValue<string>().ShouldContain("project");
-        schema["required"]!.AsArray().Select(r => r!.GetValue<string>()).ShouldContain("projectId");
+        schema["properties"]!["project_id"]!["description"]!.GetValue<string>().ShouldContain("project");
+        (schema["required"]?.AsArray().Select(r => r!.GetValue<string>()) ?? []).ShouldNotContain("project_id", "PostHog's agent works in its active project");
+        var create = JsonNode.Parse(tools.Single(t => t.Name == "external-data-sources-create").JsonSchema.GetRawText())!;
+        create["properties"]!.AsObject().Select(p => p.Key).ShouldBeSubsetOf(["project_id", "source_type", "payload", "prefix", "description", "access_method", "direct_query_enabled"]);
+        create["required"]!.AsArray().Select(r => r!.GetValue<string>()).Order().ShouldBe(["payload", "source_type"]);
 
-        var wizard = await client.CallToolAsync("external-data-sources-wizard", new Dictionary<string, object?> { ["projectId"] = ProjectId, ["sourceType"] = "Stripe" });
+        var wizard = await client.CallToolAsync("external-data-sources-wizard", new Dictionary<string, object?> { ["project_id"] = ProjectId, ["source_type"] = "Stripe" });
         JsonNode.Parse(wizard.Content.OfType<TextContentBlock>().Single().Text)!.AsObject().Select(kv => kv.Key).ShouldBe(["Stripe"]);
-        var unknown = await client.CallToolAsync("external-data-sources-wizard", new Dictionary<string, object?> { ["projectId"] = ProjectId, ["sourceType"] = "Oracle" });
+        var unknown = await client.CallToolAsync("external-data-sources-wizard", new Dictionary<string, object?> { ["project_id"] = ProjectId, ["source_type"] = "Oracle" });
         unknown.IsError.ShouldBe(true);
-        var connections = await client.CallToolAsync("external-data-sources-connections-list", new Dictionary<string, object?> { ["projectId"] = ProjectId });
+        var connections = await client.CallToolAsync("external-data-sources-connections-list", new Dictionary<string, object?> { ["project_id"] = ProjectId });
         JsonNode.Parse(connections.Content.OfType<TextContentBlock>().Single().Text)!.AsArray().ShouldBeEmpty();
     }
 
@@ -72,16 +76,16 @@ public sealed class when_an_agent_uses_the_mcp_tools(AppFixture app) : Integrati
         })).ShouldHaveStatus(System.Net.HttpStatusCode.Created).Json;
         var id = created["id"]!.GetValue<string>();
 
-        var registered = JsonNode.Parse(Text(await CallAsync(client, "external-data-sources-create-webhook-create", new() { ["projectId"] = ProjectId, ["id"] = id })))!;
+        var registered = JsonNode.Parse(Text(await CallAsync(client, "external-data-sources-create-webhook-create", new() { ["project_id"] = ProjectId, ["id"] = id })))!;
         registered["success"]!.GetValue<bool>().ShouldBeTrue(registered.ToJsonString());
-        var info = JsonNode.Parse(Text(await CallAsync(client, "external-data-sources-webhook-info-retrieve", new() { ["projectId"] = ProjectId, ["id"] = id })))!;
+        var info = JsonNode.Parse(Text(await CallAsync(client, "external-data-sources-webhook-info-retrieve", new() { ["project_id"] = ProjectId, ["id"] = id })))!;
         info["external_status"]!["exists"]!.GetValue<bool>().ShouldBeTrue();
         var history = (await Api.GetAsync($"{SourceUrl(id)}history/?type=webhook_registered")).Json["results"]!.AsArray().ShouldHaveSingleItem()!;
         history["created_via"]!.GetValue<string>().ShouldBe("mcp");
         history["data"]!["registered_via"]!.GetValue<string>().ShouldBe("mcp");
 
         // Discount (webhook-only) now syncs by webhook, so removal is refused, as over REST.
-        var refused = await CallAsync(client, "external-data-sources-delete-webhook-create", new() { ["projectId"] = ProjectId, ["id"] = id });
+        var refused = await CallAsync(client, "external-data-sources-delete-webhook-create", new() { ["project_id"] = ProjectId, ["id"] = id });
         refused.IsError.ShouldBe(true);
         Text(refused).ShouldContain("Cannot delete webhook while tables are using webhook sync: Discount.");
     }
@@ -92,7 +96,7 @@ public sealed class when_an_agent_uses_the_mcp_tools(AppFixture app) : Integrati
         await using var client = await ConnectAsync();
         var id = (await CreateSourceAsync())["id"]!.GetValue<string>();
         var result = await CallAsync(client, "external-data-sources-check-cdc-prerequisites-create",
-            new() { ["projectId"] = ProjectId, ["sourceId"] = id, ["tables"] = new[] { "orders" } });
+            new() { ["project_id"] = ProjectId, ["source_id"] = id, ["tables"] = new[] { "orders" } });
         result.IsError.ShouldNotBe(true, Text(result));
         var report = JsonNode.Parse(Text(result))!;
         // The suite's reader role has no REPLICATION: the tool says so, with the fix, as REST does.
@@ -112,26 +116,26 @@ public sealed class when_an_agent_uses_the_mcp_tools(AppFixture app) : Integrati
         var payload = await CanaryConfigAsync(canary);
         payload["schemas"] = OrdersIncremental();
 
-        var created = await CallAsync(client, "external-data-sources-create", new() { ["projectId"] = ProjectId, ["sourceType"] = "Postgres", ["payload"] = payload, ["prefix"] = "agent" });
+        var created = await CallAsync(client, "external-data-sources-create", new() { ["project_id"] = ProjectId, ["source_type"] = "Postgres", ["payload"] = payload, ["prefix"] = "agent" });
         created.IsError.ShouldNotBe(true, Text(created));
         Text(created).ShouldNotContain(canary);
         var source = JsonNode.Parse(Text(created))!;
         var id = source["id"]!.GetValue<string>();
         source["created_via"]!.GetValue<string>().ShouldBe("mcp");
 
-        var retrieved = JsonNode.Parse(Text(await CallAsync(client, "external-data-sources-retrieve", new() { ["projectId"] = ProjectId, ["id"] = id })))!;
+        var retrieved = JsonNode.Parse(Text(await CallAsync(client, "external-data-sources-retrieve", new() { ["project_id"] = ProjectId, ["id"] = id })))!;
         retrieved["schemas"]!.AsArray().Count.ShouldBe(PublicTables);
-        var listed = JsonNode.Parse(Text(await CallAsync(client, "external-data-sources-list", new() { ["projectId"] = ProjectId })))!;
+        var listed = JsonNode.Parse(Text(await CallAsync(client, "external-data-sources-list", new() { ["project_id"] = ProjectId })))!;
         listed["results"]!.AsArray().Single()!["id"]!.GetValue<string>().ShouldBe(id);
-        (await CallAsync(client, "external-data-sources-partial-update", new() { ["projectId"] = ProjectId, ["id"] = id, ["description"] = "by an agent" })).IsError.ShouldNotBe(true);
+        (await CallAsync(client, "external-data-sources-partial-update", new() { ["project_id"] = ProjectId, ["id"] = id, ["description"] = "by an agent" })).IsError.ShouldNotBe(true);
 
-        var history = JsonNode.Parse(Text(await CallAsync(client, "external-data-sources-history", new() { ["projectId"] = ProjectId, ["id"] = id, ["type"] = "source_updated" })))!;
+        var history = JsonNode.Parse(Text(await CallAsync(client, "external-data-sources-history", new() { ["project_id"] = ProjectId, ["id"] = id, ["type"] = "source_updated" })))!;
         var entry = history["results"]!.AsArray().ShouldHaveSingleItem()!;
         entry["created_via"]!.GetValue<string>().ShouldBe("mcp");
         entry["summary"]!.GetValue<string>().ShouldBe("description changed");
-        var all = await CallAsync(client, "external-data-sources-history", new() { ["projectId"] = ProjectId, ["id"] = id });
+        var all = await CallAsync(client, "external-data-sources-history", new() { ["project_id"] = ProjectId, ["id"] = id });
         Text(all).ShouldNotContain(canary);
-        Text(await CallAsync(client, "external-data-sources-list", new() { ["projectId"] = ProjectId })).ShouldNotContain(canary);
+        Text(await CallAsync(client, "external-data-sources-list", new() { ["project_id"] = ProjectId })).ShouldNotContain(canary);
         await AssertNowhereStoredAsync(canary);
 
         await using var session = App.Host.Services.GetRequiredService<IDocumentStore>().QuerySession(ProjectId);
@@ -144,16 +148,16 @@ public sealed class when_an_agent_uses_the_mcp_tools(AppFixture app) : Integrati
     public async Task the_agent_safe_flow_works_through_tools_alone()
     {
         await using var client = await ConnectAsync();
-        var link = JsonNode.Parse(Text(await CallAsync(client, "data-warehouse-source-connect-link", new() { ["projectId"] = ProjectId, ["sourceType"] = "Postgres" })))!;
+        var link = JsonNode.Parse(Text(await CallAsync(client, "data-warehouse-source-connect-link", new() { ["project_id"] = ProjectId, ["source_type"] = "Postgres" })))!;
         link["instructions"]!.GetValue<string>().ShouldContain("Never ask for passwords");
         (await App.Anonymous().PostAsync($"{new Uri(link["connect_url"]!.GetValue<string>()).AbsolutePath}/credentials", new JsonObject { ["payload"] = PostgresConfig() }))
             .Status.ShouldBe(System.Net.HttpStatusCode.Created);
 
-        var stored = JsonNode.Parse(Text(await CallAsync(client, "data-warehouse-stored-credentials-list", new() { ["projectId"] = ProjectId })))!.AsArray();
+        var stored = JsonNode.Parse(Text(await CallAsync(client, "data-warehouse-stored-credentials-list", new() { ["project_id"] = ProjectId })))!.AsArray();
         var credential = stored.ShouldHaveSingleItem()!["credential_id"]!.GetValue<string>();
         var setUp = await CallAsync(client, "data-warehouse-source-setup", new()
         {
-            ["projectId"] = ProjectId, ["sourceType"] = "Postgres", ["payload"] = new JsonObject { ["credential_id"] = credential }, ["tables"] = new[] { "orders" },
+            ["project_id"] = ProjectId, ["source_type"] = "Postgres", ["payload"] = new JsonObject { ["credential_id"] = credential }, ["tables"] = new[] { "orders" },
         });
         setUp.IsError.ShouldNotBe(true, Text(setUp));
         JsonNode.Parse(Text(setUp))!["source"]!["created_via"]!.GetValue<string>().ShouldBe("mcp");
@@ -165,13 +169,15 @@ public sealed class when_an_agent_uses_the_mcp_tools(AppFixture app) : Integrati
         var reader = await App.IssueKeyAsync("mcp-reader", [Scopes.Read], [ProjectId]);
         await using var client = await ConnectAsync(reader);
 
-        var write = await CallAsync(client, "external-data-sources-destroy", new() { ["projectId"] = ProjectId, ["id"] = Guid.NewGuid() });
+        var write = await CallAsync(client, "external-data-sources-destroy", new() { ["project_id"] = ProjectId, ["id"] = Guid.NewGuid() });
         write.IsError.ShouldBe(true);
         Text(write).ShouldContain("API key missing required scope 'external_data_source:write'");
-        var elsewhere = await CallAsync(client, "external-data-sources-list", new() { ["projectId"] = ProjectId + "7" });
+        Text(write).ShouldNotStartWith("An error occurred");
+        var elsewhere = await CallAsync(client, "external-data-sources-list", new() { ["project_id"] = ProjectId + "7" });
         elsewhere.IsError.ShouldBe(true);
-        Text(elsewhere).ShouldContain("Not found.");
-        (await CallAsync(client, "external-data-sources-retrieve", new() { ["projectId"] = ProjectId, ["id"] = Guid.NewGuid() })).IsError.ShouldBe(true);
+        Text(elsewhere).ShouldContain("Not found");
+        Text(elsewhere).ShouldContain("project_id");
+        (await CallAsync(client, "external-data-sources-retrieve", new() { ["project_id"] = ProjectId, ["id"] = Guid.NewGuid() })).IsError.ShouldBe(true);
 
         await Should.ThrowAsync<Exception>(() => ConnectAsync("edk_not_a_key"));
     }
@@ -184,7 +190,7 @@ public sealed class when_an_agent_uses_the_mcp_tools(AppFixture app) : Integrati
         payload["schemas"] = OrdersIncremental();
 
         var results = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ =>
-            CallAsync(client, "external-data-sources-create", new() { ["projectId"] = ProjectId, ["sourceType"] = "Postgres", ["payload"] = payload, ["prefix"] = "raced" })));
+            CallAsync(client, "external-data-sources-create", new() { ["project_id"] = ProjectId, ["source_type"] = "Postgres", ["payload"] = payload, ["prefix"] = "raced" })));
 
         results.Count(r => r.IsError != true).ShouldBe(1);
         // Lost at the check ("Prefix already exists") or at the unique index (the race's own text), never an opaque failure.

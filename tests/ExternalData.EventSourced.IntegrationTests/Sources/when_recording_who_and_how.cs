@@ -7,6 +7,7 @@ using JasperFx.Events;
 using Marten;
 using Microsoft.Extensions.DependencyInjection;
 using Shouldly;
+using ExternalData.EventSourced.Infrastructure.Messaging;
 
 namespace ExternalData.EventSourced.IntegrationTests.Sources;
 

@@ -16,13 +16,27 @@ public sealed class when_updating_a_source(AppFixture app) : IntegrationContext(
 
         updated["description"]!.GetValue<string>().ShouldBe("nightly copy");
         updated["version"]!.GetValue<int>().ShouldBe(CreatedVersion + 1);
-        updated.AsObject().ContainsKey("schemas").ShouldBeFalse("a PATCH answers the source's own fields unless asked for the full representation");
         (await Api.GetAsync(SourceUrl(id))).Json["description"]!.GetValue<string>().ShouldBe("nightly copy");
 
-        var full = (await Api.PatchAsync(SourceUrl(id), new JsonObject { ["description"] = "with schemas" },
-            new Dictionary<string, string> { ["Prefer"] = "return=representation" })).ShouldHaveStatus(HttpStatusCode.OK).Json;
-        full["schemas"]!.AsArray().Count.ShouldBe(PublicTables);
-        full["version"]!.GetValue<int>().ShouldBe(CreatedVersion + 2);
+        var minimal = (await Api.PatchAsync(SourceUrl(id), new JsonObject { ["description"] = "lean" },
+            new Dictionary<string, string> { ["Prefer"] = "return=minimal" })).ShouldHaveStatus(HttpStatusCode.OK).Json;
+        minimal.AsObject().ContainsKey("schemas").ShouldBeFalse("return=minimal asks for the source's own fields only");
+        minimal["version"]!.GetValue<int>().ShouldBe(CreatedVersion + 2);
+    }
+
+    [Fact]
+    public async Task answers_posthogs_shape_with_every_schema_equal_to_a_following_retrieve()
+    {
+        var id = (await CreateSourceAsync(prefix: "shape"))["id"]!.GetValue<string>();
+
+        // PostHog's settings page reads the tables back from the PATCH answer (ref §4.1, §5.4): they must all be there.
+        var updated = (await Api.PatchAsync(SourceUrl(id), new JsonObject { ["description"] = "edited in PostHog's UI" })).ShouldHaveStatus(HttpStatusCode.OK).Json;
+        updated["schemas"]!.AsArray().Count.ShouldBe(PublicTables);
+
+        // The answer is the source as it reads once the change is committed: a retrieve right after is the same JSON,
+        // version and updated_at included (nothing else wrote in between).
+        var retrieved = (await Api.GetAsync(SourceUrl(id))).ShouldHaveStatus(HttpStatusCode.OK).Json;
+        updated.ToJsonString().ShouldBe(retrieved.ToJsonString());
     }
 
     [Fact]

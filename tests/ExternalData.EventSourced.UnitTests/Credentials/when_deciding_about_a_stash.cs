@@ -4,6 +4,7 @@ using ExternalData.EventSourced.Credentials.ConnectLinks;
 using ExternalData.EventSourced.Credentials.Expiring;
 using ExternalData.EventSourced.Credentials.Stashing;
 using ExternalData.EventSourced.Infrastructure.Encryption;
+using ExternalData.EventSourced.Shared;
 using ExternalData.EventSourced.Sources;
 using ExternalData.EventSourced.SourceTypes.Discovery;
 using ExternalData.EventSourced.UnitTests.Sources;
@@ -25,7 +26,7 @@ public sealed class when_deciding_about_a_stash
         stashed.StashedVia.ShouldBe("web");
         stashed.StashedBy.Name.ShouldBe("alice");
         stashed.Payload.ShouldBe(Draft.Payload);
-        expiry.Message.ShouldBe(new ExpireCredentials(Draft.Id, Given.Now.AddHours(24)));
+        expiry.Message.ShouldBe(new ExpireCredentials(Draft.Id, Given.Now.AddHours(24), "1"));
         expiry.Options!.ScheduledTime.ShouldBe(Given.Now.AddHours(24));
     }
 
@@ -47,17 +48,19 @@ public sealed class when_deciding_about_a_stash
         var stash = CredentialStash.Create(new CredentialsStashed(Draft.Id, "1", "Postgres", Draft.Payload, when_folding_a_source.Alice, "api", Given.Now, Given.Now.AddHours(24)));
         var message = new ExpireCredentials(Draft.Id, stash.ExpiresAt);
 
-        var (early, _, again) = ExpireCredentialsHandler.Handle(message, stash, new FixedClock(Given.Now.AddHours(1)));
+        var (early, _, again) = ExpireCredentialsHandler.Handle(message, stash, Given.Now.AddHours(1));
         early.ShouldBeEmpty();
         again.ShouldHaveSingleItem();
 
-        var (due, shred, none) = ExpireCredentialsHandler.Handle(message, stash, new FixedClock(Given.Now.AddHours(25)));
-        due.ShouldHaveSingleItem().ShouldBeOfType<CredentialsExpired>();
+        var (due, shred, none) = ExpireCredentialsHandler.Handle(message, stash, Given.Now.AddHours(25));
+        var expired = due.ShouldHaveSingleItem().ShouldBeOfType<CredentialsExpired>();
+        expired.ExpiredBy.ShouldBe(Actor.System("credential-expiry"), "nobody asked for it: the service records its own expiries");
+        expired.ExpiredVia.ShouldBe(Channel.System);
         shred.GetType().Name.ShouldStartWith("Delete");
         none.ShouldBeEmpty();
 
         stash.Apply(new CredentialsExpired(Draft.Id, Given.Now.AddHours(25)));
-        ExpireCredentialsHandler.Handle(message, stash, new FixedClock(Given.Now.AddHours(26))).Item1.ShouldBeEmpty();
+        ExpireCredentialsHandler.Handle(message, stash, Given.Now.AddHours(26)).Item1.ShouldBeEmpty();
     }
 
     [Fact]

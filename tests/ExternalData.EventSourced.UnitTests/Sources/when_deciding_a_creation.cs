@@ -43,7 +43,7 @@ public sealed class when_deciding_a_creation
     public void a_refused_draft_records_nothing()
     {
         var command = new CreateSource("Postgres", new JsonObject(), null, null, null, null, null) { Caller = when_folding_a_source.Caller };
-        var (response, start, key) = CreateSourceHandler.Handle(command, ExternalData.EventSourced.Infrastructure.Http.Problems.Validation("no"), Given.Now);
+        var (response, start, key) = CreateSourceHandler.Handle(command, ExternalData.EventSourced.Shared.Problems.Validation("no"), Given.Now);
 
         response.Problem!.Detail.ShouldBe("no");
         start.GetType().Name.ShouldBe("NoOp");

@@ -87,7 +87,7 @@ public sealed class when_deciding_an_update
     [Fact]
     public void the_full_config_lays_secrets_back_into_nested_blocks()
     {
-        var combined = UpdateSourceHandler.Combine(
+        var combined = StoredConfig.Combine(
             new JsonObject { ["host"] = "h", ["auth_method"] = new JsonObject { ["selection"] = "api_key" } },
             new JsonObject { ["password"] = "p", ["auth_method"] = new JsonObject { ["api_key"] = "k" } });
 

@@ -28,13 +28,16 @@ public sealed class when_deciding_cdc
         if (detail is null) choice!.Mode.ShouldBe(CdcModes.Managed);
     }
 
+    // The names are the source type's (its CDC capability): a Postgres source here.
+    private static readonly IChangeDataCapture Postgres = new ExternalData.EventSourced.SourceTypes.Postgres.PostgresSourceType(Given.HostPolicy());
+
     [Fact]
     public void default_names_come_from_the_random_end_of_the_source_id()
     {
         var id = Guid.Parse("01a2176c-6f6b-715f-b6d9-4ef8468114c6");
-        var managed = new CdcChoice(CdcModes.Managed, null, null, true, 1024, 10240).ResourcesFor(id);
+        var managed = new CdcChoice(CdcModes.Managed, null, null, true, 1024, 10240).ResourcesFor(Postgres, id);
         managed.ShouldBe(new CdcResources(CdcModes.Managed, "posthog_4ef8468114c6", "posthog_pub_4ef8468114c6", DefaultNames: true));
-        new CdcChoice(CdcModes.SelfManaged, "mine", null, true, 1024, 10240).ResourcesFor(id)
+        new CdcChoice(CdcModes.SelfManaged, "mine", null, true, 1024, 10240).ResourcesFor(Postgres, id)
             .ShouldBe(new CdcResources(CdcModes.SelfManaged, "mine", "posthog_pub", DefaultNames: false));
     }
 

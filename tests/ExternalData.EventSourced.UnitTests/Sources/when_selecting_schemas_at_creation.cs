@@ -44,6 +44,21 @@ public sealed class when_selecting_schemas_at_creation
         events.SyncType.ShouldBeNull();
     }
 
+    [Fact]
+    public void an_enabled_table_without_a_sync_type_is_recorded_as_the_full_refresh_it_runs_as()
+    {
+        // PostHog's create stores it as given and its pipeline runs it as a full refresh (ref §5.2 step 17); bulk update
+        // refuses the same choice on a stored schema (ref §5.21). One rule module says both: SyncTypeRules.
+        var (schemas, problem) = Build(new JsonArray(new JsonObject { ["name"] = "events", ["should_sync"] = true }));
+
+        problem.ShouldBeNull();
+        schemas!.Single(s => s.Name == "events").SyncType.ShouldBe(SyncTypes.FullRefresh);
+        SyncTypeRules.RefusalToEnable(shouldSync: true, syncType: null, direct: false).ShouldBe(SyncTypeRules.NotSetUp);
+        SyncTypeRules.RefusalToEnable(shouldSync: true, syncType: null, direct: true).ShouldBeNull("a direct source's tables never sync");
+        SyncTypeRules.AtCreate(shouldSync: false, SyncTypes.Cdc, direct: false).ShouldBeNull("a CDC choice on a disabled table means not set up");
+        SyncTypeRules.AtCreate(shouldSync: true, null, direct: true).ShouldBeNull();
+    }
+
     [Theory]
     [InlineData(null, "Schemas not given")]
     [InlineData("[]", "Schemas not given")]

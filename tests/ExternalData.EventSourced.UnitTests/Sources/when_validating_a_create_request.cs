@@ -18,7 +18,7 @@ public sealed class when_validating_a_create_request
     {
         var result = Validator.Validate(new CreateSource(null, null, new string('p', 101), null, "tunnel", "fax", null));
 
-        var problem = FluentValidationPolicy.ToProblem(result.Errors);
+        var problem = ExternalData.EventSourced.Shared.Validation.ToProblem(result.Errors);
         problem.Detail.ShouldBe("This field is required.");
         problem.Extensions["attr"].ShouldBe("source_type");
         problem.Extensions["code"].ShouldBe("required");

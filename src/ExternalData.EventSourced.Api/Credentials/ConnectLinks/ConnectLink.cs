@@ -9,10 +9,10 @@ using Microsoft.AspNetCore.WebUtilities;
 namespace ExternalData.EventSourced.Credentials.ConnectLinks;
 
 /// <summary>A link was issued for a person to enter one source type's credentials in their browser (API.md §5).</summary>
-public sealed record ConnectLinkIssued(Guid LinkId, string ProjectId, string SourceType, Actor IssuedBy, string IssuedVia, DateTimeOffset IssuedAt, DateTimeOffset ExpiresAt);
+public sealed record ConnectLinkIssued(Guid LinkId, string ProjectId, string SourceType, Actor IssuedBy, string IssuedVia, DateTimeOffset IssuedAt, DateTimeOffset ExpiresAt) : IDomainEvent;
 
 /// <summary>The link was used: the person's credentials became the stash <see cref="CredentialId"/>. Single use.</summary>
-public sealed record ConnectLinkSpent(Guid LinkId, Guid CredentialId, DateTimeOffset SpentAt);
+public sealed record ConnectLinkSpent(Guid LinkId, Guid CredentialId, DateTimeOffset SpentAt) : IDomainEvent;
 
 /// <summary>The write model of a link: whether it may still be used.</summary>
 public sealed class ConnectLink

@@ -7,6 +7,7 @@ using Microsoft.Extensions.Options;
 using Wolverine;
 using Wolverine.Http;
 using Wolverine.Marten;
+using ExternalData.EventSourced.Infrastructure.Auth;
 
 namespace ExternalData.EventSourced.Credentials.ConnectLinks;
 
@@ -56,7 +57,7 @@ public static class IssueConnectLinkEndpoint
     {
         var command = new IssueConnectLink(source_type)
         {
-            Caller = Caller.FromHttp(context, project_id), BaseUrl = $"{context.Request.Scheme}://{context.Request.Host}",
+            Caller = HttpCaller.From(context, project_id), BaseUrl = $"{context.Request.Scheme}://{context.Request.Host}",
         };
         var outcome = await bus.RunAsync<ConnectLinkAnswer>(command, context.RequestAborted);
         return outcome.Problem is { } problem ? Results.Problem(problem) : Results.Json(outcome.Value);

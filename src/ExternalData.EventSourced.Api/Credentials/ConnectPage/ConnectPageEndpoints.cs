@@ -8,6 +8,7 @@ using ExternalData.EventSourced.SourceTypes;
 using Marten;
 using Wolverine;
 using Wolverine.Http;
+using ExternalData.EventSourced.Infrastructure.Auth;
 
 namespace ExternalData.EventSourced.Credentials.ConnectPage;
 
@@ -49,7 +50,7 @@ public static class ConnectPageEndpoints
         var (link, problem) = await ResolveAsync(token, tokens, store, clock, context.RequestAborted);
         if (problem is not null) return Results.Problem(problem);
         var read = tokens.Read(token)!;
-        var caller = new Caller(link!.IssuedBy, read.ProjectId, Channel.Web, Caller.CorrelationIdOf(context), $"POST /connect#{context.TraceIdentifier}");
+        var caller = new Caller(link!.IssuedBy, read.ProjectId, Channel.Web, HttpCaller.CorrelationIdOf(context), $"POST /connect#{context.TraceIdentifier}");
         var outcome = await bus.RunAsync<StoredCredential>(
             new StashCredentials(read.SourceType, submission.Payload) { Caller = caller, ConnectLinkId = read.LinkId }, context.RequestAborted);
         return outcome.Problem is { } refused ? Results.Problem(refused) : Results.Json(outcome.Value, statusCode: StatusCodes.Status201Created);

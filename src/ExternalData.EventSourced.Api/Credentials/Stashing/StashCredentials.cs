@@ -14,6 +14,7 @@ using Microsoft.Extensions.Options;
 using Wolverine;
 using Wolverine.Http;
 using Wolverine.Marten;
+using ExternalData.EventSourced.Infrastructure.Auth;
 
 namespace ExternalData.EventSourced.Credentials.Stashing;
 
@@ -95,7 +96,7 @@ public static class StashCredentialsHandler
     {
         var expiresAt = now + timeToLive;
         var stashed = new CredentialsStashed(stash.Id, caller.ProjectId, stash.SourceType, stash.Payload, caller.Actor, caller.Channel, now, expiresAt);
-        return (stashed, new ExpireCredentials(stash.Id, expiresAt).ScheduledAt(expiresAt));
+        return (stashed, new ExpireCredentials(stash.Id, expiresAt, caller.ProjectId).ScheduledAt(expiresAt));
     }
 }
 
@@ -105,7 +106,7 @@ public static class StashCredentialsEndpoint
     [ProducesResponseType<StoredCredential>(StatusCodes.Status201Created)]
     public static async Task<IResult> Post(string project_id, StashCredentials command, HttpContext context, IMessageBus bus)
     {
-        var outcome = await bus.RunAsync<StoredCredential>(command with { Caller = Caller.FromHttp(context, project_id) }, context.RequestAborted);
+        var outcome = await bus.RunAsync<StoredCredential>(command with { Caller = HttpCaller.From(context, project_id) }, context.RequestAborted);
         return outcome.Problem is { } problem ? Results.Problem(problem) : Results.Json(outcome.Value, statusCode: StatusCodes.Status201Created);
     }
 }

@@ -5,6 +5,7 @@ using Marten;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.Extensions.Caching.Memory;
 using Microsoft.Extensions.Options;
+using ExternalData.EventSourced.Shared;
 
 namespace ExternalData.EventSourced.Infrastructure.Auth;
 

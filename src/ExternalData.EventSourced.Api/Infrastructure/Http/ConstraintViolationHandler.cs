@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Mvc;
 using Npgsql;
+using ExternalData.EventSourced.Shared;
 
 namespace ExternalData.EventSourced.Infrastructure.Http;
 

@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Diagnostics;
 using Npgsql;
+using ExternalData.EventSourced.Shared;
 
 namespace ExternalData.EventSourced.Infrastructure.Http;
 

@@ -1,3 +1,4 @@
+using ExternalData.EventSourced.Shared;
 using FluentValidation;
 using FluentValidation.Results;
 using JasperFx;
@@ -34,20 +35,6 @@ public sealed class FluentValidationPolicy : IHttpPolicy
     public static async Task<IResult> ValidateAsync<T>(IValidator<T> validator, T request)
     {
         var result = await validator.ValidateAsync(request);
-        return result.IsValid ? WolverineContinue.Result() : Results.Problem(ToProblem(result.Errors));
+        return result.IsValid ? WolverineContinue.Result() : Results.Problem(Validation.ToProblem(result.Errors));
     }
-
-    /// <summary>The first failure becomes <c>detail</c>/<c>attr</c> as PostHog reports one; all of them go under <c>errors</c>.</summary>
-    public static Microsoft.AspNetCore.Mvc.ProblemDetails ToProblem(IReadOnlyList<ValidationFailure> failures)
-    {
-        var first = failures[0];
-        var problem = Problems.Validation(first.ErrorMessage, SnakeCase(first.PropertyName), first.ErrorCode is { Length: > 0 } c && !c.EndsWith("Validator", StringComparison.Ordinal) ? c : "invalid_input");
-        problem.Extensions["errors"] = failures
-            .Select(f => new { attr = SnakeCase(f.PropertyName), detail = f.ErrorMessage })
-            .ToList();
-        return problem;
-    }
-
-    private static string SnakeCase(string propertyPath) =>
-        string.Join('.', propertyPath.Split('.').Select(System.Text.Json.JsonNamingPolicy.SnakeCaseLower.ConvertName));
 }

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.AspNetCore.Mvc;
+using ExternalData.EventSourced.Shared;
 
 namespace ExternalData.EventSourced.Infrastructure.Http;
 

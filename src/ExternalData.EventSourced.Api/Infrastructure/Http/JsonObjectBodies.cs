@@ -1,4 +1,5 @@
 using System.Text.Json;
+using ExternalData.EventSourced.Shared;
 
 namespace ExternalData.EventSourced.Infrastructure.Http;
 

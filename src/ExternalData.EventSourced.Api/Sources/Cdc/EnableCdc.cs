@@ -11,6 +11,7 @@ using Microsoft.AspNetCore.Mvc;
 using Wolverine;
 using Wolverine.Http;
 using Wolverine.Marten;
+using ExternalData.EventSourced.Infrastructure.Auth;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -52,7 +53,7 @@ public static class EnableCdcHandler
 
         var config = await StoredConfig.LoadAsync(source, session, cipher, ct);
         var tables = (await CdcTables.EnabledAsync(session, source.Id, ct)).Select(t => cdc.QualifiedTable(config, t)).ToList();
-        var provisioned = await ProvisionAsync(cdc, config, choice!, source.Id, tables, logger, ct);
+        var provisioned = await CdcSetup.ProvisionAsync(cdc, config, choice!, source.Id, tables, logger, ct);
         if (provisioned.Problem is not null) return provisioned.Problem;
 
         var stream = await session.Events.FetchForExclusiveWriting<Source>(source.Id, ct);
@@ -62,46 +63,14 @@ public static class EnableCdcHandler
         return new CdcActivation(stream, choice!, provisioned.Value!);
     }
 
-    /// <summary>Prerequisites, then the slot and publication. On success an undo step is registered with the running
-    /// use case, so a later failure (refusal, lost race, failed commit) leaves nothing on the source. Create uses it too.</summary>
-    public static async Task<Checked<CdcProvisioning>> ProvisionAsync(
-        IChangeDataCapture cdc, JsonObject config, CdcChoice choice, Guid sourceId, IReadOnlyList<string> tables, ILogger logger, CancellationToken ct)
-    {
-        var resources = choice.ResourcesFor(sourceId);
-        var report = await cdc.CheckPrerequisitesAsync(config,
-            new CdcCheckRequest(choice.Mode, tables, choice.SlotName, choice.Mode == CdcModes.SelfManaged ? resources.PublicationName : choice.PublicationName), ct);
-        if (report.Unreachable is { } unreachable)
-            return Problems.Validation($"Could not connect to source to check prerequisites: {unreachable.Message}", null, unreachable.Code ?? "connection_failed");
-        if (!report.Valid) return CdcPrerequisiteChecks.NotMet(report);
-
-        var outcome = await cdc.ProvisionAsync(config, resources, tables, ct);
-        if (outcome.Unreachable is { } down)
-            return Problems.Validation($"Could not connect to your database to set up change data capture: {down.Message}", null, down.Code ?? "connection_failed");
-        if (outcome.Error is { } error) return Problems.Validation(error, null, "cdc_setup_failed");
-
-        var provisioning = outcome.Value!;
-        Compensations.OnFailure(async () =>
-        {
-            var released = await cdc.ReleaseAsync(config, provisioning, CancellationToken.None);
-            if (released.Value is null)
-                logger.LogError("Could not remove the CDC slot {Slot} and publication {Publication} of a change that failed: {Error}. Remove them with: {Sql}",
-                    provisioning.SlotName, provisioning.PublicationName, released.Error ?? released.Unreachable?.Message,
-                    cdc.RemovalSql(new CdcResources(provisioning.Mode, provisioning.SlotName, provisioning.PublicationName, false), provisioning.SlotCreated, provisioning.PublicationCreated));
-        });
-        return provisioning;
-    }
-
     public static (Checked<CdcEnabledResult>, IMartenOp) Handle(EnableCdc command, Checked<CdcActivation> activation, DateTimeOffset now)
     {
         if (activation.Problem is { } problem) return (problem, MartenOps.Nothing());
         var (stream, choice, provisioning) = activation.Value!;
-        var enabled = Decide(command.SourceId, choice, provisioning, command.Caller, now);
+        var enabled = CdcSetup.Enabled(command.SourceId, choice, provisioning, command.Caller, now);
         return (new CdcEnabledResult(true, false, CdcSummary.From(CdcSettings.From(enabled))), new AppendToLockedStream<Source>(stream, enabled));
     }
 
-    public static CdcEnabled Decide(Guid sourceId, CdcChoice choice, CdcProvisioning p, Caller caller, DateTimeOffset now) => new(
-        sourceId, p.Mode, p.SlotName, p.PublicationName, p.ConsistentPoint, p.SlotCreated, p.PublicationCreated, p.PublishedTables,
-        choice.AutoDropSlot, choice.WarningMb, choice.CriticalMb, caller.Actor, caller.Channel, now);
 }
 
 public static class EnableCdcEndpoint
@@ -111,7 +80,7 @@ public static class EnableCdcEndpoint
     public static async Task<IResult> Post(string project_id, Guid id, JsonObject body, HttpContext context, IMessageBus bus)
     {
         var outcome = await bus.RunAsync<CdcEnabledResult>(
-            new EnableCdc(id, body) { ExpectedVersion = IfMatch.Version(context), Caller = Caller.FromHttp(context, project_id) }, context.RequestAborted);
+            new EnableCdc(id, body) { ExpectedVersion = IfMatch.Version(context), Caller = HttpCaller.From(context, project_id) }, context.RequestAborted);
         return outcome.Problem is { } problem ? Results.Problem(problem) : Results.Json(outcome.Value);
     }
 }

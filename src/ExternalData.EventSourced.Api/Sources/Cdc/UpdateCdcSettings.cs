@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Mvc;
 using Wolverine;
 using Wolverine.Http;
 using Wolverine.Marten;
+using ExternalData.EventSourced.Infrastructure.Auth;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -70,7 +71,7 @@ public static class UpdateCdcSettingsEndpoint
     public static async Task<IResult> Post(string project_id, Guid id, JsonObject body, HttpContext context, IMessageBus bus)
     {
         var outcome = await bus.RunAsync<CdcSettingsResult>(
-            new UpdateCdcSettings(id, body) { ExpectedVersion = IfMatch.Version(context), Caller = Caller.FromHttp(context, project_id) }, context.RequestAborted);
+            new UpdateCdcSettings(id, body) { ExpectedVersion = IfMatch.Version(context), Caller = HttpCaller.From(context, project_id) }, context.RequestAborted);
         return outcome.Problem is { } problem ? Results.Problem(problem) : Results.Json(outcome.Value);
     }
 }

@@ -11,6 +11,7 @@ using Microsoft.AspNetCore.Mvc;
 using Wolverine;
 using Wolverine.Http;
 using Wolverine.Marten;
+using ExternalData.EventSourced.Infrastructure.Auth;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -39,7 +40,7 @@ public sealed record CreateSource(
             RuleFor(x => x.Description).MaximumLength(400).WithMessage("Ensure this field has no more than 400 characters.").WithErrorCode("max_length");
             RuleFor(x => x.AccessMethod).Must(v => v is null || AccessMethods.All.Contains(v))
                 .WithMessage(x => $"\"{x.AccessMethod}\" is not a valid choice.").WithErrorCode("invalid_choice");
-            RuleFor(x => x.CreatedVia).Must(v => v is null || Channel.All.Contains(v))
+            RuleFor(x => x.CreatedVia).Must(v => v is null || Channel.Requestable.Contains(v))
                 .WithMessage(x => $"\"{x.CreatedVia}\" is not a valid choice.").WithErrorCode("invalid_choice");
         }
     }
@@ -122,7 +123,7 @@ public static class CreateSourceHandler
         {
             var cdc = (IChangeDataCapture)type;
             var tables = schemas!.Where(s => s.Settings is { ShouldSync: true, SyncType: SyncTypes.Cdc }).Select(s => cdc.QualifiedTable(config!, s.Name)).ToList();
-            var provisioned = await EnableCdcHandler.ProvisionAsync(cdc, config!, cdcChoice, id, tables, logger, ct);
+            var provisioned = await CdcSetup.ProvisionAsync(cdc, config!, cdcChoice, id, tables, logger, ct);
             if (provisioned.Problem is not null) return provisioned.Problem;
             provisioning = provisioned.Value;
         }
@@ -142,7 +143,7 @@ public static class CreateSourceHandler
         if (draft.Problem is { } problem) return (problem, MartenOps.Nothing(), MartenOps.Nothing());
         var source = draft.Value!;
         var (created, tables) = Decide(command, source, now);
-        var cdc = source.Cdc is { } p ? EnableCdcHandler.Decide(source.Id, source.CdcChoice!, p, command.Caller, now) : null;
+        var cdc = source.Cdc is { } p ? CdcSetup.Enabled(source.Id, source.CdcChoice!, p, command.Caller, now) : null;
         object[] events = cdc is null ? [created, .. tables] : [created, .. tables, cdc];
         return (Answer(source, created, tables, cdc), MartenOps.StartStream<Source>(created.SourceId, events), StoreKey(source));
     }
@@ -196,8 +197,8 @@ public static class CreateSourceEndpoint
     {
         // PostHog lets a REST client say which channel it is (its MCP server sends created_via=mcp); the event body and
         // its metadata then both say so.
-        var channel = command.CreatedVia is { } via && Channel.All.Contains(via) ? via : Channel.Api;
-        var outcome = await bus.RunAsync<SourceDetails>(command with { Caller = Caller.FromHttp(context, project_id, channel) }, context.RequestAborted);
+        var channel = command.CreatedVia is { } via && Channel.Requestable.Contains(via) ? via : Channel.Api;
+        var outcome = await bus.RunAsync<SourceDetails>(command with { Caller = HttpCaller.From(context, project_id, channel) }, context.RequestAborted);
         if (outcome.Problem is { } problem) return Results.Problem(problem);
         return SourceResponses.Source(outcome.Value!, withSchemas: true, status: StatusCodes.Status201Created,
             location: $"{context.SourcesBasePath(project_id)}{outcome.Value!.Id}/");

@@ -30,18 +30,6 @@ public sealed class CleanupOptions
     public IReadOnlyList<double> Delays => RetryDelaysSeconds is { Length: > 0 } configured ? configured : [30, 120, 600, 3600, 21600];
 }
 
-/// <summary>The deleted source's CDC slot and publication were removed (or were already gone).</summary>
-/// <remarks>The clean-up events name the actor and channel of the deletion that caused them, as their metadata does.</remarks>
-public sealed record CdcResourcesDropped(
-    Guid SourceId, string? SlotName, string? PublicationName, bool SlotDropped, bool PublicationDropped, int Attempt, Actor CausedBy, string Via, DateTimeOffset DroppedAt);
-
-/// <summary>A clean-up attempt failed; another is scheduled.</summary>
-public sealed record CdcCleanupAttemptFailed(Guid SourceId, int Attempt, string Error, DateTimeOffset NextAttemptAt, Actor CausedBy, string Via, DateTimeOffset FailedAt);
-
-/// <summary>The last attempt failed: what is left on the source and the SQL the customer must run to remove it.</summary>
-public sealed record CdcCleanupAbandoned(
-    Guid SourceId, string? SlotName, string? PublicationName, int Attempts, string Error, string RemediationSql, Actor CausedBy, string Via, DateTimeOffset AbandonedAt);
-
 public static class DeletedSourceCleanup
 {
     /// <summary>Something outside this service goes with the source: a slot we may drop, or a publication we own.</summary>

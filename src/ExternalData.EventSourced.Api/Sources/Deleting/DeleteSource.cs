@@ -6,6 +6,7 @@ using ExternalData.EventSourced.Shared;
 using Wolverine;
 using Wolverine.Http;
 using Wolverine.Marten;
+using ExternalData.EventSourced.Infrastructure.Auth;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -51,7 +52,7 @@ public static class DeleteSourceEndpoint
     public static async Task<IResult> Delete(string project_id, Guid id, HttpContext context, IMessageBus bus)
     {
         var outcome = await bus.RunAsync<SourceRemoved>(
-            new DeleteSource(id) { ExpectedVersion = IfMatch.Version(context), Caller = Caller.FromHttp(context, project_id) }, context.RequestAborted);
+            new DeleteSource(id) { ExpectedVersion = IfMatch.Version(context), Caller = HttpCaller.From(context, project_id) }, context.RequestAborted);
         return outcome.Problem is { } problem ? Results.Problem(problem) : Results.NoContent();
     }
 }

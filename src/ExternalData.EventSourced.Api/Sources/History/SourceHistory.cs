@@ -8,6 +8,7 @@ using JasperFx.Events;
 using Marten;
 using Microsoft.Extensions.Options;
 using Wolverine.Http;
+using ExternalData.EventSourced.Infrastructure.Messaging;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -35,7 +36,7 @@ public static class SourceHistoryEndpoint
         if (badTime is not null) return Results.Problem(badTime);
 
         var page = await ReadAsync(session, id, take, skip, type, from, to, json.Value.SerializerOptions, ct);
-        return page is null ? Results.Problem(Problems.NotFound()) : Results.Json(Paging.PageOf(page.Value.Entries, page.Value.Total, take, skip, context));
+        return page is null ? Results.Problem(Problems.NotFound()) : Results.Json(PageLinks.PageOf(page.Value.Entries, page.Value.Total, take, skip, context));
     }
 
     /// <summary>A page of the history, or null when the project has no such source (every channel reads it this way).</summary>

@@ -4,6 +4,7 @@ using ExternalData.EventSourced.SourceTypes;
 using FluentValidation;
 using Marten;
 using Wolverine.Http;
+using ExternalData.EventSourced.Shared;
 
 namespace ExternalData.EventSourced.Sources;
 

@@ -2,6 +2,7 @@ using System.Text.RegularExpressions;
 using ExternalData.EventSourced.Infrastructure.Http;
 using Marten;
 using Microsoft.AspNetCore.Mvc;
+using ExternalData.EventSourced.Shared;
 
 namespace ExternalData.EventSourced.Sources;
 

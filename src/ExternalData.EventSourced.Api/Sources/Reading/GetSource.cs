@@ -5,6 +5,7 @@ using ExternalData.EventSourced.SourceTypes;
 using JasperFx.Events;
 using Marten;
 using Wolverine.Http;
+using ExternalData.EventSourced.Shared;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -18,8 +19,8 @@ public static class GetSourceEndpoint
     {
         if (string.IsNullOrEmpty(as_of))
         {
-            var source = await session.LoadAsync<Source>(id, ct);
-            return source is null ? Results.Problem(Problems.NotFound()) : SourceResponses.Source(SourceDetails.Of(source, registry), withSchemas: true, session);
+            var source = await SourceQueries.FindAsync(session, registry, id, ct);
+            return source is null ? Results.Problem(Problems.NotFound()) : SourceResponses.Source(source, withSchemas: true, session);
         }
 
         IReadOnlyList<IEvent> events;
@@ -50,23 +51,10 @@ public static class SourceAsOf
         {
             source = Source.After(source, @event);
             if (source is null) return null;
-            switch (@event.Data)
+            foreach (var schemaId in SourceSchemaProjection.SchemasNamedBy(@event.Data))
             {
-                case SchemaAdded added:
-                    schemas[added.SchemaId] = SourceSchemaProjection.Create((IEvent<SchemaAdded>)@event);
-                    break;
-                case SchemasBulkUpdated bulk:
-                    foreach (var change in bulk.Schemas)
-                        if (schemas.TryGetValue(change.SchemaId, out var schema)) SourceSchemaProjection.Apply(bulk, schema);
-                    break;
-                case SchemasRefreshed refreshed:
-                    foreach (var schemaId in SourceSchemaProjection.AffectedSchemas(refreshed))
-                        if (schemas.TryGetValue(schemaId, out var schema)) SourceSchemaProjection.Apply(refreshed, schema);
-                    break;
-                case CdcDisabled disabled:
-                    foreach (var reset in disabled.SchemasReset)
-                        if (schemas.TryGetValue(reset.SchemaId, out var schema)) SourceSchemaProjection.Apply(disabled, schema);
-                    break;
+                if (SourceSchemaProjection.Fold.Apply(schemas.GetValueOrDefault(schemaId), @event) is { } schema) schemas[schemaId] = schema;
+                else schemas.Remove(schemaId);
             }
         }
 

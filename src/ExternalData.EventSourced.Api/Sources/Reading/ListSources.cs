@@ -3,6 +3,7 @@ using ExternalData.EventSourced.Shared;
 using ExternalData.EventSourced.SourceTypes;
 using Marten;
 using Wolverine.Http;
+using ExternalData.EventSourced.Infrastructure.Http;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -17,21 +18,8 @@ public static class ListSourcesEndpoint
     {
         if (Paging.Parse(limit, offset) is not ({ } take, { } skip)) return Results.Problem(Paging.Problem(limit));
 
-        IQueryable<Source> query = session.Query<Source>();
-        var searching = !string.IsNullOrWhiteSpace(search);
-        if (searching)
-        {
-            var term = search!.Trim();
-            query = query.Where(s => s.SourceType.Contains(term, StringComparison.OrdinalIgnoreCase)
-                                     || (s.Prefix != null && s.Prefix.Contains(term, StringComparison.OrdinalIgnoreCase)));
-        }
-
-        // Ids are UUIDv7 minted from the creation time, so id order is age order (and the schema query can follow it).
-        // The project's total is kept by the store (SourceCounts), so the first page costs the same at 50 sources as
-        // at 50,000; a search counts its matches.
-        var page = (await query.OrderByDescending(s => s.Id).Skip(skip).Take(take).ToListAsync(ct)).Select(s => SourceDetails.Of(s, registry)).ToList();
-        var total = searching ? await query.CountAsync(ct) : await SourceCounts.OfProjectAsync(session, ct);
-        var (next, previous) = Paging.Links(total, take, skip, context);
+        var (page, total) = await SourceQueries.PageAsync(session, registry, take, skip, search, ct);
+        var (next, previous) = PageLinks.For(total, take, skip, context);
         return SourceResponses.Page(page, total, next, previous, session);
     }
 }

@@ -12,9 +12,9 @@ public static class SourceResponses
 {
     private const int FlushThreshold = 64 * 1024;
 
-    /// <summary>RFC 7240: the caller asks for the full representation, schemas included.</summary>
-    public static bool WantsRepresentation(HttpContext context) =>
-        context.Request.Headers["Prefer"].Any(v => v?.Contains("return=representation", StringComparison.OrdinalIgnoreCase) == true);
+    /// <summary>RFC 7240 <c>Prefer: return=minimal</c>: the caller wants the source's own fields, not its schemas.</summary>
+    public static bool PrefersMinimal(HttpContext context) =>
+        context.Request.Headers["Prefer"].Any(v => v?.Contains("return=minimal", StringComparison.OrdinalIgnoreCase) == true);
 
     /// <summary>One source. Its schemas come from <paramref name="schemasFrom"/> when given, else from
     /// <see cref="SourceDetails.Schemas"/> when filled, else the key is left out.</summary>

@@ -9,6 +9,7 @@ using Marten;
 using Wolverine;
 using Wolverine.Http;
 using Wolverine.Marten;
+using ExternalData.EventSourced.Infrastructure.Auth;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -41,16 +42,7 @@ public static class RefreshSchemasHandler
 
         var type = registry.Get(source.SourceType);
         var config = await StoredConfig.LoadAsync(source, session, cipher, ct);
-        return await RediscoverAsync(type, config, source.Id, session, ct);
-    }
-
-    /// <summary>Discovery and reconciliation, shared with a direct source's connection change (ref §5.4 step 4).</summary>
-    public static async Task<Checked<Reconciliation>> RediscoverAsync(ISourceType type, JsonObject config, Guid sourceId, IQuerySession session, CancellationToken ct)
-    {
-        var discovery = await type.DiscoverAsync(config, ct);
-        if (!discovery.Check.Ok) return Problems.Validation(discovery.Check.Message!, null, discovery.Check.Code!);
-        var stored = await session.Query<SourceSchema>().Where(s => s.SourceId == sourceId).ToListAsync(ct);
-        return SchemaReconciliation.Reconcile(stored, discovery.Tables, Guid.CreateVersion7);
+        return await SchemaReconciliation.RediscoverAsync(type, config, source.Id, session, ct);
     }
 
     /// <summary>The new tables as one event each and one event naming everything the rediscovery changed.</summary>
@@ -60,37 +52,12 @@ public static class RefreshSchemasHandler
     {
         if (reconciliation.Problem is { } problem) return (problem, []);
         var result = reconciliation.Value!;
-        return (Answer(result), [.. Decide(command.SourceId, result, command.Caller, now)]);
-    }
-
-    public static IReadOnlyList<object> Decide(Guid sourceId, Reconciliation result, Caller caller, DateTimeOffset now)
-    {
-        var events = new List<object>();
-        events.AddRange(result.Added.Select(s => new SchemaAdded(sourceId, s.Id, s.Name, s.Facts, s.Settings, caller.Actor, caller.Channel, now)));
-        events.Add(new SchemasRefreshed(sourceId, result.Added.Select(a => a.Name).ToList(), result.Revived, result.Removed, result.Disabled,
-            result.FactsChanged, result.ColumnDrift, result.TotalTablesSeen, caller.Actor, caller.Channel, now));
-        return events;
+        return (Answer(result), [.. SchemaReconciliation.Events(command.SourceId, result, command.Caller, now)]);
     }
 
     private static Checked<SchemasRefreshResult> Answer(Reconciliation r) => new SchemasRefreshResult(
         r.Added.Count + r.Revived.Count, r.Removed.Count, r.TotalTablesSeen,
         r.ColumnDrift.Select(d => new ColumnChange(d.SchemaId, d.Name, d.Appeared, d.Vanished)).ToList());
-}
-
-/// <summary>A source's full config: the public part with its secrets unsealed and laid back in.</summary>
-public static class StoredConfig
-{
-    public static async Task<JsonObject> LoadAsync(Source source, IQuerySession session, SecretsCipher cipher, CancellationToken ct) =>
-        (await LoadWithKeyAsync(source, session, cipher, ct)).Config;
-
-    /// <summary>The full config and the source's data key (null when it never had secrets), for a change that re-seals.</summary>
-    public static async Task<(JsonObject Config, byte[]? DataKey)> LoadWithKeyAsync(Source source, IQuerySession session, SecretsCipher cipher, CancellationToken ct)
-    {
-        var dataKeyDocument = await session.LoadAsync<DataKey>(source.Id, ct);
-        var dataKey = dataKeyDocument is null ? null : cipher.Unwrap(dataKeyDocument);
-        var secrets = source.Secrets is not null && dataKey is not null ? cipher.Unseal(source.Secrets, dataKey, source.Id) : new JsonObject();
-        return (UpdateSourceHandler.Combine(source.JobInputs, secrets), dataKey);
-    }
 }
 
 public static class RefreshSchemasEndpoint
@@ -100,7 +67,7 @@ public static class RefreshSchemasEndpoint
     public static async Task<IResult> Post(string project_id, Guid id, HttpContext context, IMessageBus bus)
     {
         var outcome = await bus.RunAsync<SchemasRefreshResult>(
-            new RefreshSchemas(id) { ExpectedVersion = IfMatch.Version(context), Caller = Caller.FromHttp(context, project_id) }, context.RequestAborted);
+            new RefreshSchemas(id) { ExpectedVersion = IfMatch.Version(context), Caller = HttpCaller.From(context, project_id) }, context.RequestAborted);
         return outcome.Problem is { } problem ? Results.Problem(problem) : Results.Json(outcome.Value);
     }
 }

@@ -11,6 +11,7 @@ using Marten;
 using Wolverine;
 using Wolverine.Http;
 using Wolverine.Marten;
+using ExternalData.EventSourced.Infrastructure.Auth;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -160,7 +161,7 @@ public static class BulkUpdateSchemasEndpoint
     public static async Task<IResult> Patch(string project_id, Guid id, BulkUpdateSchemas command, HttpContext context, IMessageBus bus)
     {
         var outcome = await bus.RunAsync<IReadOnlyList<SchemaDetails>>(
-            command with { SourceId = id, ExpectedVersion = IfMatch.Version(context), Caller = Caller.FromHttp(context, project_id) }, context.RequestAborted);
+            command with { SourceId = id, ExpectedVersion = IfMatch.Version(context), Caller = HttpCaller.From(context, project_id) }, context.RequestAborted);
         return outcome.Problem is { } problem ? Results.Problem(problem) : Results.Json(outcome.Value);
     }
 }

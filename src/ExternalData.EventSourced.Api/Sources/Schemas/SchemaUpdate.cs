@@ -121,7 +121,7 @@ public static class SchemaUpdate
 
         if (next.SyncFrequency == "1min" && next.SyncType != SyncTypes.Cdc)
             return Refuse("A 1-minute sync frequency is only available for CDC schemas. The fastest frequency for other sync types is 5 minutes.");
-        if (!direct && next.ShouldSync && next.SyncType is null) return Refuse("Sync type must be set up first before enabling schema");
+        if (SyncTypeRules.RefusalToEnable(next.ShouldSync, next.SyncType, direct) is { } notSetUp) return Refuse(notSetUp);
         if (next.RowFilters is { Count: > 0 } && next.SyncType == SyncTypes.Cdc) return Refuse("row filters are not available for CDC schemas");
 
         changed.AddRange(ChangedFields(current, next));

@@ -1,7 +1,7 @@
 using Microsoft.AspNetCore.Mvc;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
-using ExternalData.EventSourced.Credentials;
+using ExternalData.EventSourced.Credentials.Consuming;
 using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.Infrastructure.Http;
 using ExternalData.EventSourced.Shared;
@@ -12,6 +12,7 @@ using Marten;
 using Wolverine;
 using Wolverine.Http;
 using Wolverine.Marten;
+using ExternalData.EventSourced.Infrastructure.Auth;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -40,7 +41,7 @@ public sealed record SetUpSource(string? SourceType, JsonObject? Payload, string
 }
 
 /// <summary>The checked setup: the new source, and the stash it consumes (locked for this write) if any.</summary>
-public sealed record SourceSetup(NewSource Source, IEventStream<CredentialStash>? Stash, WebhookAttempt? Webhook = null);
+public sealed record SourceSetup(NewSource Source, ClaimedStash? Stash, WebhookAttempt? Webhook = null);
 
 /// <summary>201: the new source's id, the webhook attempt for webhook-capable sources (ref §12.3), and [beyond] the full source.</summary>
 public sealed record SetUpSourceResult(
@@ -48,7 +49,6 @@ public sealed record SetUpSourceResult(
 
 public static class SetUpSourceHandler
 {
-    public static string CredentialNotFound(string id) => $"Stored credential '{id}' not found or expired";
     public const string NoTables = "No tables found for this source. Check the credentials and permissions.";
 
     /// <summary>
@@ -66,22 +66,14 @@ public static class SetUpSourceHandler
 
         var now = clock.GetUtcNow();
         var payload = (JsonObject?)command.Payload?.DeepClone() ?? [];
-        IEventStream<CredentialStash>? stash = null;
+        ClaimedStash? stash = null;
         if (payload.ContainsKey("credential_id"))
         {
-            var text = payload["credential_id"] is JsonValue v && v.TryGetValue<string>(out var s) ? s : payload["credential_id"]?.ToJsonString() ?? "null";
+            var claim = await StashConsumption.ClaimAsync(payload["credential_id"], type.Definition.Name, "payload.credential_id", session, cipher, now, ct);
+            if (claim.Problem is { } stashProblem) return stashProblem;
+            stash = claim.Value!;
             payload.Remove("credential_id");
-            if (!Guid.TryParse(text, out var credentialId)) return Problems.Validation(CredentialNotFound(text), "payload.credential_id", "credential_not_found");
-
-            stash = await session.Events.FetchForExclusiveWriting<CredentialStash>(credentialId, ct);
-            if (stash.Aggregate is not { } stored || !stored.IsUsableAt(now))
-                return Problems.Validation(CredentialNotFound(text), "payload.credential_id", "credential_not_found");
-            if (stored.SourceType != type.Definition.Name)
-                return Problems.Validation($"Stored credential '{text}' is for '{stored.SourceType}', not '{type.Definition.Name}'", "payload.credential_id", "credential_type_mismatch");
-
-            var dataKey = await session.LoadAsync<DataKey>(credentialId, ct);
-            if (dataKey is null || stored.Payload is null) return Problems.Validation(CredentialNotFound(text), "payload.credential_id", "credential_not_found");
-            foreach (var (field, value) in cipher.Unseal(stored.Payload, cipher.Unwrap(dataKey), credentialId)) payload[field] = value?.DeepClone();
+            foreach (var (field, value) in stash.Values) payload[field] = value?.DeepClone();
         }
 
         var (config, configProblem) = SourceConfigGate.Validate(type, payload);
@@ -131,20 +123,11 @@ public static class SetUpSourceHandler
         var (created, tables) = CreateSourceHandler.Decide(source, command.Description, command.DirectQueryEnabled, command.Caller, command.Caller.Channel, now);
         var (webhookResult, webhookEvents) = webhook is null ? (null, []) : WebhookRegistrations.Decide(source.Id, webhook, command.Caller, now);
         // The answer is the read model the events will produce, folded by its own pure methods.
-        var details = SourceAsOf.Fold([.. new object[] { created }.Concat(tables).Concat(webhookEvents).Select((e, i) => Versioned(e, i + 1))], source.Type)!;
-        IMartenOp consume = stash is null
-            ? MartenOps.Nothing()
-            : new AppendToLockedStream<CredentialStash>(stash, new CredentialsConsumed(stash.Id, source.Id, command.Caller.Actor, command.Caller.Channel, now));
-        IMartenOp shred = stash is null ? MartenOps.Nothing() : MartenOps.Delete<DataKey>(stash.Id);
+        var details = SourceAsOf.Fold([.. new object[] { created }.Concat(tables).Concat(webhookEvents).Select((e, i) => EventFold<Source>.Wrap(e, i + 1))], source.Type)!;
+        // The stash is spent in the source's own transaction, exactly once: the Credentials slice says how.
+        IMartenOp[] spend = stash is null ? [MartenOps.Nothing(), MartenOps.Nothing()] : StashConsumption.Consume(stash, source.Id, command.Caller, now);
         return (new SetUpSourceResult(source.Id, details, webhookResult), MartenOps.StartStream<Source>(source.Id, [created, .. tables, .. webhookEvents]),
-            CreateSourceHandler.StoreKey(source), consume, shred);
-    }
-
-    private static IEvent Versioned(object data, int version)
-    {
-        var wrapped = (IEvent)Activator.CreateInstance(typeof(Event<>).MakeGenericType(data.GetType()), data)!;
-        wrapped.Version = version;
-        return wrapped;
+            CreateSourceHandler.StoreKey(source), spend[0], spend[1]);
     }
 }
 
@@ -155,7 +138,7 @@ public static class SetUpSourceEndpoint
     public static async Task<IResult> Post(string project_id, SetUpSource command, HttpContext context, IMessageBus bus)
     {
         var outcome = await bus.RunAsync<SetUpSourceResult>(
-            command with { Caller = Caller.FromHttp(context, project_id), BaseUrl = $"{context.Request.Scheme}://{context.Request.Host}" }, context.RequestAborted);
+            command with { Caller = HttpCaller.From(context, project_id), BaseUrl = $"{context.Request.Scheme}://{context.Request.Host}" }, context.RequestAborted);
         if (outcome.Problem is { } problem) return Results.Problem(problem);
         return Results.Json(outcome.Value, statusCode: StatusCodes.Status201Created);
     }

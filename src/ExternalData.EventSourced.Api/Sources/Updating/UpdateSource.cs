@@ -11,6 +11,7 @@ using Microsoft.AspNetCore.Mvc;
 using Wolverine;
 using Wolverine.Http;
 using Wolverine.Marten;
+using ExternalData.EventSourced.Infrastructure.Auth;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -95,7 +96,7 @@ public static class UpdateSourceHandler
         Reconciliation? rediscovered = null;
         if (source.IsDirect)
         {
-            var rediscovery = await RefreshSchemasHandler.RediscoverAsync(type, config!, source.Id, session, ct);
+            var rediscovery = await SchemaReconciliation.RediscoverAsync(type, config!, source.Id, session, ct);
             if (rediscovery.Problem is { } discoveryProblem) return discoveryProblem;
             rediscovered = rediscovery.Value;
         }
@@ -123,7 +124,7 @@ public static class UpdateSourceHandler
         IMartenOp storeKey = change.NewDataKey is null || updated is null ? MartenOps.Nothing() : MartenOps.Store(change.NewDataKey);
         if (updated is null) return (SourceDetails.Of(source!, registry), [], storeKey);
         // The rediscovered tables land in the same transaction as the connection change that revealed them.
-        var rediscovered = change.Rediscovered is { } r ? RefreshSchemasHandler.Decide(source!.Id, r, command.Caller, now) : [];
+        var rediscovered = change.Rediscovered is { } r ? SchemaReconciliation.Events(source!.Id, r, command.Caller, now) : [];
         Events events = [updated, .. rediscovered];
         return (SourceDetails.Of(source!.Folded(events), registry), events, storeKey);
     }
@@ -159,34 +160,22 @@ public static class UpdateSourceHandler
             .Any(path => !string.IsNullOrEmpty(ConfigSchema.Lookup(stored, path)) && !ConfigSchema.Supplies(incoming, path));
     }
 
-    /// <summary>The full config: the public part with the secrets laid back in at their paths.</summary>
-    public static JsonObject Combine(JsonObject publicConfig, JsonObject secrets)
-    {
-        var combined = (JsonObject)publicConfig.DeepClone();
-        foreach (var (key, value) in secrets)
-        {
-            if (value is JsonObject nested && combined[key] is JsonObject block) combined[key] = Combine(block, nested);
-            else combined[key] = value?.DeepClone();
-        }
-
-        return combined;
-    }
-
     private static string? NullIfEmpty(string value) => value.Length == 0 ? null : value;
 }
 
 public static class UpdateSourceEndpoint
 {
-    /// <summary>200 with the source's own fields. <c>Prefer: return=representation</c> adds every schema, as a
-    /// retrieve does; by default they are left out so a PATCH costs the same on 5,000 tables as on 2 (ADR 0016).</summary>
+    /// <summary>200 with the whole source, every schema streamed after its own fields as a retrieve writes them: PostHog's
+    /// answer (ref §4.1, §5.4), which its settings page reads the tables back from. The write itself touches no schema,
+    /// so only the answer grows with the tables; <c>Prefer: return=minimal</c> leaves them out (ADR 0008).</summary>
     [WolverinePatch("/api/projects/{project_id}/external_data_sources/{id}")]
     [ProducesResponseType<SourceDetails>(StatusCodes.Status200OK)]
     public static async Task<IResult> Patch(string project_id, Guid id, UpdateSource command, HttpContext context, IMessageBus bus, IQuerySession session)
     {
         var outcome = await bus.RunAsync<SourceDetails>(
-            command with { SourceId = id, ExpectedVersion = IfMatch.Version(context), Caller = Caller.FromHttp(context, project_id) }, context.RequestAborted);
+            command with { SourceId = id, ExpectedVersion = IfMatch.Version(context), Caller = HttpCaller.From(context, project_id) }, context.RequestAborted);
         return outcome.Problem is { } problem
             ? Results.Problem(problem)
-            : SourceResponses.Source(outcome.Value!, SourceResponses.WantsRepresentation(context), session);
+            : SourceResponses.Source(outcome.Value!, withSchemas: !SourceResponses.PrefersMinimal(context), session);
     }
 }

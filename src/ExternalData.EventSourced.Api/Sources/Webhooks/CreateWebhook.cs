@@ -10,6 +10,7 @@ using Microsoft.AspNetCore.Mvc;
 using Wolverine;
 using Wolverine.Http;
 using Wolverine.Marten;
+using ExternalData.EventSourced.Infrastructure.Auth;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -128,7 +129,7 @@ public static class CreateWebhookEndpoint
     {
         var outcome = await bus.RunAsync<WebhookResult>(new CreateWebhook(id)
         {
-            ExpectedVersion = IfMatch.Version(context), BaseUrl = $"{context.Request.Scheme}://{context.Request.Host}", Caller = Caller.FromHttp(context, project_id),
+            ExpectedVersion = IfMatch.Version(context), BaseUrl = $"{context.Request.Scheme}://{context.Request.Host}", Caller = HttpCaller.From(context, project_id),
         }, context.RequestAborted);
         return outcome.Problem is { } problem ? Results.Problem(problem) : Results.Json(outcome.Value);
     }

@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Mvc;
 using Wolverine;
 using Wolverine.Http;
 using Wolverine.Marten;
+using ExternalData.EventSourced.Infrastructure.Auth;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -68,7 +69,7 @@ public static class DeleteWebhookEndpoint
     public static async Task<IResult> Post(string project_id, Guid id, HttpContext context, IMessageBus bus)
     {
         var outcome = await bus.RunAsync<WebhookDeletionResult>(
-            new DeleteWebhook(id) { ExpectedVersion = IfMatch.Version(context), Caller = Caller.FromHttp(context, project_id) }, context.RequestAborted);
+            new DeleteWebhook(id) { ExpectedVersion = IfMatch.Version(context), Caller = HttpCaller.From(context, project_id) }, context.RequestAborted);
         return outcome.Problem is { } problem ? Results.Problem(problem) : Results.Json(outcome.Value);
     }
 }

@@ -8,6 +8,7 @@ using Marten;
 using JasperFx;
 using Microsoft.AspNetCore.Mvc;
 using Wolverine.Http;
+using ExternalData.EventSourced.Shared;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -61,7 +62,7 @@ public static class ReceiveWebhookEndpoint
 
         using var reader = new StreamReader(context.Request.Body, Encoding.UTF8);
         var body = await reader.ReadToEndAsync(ct);
-        var verified = provider.Verify(body, context.Request.Headers["Stripe-Signature"].FirstOrDefault(), secret, clock.GetUtcNow());
+        var verified = provider.Verify(body, context.Request.Headers[provider.SignatureHeader].FirstOrDefault(), secret, clock.GetUtcNow());
         if (!verified.Valid) return Results.Problem(Problems.Validation(verified.Error!, null, "invalid_signature"));
         if (verified.EventId is null || verified.ObjectType is null || provider.TableForObjectType(verified.ObjectType) is not { } table)
             return Results.Json(new WebhookReceipt("ignored"));

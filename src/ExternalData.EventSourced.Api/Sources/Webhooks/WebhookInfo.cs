@@ -5,6 +5,7 @@ using ExternalData.EventSourced.SourceTypes.Webhooks;
 using Marten;
 using Microsoft.AspNetCore.Mvc;
 using Wolverine.Http;
+using ExternalData.EventSourced.Shared;
 
 namespace ExternalData.EventSourced.Sources;
 

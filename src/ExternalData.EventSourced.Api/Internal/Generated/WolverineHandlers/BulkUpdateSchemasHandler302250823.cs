@@ -4,6 +4,7 @@ using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.SourceTypes;
 using FluentValidation;
 using Microsoft.Extensions.Logging;
+using System;
 using Wolverine.Marten.Publishing;
 
 namespace Internal.Generated.WolverineHandlers
@@ -16,26 +17,28 @@ namespace Internal.Generated.WolverineHandlers
         private readonly ExternalData.EventSourced.SourceTypes.SourceTypeRegistry _sourceTypeRegistry;
         private readonly FluentValidation.IValidator<ExternalData.EventSourced.Sources.BulkUpdateSchemas> _validatorOfBulkUpdateSchemas;
         private readonly Microsoft.Extensions.Logging.ILogger<ExternalData.EventSourced.Sources.BulkUpdateSchemas> _loggerForMessage;
+        private readonly System.TimeProvider _timeProvider;
         private readonly Wolverine.Marten.Publishing.OutboxedSessionFactory _outboxedSessionFactory;
 
-        public BulkUpdateSchemasHandler302250823(ExternalData.EventSourced.Infrastructure.Encryption.SecretsCipher secretsCipher, ExternalData.EventSourced.SourceTypes.SourceTypeRegistry sourceTypeRegistry, FluentValidation.IValidator<ExternalData.EventSourced.Sources.BulkUpdateSchemas> validatorOfBulkUpdateSchemas, Microsoft.Extensions.Logging.ILogger<ExternalData.EventSourced.Sources.BulkUpdateSchemas> loggerForMessage, Wolverine.Marten.Publishing.OutboxedSessionFactory outboxedSessionFactory)
+        public BulkUpdateSchemasHandler302250823(ExternalData.EventSourced.Infrastructure.Encryption.SecretsCipher secretsCipher, ExternalData.EventSourced.SourceTypes.SourceTypeRegistry sourceTypeRegistry, FluentValidation.IValidator<ExternalData.EventSourced.Sources.BulkUpdateSchemas> validatorOfBulkUpdateSchemas, Microsoft.Extensions.Logging.ILogger<ExternalData.EventSourced.Sources.BulkUpdateSchemas> loggerForMessage, System.TimeProvider timeProvider, Wolverine.Marten.Publishing.OutboxedSessionFactory outboxedSessionFactory)
         {
             _secretsCipher = secretsCipher;
             _sourceTypeRegistry = sourceTypeRegistry;
             _validatorOfBulkUpdateSchemas = validatorOfBulkUpdateSchemas;
             _loggerForMessage = loggerForMessage;
+            _timeProvider = timeProvider;
             _outboxedSessionFactory = outboxedSessionFactory;
         }
 
         public override async System.Threading.Tasks.Task HandleAsync(Wolverine.Runtime.MessageContext context, System.Threading.CancellationToken cancellation)
         {
-            var now = System.DateTimeOffset.UtcNow;
+            var now = _timeProvider.GetUtcNow();
             // Building the Marten session
             await using var documentSession = _outboxedSessionFactory.OpenSession(context);
             // The actual message body
             var bulkUpdateSchemas = (ExternalData.EventSourced.Sources.BulkUpdateSchemas)context.Envelope.Message;
 
-            ExternalData.EventSourced.Shared.CallerMetadata.Before<ExternalData.EventSourced.Sources.BulkUpdateSchemas>(bulkUpdateSchemas, documentSession);
+            ExternalData.EventSourced.Infrastructure.Messaging.CallerMetadata.Before<ExternalData.EventSourced.Sources.BulkUpdateSchemas>(bulkUpdateSchemas, documentSession);
             // Loading Marten aggregate as part of the aggregate handler workflow
             var stream_source = await documentSession.Events.FetchForExclusiveWriting<ExternalData.EventSourced.Sources.Source>(((ExternalData.EventSourced.Sources.BulkUpdateSchemas)context.Envelope.Message).SourceId, cancellation);
             var checkedOfSchemaChanges = await ExternalData.EventSourced.Sources.BulkUpdateSchemasHandler.LoadAsync(bulkUpdateSchemas, stream_source.Aggregate, _validatorOfBulkUpdateSchemas, documentSession, _sourceTypeRegistry, _secretsCipher, _loggerForMessage, cancellation).ConfigureAwait(false);

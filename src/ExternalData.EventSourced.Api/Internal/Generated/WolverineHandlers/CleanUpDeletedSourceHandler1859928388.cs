@@ -37,7 +37,7 @@ namespace Internal.Generated.WolverineHandlers
             // The actual message body
             var cleanUpDeletedSource = (ExternalData.EventSourced.Sources.CleanUpDeletedSource)context.Envelope.Message;
 
-            ExternalData.EventSourced.Shared.CallerMetadata.Before<ExternalData.EventSourced.Sources.CleanUpDeletedSource>(cleanUpDeletedSource, documentSession);
+            ExternalData.EventSourced.Infrastructure.Messaging.CallerMetadata.Before<ExternalData.EventSourced.Sources.CleanUpDeletedSource>(cleanUpDeletedSource, documentSession);
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("message.handler", "ExternalData.EventSourced.Sources.CleanUpDeletedSourceHandler");
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("handler.type", "ExternalData.EventSourced.Sources.CleanUpDeletedSourceHandler");
             

@@ -4,6 +4,7 @@ using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.SourceTypes;
 using FluentValidation;
 using Microsoft.Extensions.Logging;
+using System;
 using Wolverine.Marten.Publishing;
 
 namespace Internal.Generated.WolverineHandlers
@@ -16,26 +17,28 @@ namespace Internal.Generated.WolverineHandlers
         private readonly ExternalData.EventSourced.SourceTypes.SourceTypeRegistry _sourceTypeRegistry;
         private readonly FluentValidation.IValidator<ExternalData.EventSourced.Sources.CreateSource> _validatorOfCreateSource;
         private readonly Microsoft.Extensions.Logging.ILogger<ExternalData.EventSourced.Sources.CreateSource> _loggerForMessage;
+        private readonly System.TimeProvider _timeProvider;
         private readonly Wolverine.Marten.Publishing.OutboxedSessionFactory _outboxedSessionFactory;
 
-        public CreateSourceHandler1774419711(ExternalData.EventSourced.Infrastructure.Encryption.SecretsCipher secretsCipher, ExternalData.EventSourced.SourceTypes.SourceTypeRegistry sourceTypeRegistry, FluentValidation.IValidator<ExternalData.EventSourced.Sources.CreateSource> validatorOfCreateSource, Microsoft.Extensions.Logging.ILogger<ExternalData.EventSourced.Sources.CreateSource> loggerForMessage, Wolverine.Marten.Publishing.OutboxedSessionFactory outboxedSessionFactory)
+        public CreateSourceHandler1774419711(ExternalData.EventSourced.Infrastructure.Encryption.SecretsCipher secretsCipher, ExternalData.EventSourced.SourceTypes.SourceTypeRegistry sourceTypeRegistry, FluentValidation.IValidator<ExternalData.EventSourced.Sources.CreateSource> validatorOfCreateSource, Microsoft.Extensions.Logging.ILogger<ExternalData.EventSourced.Sources.CreateSource> loggerForMessage, System.TimeProvider timeProvider, Wolverine.Marten.Publishing.OutboxedSessionFactory outboxedSessionFactory)
         {
             _secretsCipher = secretsCipher;
             _sourceTypeRegistry = sourceTypeRegistry;
             _validatorOfCreateSource = validatorOfCreateSource;
             _loggerForMessage = loggerForMessage;
+            _timeProvider = timeProvider;
             _outboxedSessionFactory = outboxedSessionFactory;
         }
 
         public override async System.Threading.Tasks.Task HandleAsync(Wolverine.Runtime.MessageContext context, System.Threading.CancellationToken cancellation)
         {
-            var now = System.DateTimeOffset.UtcNow;
+            var now = _timeProvider.GetUtcNow();
             // Building the Marten session
             await using var documentSession = _outboxedSessionFactory.OpenSession(context);
             // The actual message body
             var createSource = (ExternalData.EventSourced.Sources.CreateSource)context.Envelope.Message;
 
-            ExternalData.EventSourced.Shared.CallerMetadata.Before<ExternalData.EventSourced.Sources.CreateSource>(createSource, documentSession);
+            ExternalData.EventSourced.Infrastructure.Messaging.CallerMetadata.Before<ExternalData.EventSourced.Sources.CreateSource>(createSource, documentSession);
             var checkedOfNewSource = await ExternalData.EventSourced.Sources.CreateSourceHandler.LoadAsync(createSource, _validatorOfCreateSource, documentSession, _sourceTypeRegistry, _secretsCipher, _loggerForMessage, now, cancellation).ConfigureAwait(false);
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("message.handler", "ExternalData.EventSourced.Sources.CreateSourceHandler");
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("handler.type", "ExternalData.EventSourced.Sources.CreateSourceHandler");

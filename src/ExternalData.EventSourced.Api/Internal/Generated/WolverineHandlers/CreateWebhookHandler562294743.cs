@@ -4,6 +4,7 @@ using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.SourceTypes;
 using ExternalData.EventSourced.Sources;
 using Microsoft.Extensions.Logging;
+using System;
 using Wolverine.Marten.Publishing;
 
 namespace Internal.Generated.WolverineHandlers
@@ -16,26 +17,28 @@ namespace Internal.Generated.WolverineHandlers
         private readonly ExternalData.EventSourced.SourceTypes.SourceTypeRegistry _sourceTypeRegistry;
         private readonly ExternalData.EventSourced.Sources.PublicUrls _publicUrls;
         private readonly Microsoft.Extensions.Logging.ILogger<ExternalData.EventSourced.Sources.CreateWebhook> _loggerForMessage;
+        private readonly System.TimeProvider _timeProvider;
         private readonly Wolverine.Marten.Publishing.OutboxedSessionFactory _outboxedSessionFactory;
 
-        public CreateWebhookHandler562294743(ExternalData.EventSourced.Infrastructure.Encryption.SecretsCipher secretsCipher, ExternalData.EventSourced.SourceTypes.SourceTypeRegistry sourceTypeRegistry, ExternalData.EventSourced.Sources.PublicUrls publicUrls, Microsoft.Extensions.Logging.ILogger<ExternalData.EventSourced.Sources.CreateWebhook> loggerForMessage, Wolverine.Marten.Publishing.OutboxedSessionFactory outboxedSessionFactory)
+        public CreateWebhookHandler562294743(ExternalData.EventSourced.Infrastructure.Encryption.SecretsCipher secretsCipher, ExternalData.EventSourced.SourceTypes.SourceTypeRegistry sourceTypeRegistry, ExternalData.EventSourced.Sources.PublicUrls publicUrls, Microsoft.Extensions.Logging.ILogger<ExternalData.EventSourced.Sources.CreateWebhook> loggerForMessage, System.TimeProvider timeProvider, Wolverine.Marten.Publishing.OutboxedSessionFactory outboxedSessionFactory)
         {
             _secretsCipher = secretsCipher;
             _sourceTypeRegistry = sourceTypeRegistry;
             _publicUrls = publicUrls;
             _loggerForMessage = loggerForMessage;
+            _timeProvider = timeProvider;
             _outboxedSessionFactory = outboxedSessionFactory;
         }
 
         public override async System.Threading.Tasks.Task HandleAsync(Wolverine.Runtime.MessageContext context, System.Threading.CancellationToken cancellation)
         {
-            var now = System.DateTimeOffset.UtcNow;
+            var now = _timeProvider.GetUtcNow();
             // Building the Marten session
             await using var documentSession = _outboxedSessionFactory.OpenSession(context);
             // The actual message body
             var createWebhook = (ExternalData.EventSourced.Sources.CreateWebhook)context.Envelope.Message;
 
-            ExternalData.EventSourced.Shared.CallerMetadata.Before<ExternalData.EventSourced.Sources.CreateWebhook>(createWebhook, documentSession);
+            ExternalData.EventSourced.Infrastructure.Messaging.CallerMetadata.Before<ExternalData.EventSourced.Sources.CreateWebhook>(createWebhook, documentSession);
             // Loading Marten aggregate as part of the aggregate handler workflow
             var stream_source = await documentSession.Events.FetchForExclusiveWriting<ExternalData.EventSourced.Sources.Source>(((ExternalData.EventSourced.Sources.CreateWebhook)context.Envelope.Message).SourceId, cancellation);
             var checkedOfWebhookAttempt = await ExternalData.EventSourced.Sources.CreateWebhookHandler.LoadAsync(createWebhook, stream_source.Aggregate, documentSession, _sourceTypeRegistry, _secretsCipher, _publicUrls, _loggerForMessage, cancellation).ConfigureAwait(false);

@@ -2,6 +2,7 @@
 #pragma warning disable
 using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.SourceTypes;
+using System;
 using Wolverine.Marten.Publishing;
 
 namespace Internal.Generated.WolverineHandlers
@@ -12,24 +13,26 @@ namespace Internal.Generated.WolverineHandlers
     {
         private readonly ExternalData.EventSourced.Infrastructure.Encryption.SecretsCipher _secretsCipher;
         private readonly ExternalData.EventSourced.SourceTypes.SourceTypeRegistry _sourceTypeRegistry;
+        private readonly System.TimeProvider _timeProvider;
         private readonly Wolverine.Marten.Publishing.OutboxedSessionFactory _outboxedSessionFactory;
 
-        public DeleteWebhookHandler536735272(ExternalData.EventSourced.Infrastructure.Encryption.SecretsCipher secretsCipher, ExternalData.EventSourced.SourceTypes.SourceTypeRegistry sourceTypeRegistry, Wolverine.Marten.Publishing.OutboxedSessionFactory outboxedSessionFactory)
+        public DeleteWebhookHandler536735272(ExternalData.EventSourced.Infrastructure.Encryption.SecretsCipher secretsCipher, ExternalData.EventSourced.SourceTypes.SourceTypeRegistry sourceTypeRegistry, System.TimeProvider timeProvider, Wolverine.Marten.Publishing.OutboxedSessionFactory outboxedSessionFactory)
         {
             _secretsCipher = secretsCipher;
             _sourceTypeRegistry = sourceTypeRegistry;
+            _timeProvider = timeProvider;
             _outboxedSessionFactory = outboxedSessionFactory;
         }
 
         public override async System.Threading.Tasks.Task HandleAsync(Wolverine.Runtime.MessageContext context, System.Threading.CancellationToken cancellation)
         {
-            var now = System.DateTimeOffset.UtcNow;
+            var now = _timeProvider.GetUtcNow();
             // Building the Marten session
             await using var documentSession = _outboxedSessionFactory.OpenSession(context);
             // The actual message body
             var deleteWebhook = (ExternalData.EventSourced.Sources.DeleteWebhook)context.Envelope.Message;
 
-            ExternalData.EventSourced.Shared.CallerMetadata.Before<ExternalData.EventSourced.Sources.DeleteWebhook>(deleteWebhook, documentSession);
+            ExternalData.EventSourced.Infrastructure.Messaging.CallerMetadata.Before<ExternalData.EventSourced.Sources.DeleteWebhook>(deleteWebhook, documentSession);
             // Loading Marten aggregate as part of the aggregate handler workflow
             var stream_source = await documentSession.Events.FetchForExclusiveWriting<ExternalData.EventSourced.Sources.Source>(((ExternalData.EventSourced.Sources.DeleteWebhook)context.Envelope.Message).SourceId, cancellation);
             var checkedOfWebhookDeletion = await ExternalData.EventSourced.Sources.DeleteWebhookHandler.LoadAsync(deleteWebhook, stream_source.Aggregate, documentSession, _sourceTypeRegistry, _secretsCipher, cancellation).ConfigureAwait(false);

@@ -3,6 +3,7 @@
 using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.SourceTypes;
 using Microsoft.Extensions.Logging;
+using System;
 using Wolverine.Marten.Publishing;
 
 namespace Internal.Generated.WolverineHandlers
@@ -14,25 +15,27 @@ namespace Internal.Generated.WolverineHandlers
         private readonly ExternalData.EventSourced.Infrastructure.Encryption.SecretsCipher _secretsCipher;
         private readonly ExternalData.EventSourced.SourceTypes.SourceTypeRegistry _sourceTypeRegistry;
         private readonly Microsoft.Extensions.Logging.ILogger<ExternalData.EventSourced.Sources.CdcActivation> _loggerOfCdcActivation;
+        private readonly System.TimeProvider _timeProvider;
         private readonly Wolverine.Marten.Publishing.OutboxedSessionFactory _outboxedSessionFactory;
 
-        public EnableCdcHandler1131277523(ExternalData.EventSourced.Infrastructure.Encryption.SecretsCipher secretsCipher, ExternalData.EventSourced.SourceTypes.SourceTypeRegistry sourceTypeRegistry, Microsoft.Extensions.Logging.ILogger<ExternalData.EventSourced.Sources.CdcActivation> loggerOfCdcActivation, Wolverine.Marten.Publishing.OutboxedSessionFactory outboxedSessionFactory)
+        public EnableCdcHandler1131277523(ExternalData.EventSourced.Infrastructure.Encryption.SecretsCipher secretsCipher, ExternalData.EventSourced.SourceTypes.SourceTypeRegistry sourceTypeRegistry, Microsoft.Extensions.Logging.ILogger<ExternalData.EventSourced.Sources.CdcActivation> loggerOfCdcActivation, System.TimeProvider timeProvider, Wolverine.Marten.Publishing.OutboxedSessionFactory outboxedSessionFactory)
         {
             _secretsCipher = secretsCipher;
             _sourceTypeRegistry = sourceTypeRegistry;
             _loggerOfCdcActivation = loggerOfCdcActivation;
+            _timeProvider = timeProvider;
             _outboxedSessionFactory = outboxedSessionFactory;
         }
 
         public override async System.Threading.Tasks.Task HandleAsync(Wolverine.Runtime.MessageContext context, System.Threading.CancellationToken cancellation)
         {
-            var now = System.DateTimeOffset.UtcNow;
+            var now = _timeProvider.GetUtcNow();
             // Building the Marten session
             await using var documentSession = _outboxedSessionFactory.OpenSession(context);
             // The actual message body
             var enableCdc = (ExternalData.EventSourced.Sources.EnableCdc)context.Envelope.Message;
 
-            ExternalData.EventSourced.Shared.CallerMetadata.Before<ExternalData.EventSourced.Sources.EnableCdc>(enableCdc, documentSession);
+            ExternalData.EventSourced.Infrastructure.Messaging.CallerMetadata.Before<ExternalData.EventSourced.Sources.EnableCdc>(enableCdc, documentSession);
             var checkedOfCdcActivation = await ExternalData.EventSourced.Sources.EnableCdcHandler.LoadAsync(enableCdc, documentSession, _sourceTypeRegistry, _secretsCipher, _loggerOfCdcActivation, cancellation).ConfigureAwait(false);
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("message.handler", "ExternalData.EventSourced.Sources.EnableCdcHandler");
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("handler.type", "ExternalData.EventSourced.Sources.EnableCdcHandler");

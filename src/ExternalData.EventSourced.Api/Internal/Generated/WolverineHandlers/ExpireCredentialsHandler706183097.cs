@@ -20,11 +20,13 @@ namespace Internal.Generated.WolverineHandlers
 
         public override async System.Threading.Tasks.Task HandleAsync(Wolverine.Runtime.MessageContext context, System.Threading.CancellationToken cancellation)
         {
+            var now = _timeProvider.GetUtcNow();
             // Building the Marten session
             await using var documentSession = _outboxedSessionFactory.OpenSession(context);
             // The actual message body
             var expireCredentials = (ExternalData.EventSourced.Credentials.Expiring.ExpireCredentials)context.Envelope.Message;
 
+            ExternalData.EventSourced.Infrastructure.Messaging.CallerMetadata.Before<ExternalData.EventSourced.Credentials.Expiring.ExpireCredentials>(expireCredentials, documentSession);
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("message.handler", "ExternalData.EventSourced.Credentials.Expiring.ExpireCredentialsHandler");
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("handler.type", "ExternalData.EventSourced.Credentials.Expiring.ExpireCredentialsHandler");
             // Loading Marten aggregate as part of the aggregate handler workflow
@@ -33,7 +35,7 @@ namespace Internal.Generated.WolverineHandlers
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("wolverine.stream.type", "ExternalData.EventSourced.Credentials.CredentialStash");
             
             // The actual message execution
-            (var outgoing1, var outgoing2, var outgoing3) = ExternalData.EventSourced.Credentials.Expiring.ExpireCredentialsHandler.Handle(expireCredentials, stream_stash.Aggregate, _timeProvider);
+            (var outgoing1, var outgoing2, var outgoing3) = ExternalData.EventSourced.Credentials.Expiring.ExpireCredentialsHandler.Handle(expireCredentials, stream_stash.Aggregate, now);
 
             if (outgoing1 != null)
             {

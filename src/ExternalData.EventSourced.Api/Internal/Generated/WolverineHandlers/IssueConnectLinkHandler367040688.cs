@@ -34,7 +34,7 @@ namespace Internal.Generated.WolverineHandlers
             // The actual message body
             var issueConnectLink = (ExternalData.EventSourced.Credentials.ConnectLinks.IssueConnectLink)context.Envelope.Message;
 
-            ExternalData.EventSourced.Shared.CallerMetadata.Before<ExternalData.EventSourced.Credentials.ConnectLinks.IssueConnectLink>(issueConnectLink, documentSession);
+            ExternalData.EventSourced.Infrastructure.Messaging.CallerMetadata.Before<ExternalData.EventSourced.Credentials.ConnectLinks.IssueConnectLink>(issueConnectLink, documentSession);
             var checkedOfSourceType = ExternalData.EventSourced.Credentials.ConnectLinks.IssueConnectLinkHandler.Load(issueConnectLink, _sourceTypeRegistry);
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("message.handler", "ExternalData.EventSourced.Credentials.ConnectLinks.IssueConnectLinkHandler");
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("handler.type", "ExternalData.EventSourced.Credentials.ConnectLinks.IssueConnectLinkHandler");

@@ -40,7 +40,7 @@ namespace Internal.Generated.WolverineHandlers
             // The actual message body
             var setUpSource = (ExternalData.EventSourced.Sources.SetUpSource)context.Envelope.Message;
 
-            ExternalData.EventSourced.Shared.CallerMetadata.Before<ExternalData.EventSourced.Sources.SetUpSource>(setUpSource, documentSession);
+            ExternalData.EventSourced.Infrastructure.Messaging.CallerMetadata.Before<ExternalData.EventSourced.Sources.SetUpSource>(setUpSource, documentSession);
             var checkedOfSourceSetup = await ExternalData.EventSourced.Sources.SetUpSourceHandler.LoadAsync(setUpSource, _validatorOfSetUpSource, documentSession, _sourceTypeRegistry, _secretsCipher, _publicUrls, _loggerForMessage, _timeProvider, cancellation).ConfigureAwait(false);
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("message.handler", "ExternalData.EventSourced.Sources.SetUpSourceHandler");
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("handler.type", "ExternalData.EventSourced.Sources.SetUpSourceHandler");

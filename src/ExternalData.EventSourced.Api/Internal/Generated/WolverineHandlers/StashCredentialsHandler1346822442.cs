@@ -37,7 +37,7 @@ namespace Internal.Generated.WolverineHandlers
             // The actual message body
             var stashCredentials = (ExternalData.EventSourced.Credentials.Stashing.StashCredentials)context.Envelope.Message;
 
-            ExternalData.EventSourced.Shared.CallerMetadata.Before<ExternalData.EventSourced.Credentials.Stashing.StashCredentials>(stashCredentials, documentSession);
+            ExternalData.EventSourced.Infrastructure.Messaging.CallerMetadata.Before<ExternalData.EventSourced.Credentials.Stashing.StashCredentials>(stashCredentials, documentSession);
             var checkedOfNewStash = await ExternalData.EventSourced.Credentials.Stashing.StashCredentialsHandler.LoadAsync(stashCredentials, _validatorOfStashCredentials, documentSession, _sourceTypeRegistry, _secretsCipher, _timeProvider, cancellation).ConfigureAwait(false);
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("message.handler", "ExternalData.EventSourced.Credentials.Stashing.StashCredentialsHandler");
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("handler.type", "ExternalData.EventSourced.Credentials.Stashing.StashCredentialsHandler");

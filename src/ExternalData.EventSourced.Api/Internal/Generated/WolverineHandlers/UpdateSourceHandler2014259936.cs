@@ -3,6 +3,7 @@
 using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.SourceTypes;
 using FluentValidation;
+using System;
 using Wolverine.Marten.Publishing;
 
 namespace Internal.Generated.WolverineHandlers
@@ -14,25 +15,27 @@ namespace Internal.Generated.WolverineHandlers
         private readonly ExternalData.EventSourced.Infrastructure.Encryption.SecretsCipher _secretsCipher;
         private readonly ExternalData.EventSourced.SourceTypes.SourceTypeRegistry _sourceTypeRegistry;
         private readonly FluentValidation.IValidator<ExternalData.EventSourced.Sources.UpdateSource> _validatorOfUpdateSource;
+        private readonly System.TimeProvider _timeProvider;
         private readonly Wolverine.Marten.Publishing.OutboxedSessionFactory _outboxedSessionFactory;
 
-        public UpdateSourceHandler2014259936(ExternalData.EventSourced.Infrastructure.Encryption.SecretsCipher secretsCipher, ExternalData.EventSourced.SourceTypes.SourceTypeRegistry sourceTypeRegistry, FluentValidation.IValidator<ExternalData.EventSourced.Sources.UpdateSource> validatorOfUpdateSource, Wolverine.Marten.Publishing.OutboxedSessionFactory outboxedSessionFactory)
+        public UpdateSourceHandler2014259936(ExternalData.EventSourced.Infrastructure.Encryption.SecretsCipher secretsCipher, ExternalData.EventSourced.SourceTypes.SourceTypeRegistry sourceTypeRegistry, FluentValidation.IValidator<ExternalData.EventSourced.Sources.UpdateSource> validatorOfUpdateSource, System.TimeProvider timeProvider, Wolverine.Marten.Publishing.OutboxedSessionFactory outboxedSessionFactory)
         {
             _secretsCipher = secretsCipher;
             _sourceTypeRegistry = sourceTypeRegistry;
             _validatorOfUpdateSource = validatorOfUpdateSource;
+            _timeProvider = timeProvider;
             _outboxedSessionFactory = outboxedSessionFactory;
         }
 
         public override async System.Threading.Tasks.Task HandleAsync(Wolverine.Runtime.MessageContext context, System.Threading.CancellationToken cancellation)
         {
-            var now = System.DateTimeOffset.UtcNow;
+            var now = _timeProvider.GetUtcNow();
             // Building the Marten session
             await using var documentSession = _outboxedSessionFactory.OpenSession(context);
             // The actual message body
             var updateSource = (ExternalData.EventSourced.Sources.UpdateSource)context.Envelope.Message;
 
-            ExternalData.EventSourced.Shared.CallerMetadata.Before<ExternalData.EventSourced.Sources.UpdateSource>(updateSource, documentSession);
+            ExternalData.EventSourced.Infrastructure.Messaging.CallerMetadata.Before<ExternalData.EventSourced.Sources.UpdateSource>(updateSource, documentSession);
             // Loading Marten aggregate as part of the aggregate handler workflow
             var stream_source = await documentSession.Events.FetchForExclusiveWriting<ExternalData.EventSourced.Sources.Source>(((ExternalData.EventSourced.Sources.UpdateSource)context.Envelope.Message).SourceId, cancellation);
             var checkedOfSourceChange = await ExternalData.EventSourced.Sources.UpdateSourceHandler.LoadAsync(updateSource, stream_source.Aggregate, _validatorOfUpdateSource, documentSession, _sourceTypeRegistry, _secretsCipher, now, cancellation).ConfigureAwait(false);

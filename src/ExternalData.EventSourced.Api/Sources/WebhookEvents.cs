@@ -15,13 +15,13 @@ public sealed record WebhookRegistered(
     IReadOnlyList<string> ReplacedEndpointIds,
     Actor RegisteredBy,
     string RegisteredVia,
-    DateTimeOffset RegisteredAt);
+    DateTimeOffset RegisteredAt) : IDomainEvent;
 
 /// <summary>The provider refused the registration; polling stays as it was.</summary>
-public sealed record WebhookRegistrationFailed(Guid SourceId, string Url, string Error, bool PermissionDenied, Actor AttemptedBy, string AttemptedVia, DateTimeOffset FailedAt);
+public sealed record WebhookRegistrationFailed(Guid SourceId, string Url, string Error, bool PermissionDenied, Actor AttemptedBy, string AttemptedVia, DateTimeOffset FailedAt) : IDomainEvent;
 
 /// <summary>The webhook was removed: whether the provider's endpoint was deleted, or why not.</summary>
-public sealed record WebhookDeleted(Guid SourceId, string Url, bool ProviderDeleted, string? Error, Actor DeletedBy, string DeletedVia, DateTimeOffset DeletedAt);
+public sealed record WebhookDeleted(Guid SourceId, string Url, bool ProviderDeleted, string? Error, Actor DeletedBy, string DeletedVia, DateTimeOffset DeletedAt) : IDomainEvent;
 
 /// <summary>A source's webhook as the deciders need it.</summary>
 public sealed record WebhookState(string Url, string? EndpointId, SealedSecrets? SigningSecret, DateTimeOffset? RegisteredAt, string? LastError)

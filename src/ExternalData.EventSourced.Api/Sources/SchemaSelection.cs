@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using ExternalData.EventSourced.Infrastructure.Http;
 using ExternalData.EventSourced.SourceTypes.Discovery;
 using Microsoft.AspNetCore.Mvc;
+using ExternalData.EventSourced.Shared;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -121,8 +122,7 @@ public static class SchemaSelection
         var cursorBased = !direct && entry.SyncType is SyncTypes.Incremental or SyncTypes.Append;
         return new NewSchema(id, table.Name, FactsOf(table), new SyncSettings(
             ShouldSync: entry.ShouldSync,
-            // A CDC choice on a disabled table means "not set up"; direct sources have no sync at all.
-            SyncType: direct || entry.SyncType == SyncTypes.Cdc && !entry.ShouldSync ? null : entry.SyncType,
+            SyncType: SyncTypeRules.AtCreate(entry.ShouldSync, entry.SyncType, direct),
             IncrementalField: cursorBased ? entry.IncrementalField : null,
             IncrementalFieldType: cursorBased ? entry.IncrementalFieldType : null,
             IncrementalFieldLookbackSeconds: !direct && entry.SyncType == SyncTypes.Incremental ? entry.LookbackSeconds : null,

@@ -1,6 +1,6 @@
 using Microsoft.AspNetCore.Mvc;
 
-namespace ExternalData.EventSourced.Infrastructure.Http;
+namespace ExternalData.EventSourced.Shared;
 
 /// <summary>
 /// Our error contract (API.md §1.3): RFC 9457 problem details that also carry PostHog's fields

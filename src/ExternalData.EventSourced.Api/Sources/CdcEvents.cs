@@ -21,7 +21,7 @@ public sealed record CdcEnabled(
     int LagCriticalThresholdMb,
     Actor EnabledBy,
     string EnabledVia,
-    DateTimeOffset EnabledAt);
+    DateTimeOffset EnabledAt) : IDomainEvent;
 
 /// <summary>CDC was turned off: what happened to the slot and publication on the source (dropped, already gone, or
 /// left with the SQL to remove them), and the CDC schemas that went back to "not set up" and disabled.</summary>
@@ -36,7 +36,7 @@ public sealed record CdcDisabled(
     IReadOnlyList<SchemaRef> SchemasReset,
     Actor DisabledBy,
     string DisabledVia,
-    DateTimeOffset DisabledAt);
+    DateTimeOffset DisabledAt) : IDomainEvent;
 
 /// <summary>CDC's own settings changed (ref §10.5): the resulting values and which changed.</summary>
 public sealed record CdcSettingsChanged(
@@ -47,7 +47,7 @@ public sealed record CdcSettingsChanged(
     int LagCriticalThresholdMb,
     Actor ChangedBy,
     string ChangedVia,
-    DateTimeOffset ChangedAt);
+    DateTimeOffset ChangedAt) : IDomainEvent;
 
 /// <summary>Tables joined or left the managed publication because CDC schemas were enabled or disabled.</summary>
 public sealed record CdcPublicationTablesChanged(
@@ -57,7 +57,7 @@ public sealed record CdcPublicationTablesChanged(
     IReadOnlyList<string> Dropped,
     Actor ChangedBy,
     string ChangedVia,
-    DateTimeOffset ChangedAt);
+    DateTimeOffset ChangedAt) : IDomainEvent;
 
 /// <summary>CDC's state on a source, as the deciders and reads need it.</summary>
 public sealed record CdcSettings(

@@ -1,8 +1,7 @@
-using ExternalData.EventSourced.Sources;
 using Marten;
 using Npgsql;
 
-namespace ExternalData.EventSourced.Infrastructure.Operations;
+namespace ExternalData.EventSourced.Sources;
 
 /// <summary>
 /// A database from before ADR 0032 kept a source in two documents: the write snapshot and a SourceDetails read model.

@@ -1,11 +1,12 @@
 using JasperFx;
 using JasperFx.CodeGeneration;
 using JasperFx.CodeGeneration.Frames;
+using ExternalData.EventSourced.Shared;
 using Marten;
 using Wolverine.Configuration;
 using Wolverine.Runtime.Handlers;
 
-namespace ExternalData.EventSourced.Shared;
+namespace ExternalData.EventSourced.Infrastructure.Messaging;
 
 /// <summary>
 /// Stamps the Marten session of every use-case handler with its caller, so each event the use case appends records
@@ -24,7 +25,8 @@ public static class CallerMetadata
         session.CorrelationId = caller.CorrelationId;
         session.CausationId = caller.CausationId;
         session.LastModifiedBy = caller.Actor.Name;
-        session.SetHeader(ActorIdHeader, caller.Actor.ApiKeyId.ToString());
+        // The service itself has no API key: its actor is named (system:<component>) but carries no id.
+        if (caller.Actor.ApiKeyId != Guid.Empty) session.SetHeader(ActorIdHeader, caller.Actor.ApiKeyId.ToString());
         session.SetHeader(ActorNameHeader, caller.Actor.Name);
         session.SetHeader(CreatedViaHeader, caller.Channel);
     }

@@ -3,8 +3,8 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using ExternalData.EventSourced.Infrastructure.Http;
 using ExternalData.EventSourced.SourceTypes.ChangeDataCapture;
-using ExternalData.EventSourced.SourceTypes.Postgres;
 using Microsoft.AspNetCore.Mvc;
+using ExternalData.EventSourced.Shared;
 
 namespace ExternalData.EventSourced.Sources;
 
@@ -13,10 +13,10 @@ namespace ExternalData.EventSourced.Sources;
 public sealed record CdcChoice(string Mode, string? SlotName, string? PublicationName, bool AutoDropSlot, int WarningMb, int CriticalMb)
 {
     /// <summary>The names this source's CDC uses: the caller's, else PostHog's defaults for the source id.</summary>
-    public CdcResources ResourcesFor(Guid sourceId) => new(
+    public CdcResources ResourcesFor(IChangeDataCapture cdc, Guid sourceId) => new(
         Mode,
-        SlotName ?? PostgresSourceType.DefaultSlotName(sourceId),
-        PublicationName ?? PostgresSourceType.DefaultPublicationName(sourceId, Mode),
+        SlotName ?? cdc.DefaultSlotName(sourceId),
+        PublicationName ?? cdc.DefaultPublicationName(sourceId, Mode),
         DefaultNames: SlotName is null && PublicationName is null);
 }
 
@@ -72,4 +72,43 @@ public static partial class CdcOptions
 
     [GeneratedRegex("^[a-z0-9_]{1,63}$")]
     private static partial Regex Name();
+}
+
+/// <summary>Turning CDC on, shared by create (<c>payload.cdc_enabled</c>) and enable: the provisioning I/O, then the
+/// decision both record.</summary>
+public static class CdcSetup
+{
+    /// <summary>Prerequisites, then the slot and publication. On success an undo step is registered with the running
+    /// use case, so a later failure (refusal, lost race, failed commit) leaves nothing on the source. Create uses it too.</summary>
+    public static async Task<Checked<CdcProvisioning>> ProvisionAsync(
+        IChangeDataCapture cdc, JsonObject config, CdcChoice choice, Guid sourceId, IReadOnlyList<string> tables, ILogger logger, CancellationToken ct)
+    {
+        var resources = choice.ResourcesFor(cdc, sourceId);
+        var report = await cdc.CheckPrerequisitesAsync(config,
+            new CdcCheckRequest(choice.Mode, tables, choice.SlotName, choice.Mode == CdcModes.SelfManaged ? resources.PublicationName : choice.PublicationName), ct);
+        if (report.Unreachable is { } unreachable)
+            return Problems.Validation($"Could not connect to source to check prerequisites: {unreachable.Message}", null, unreachable.Code ?? "connection_failed");
+        if (!report.Valid) return CdcPrerequisiteChecks.NotMet(report);
+
+        var outcome = await cdc.ProvisionAsync(config, resources, tables, ct);
+        if (outcome.Unreachable is { } down)
+            return Problems.Validation($"Could not connect to your database to set up change data capture: {down.Message}", null, down.Code ?? "connection_failed");
+        if (outcome.Error is { } error) return Problems.Validation(error, null, "cdc_setup_failed");
+
+        var provisioning = outcome.Value!;
+        Compensations.OnFailure(async () =>
+        {
+            var released = await cdc.ReleaseAsync(config, provisioning, CancellationToken.None);
+            if (released.Value is null)
+                logger.LogError("Could not remove the CDC slot {Slot} and publication {Publication} of a change that failed: {Error}. Remove them with: {Sql}",
+                    provisioning.SlotName, provisioning.PublicationName, released.Error ?? released.Unreachable?.Message,
+                    cdc.RemovalSql(new CdcResources(provisioning.Mode, provisioning.SlotName, provisioning.PublicationName, false), provisioning.SlotCreated, provisioning.PublicationCreated));
+        });
+        return provisioning;
+    }
+
+    /// <summary>The decision that CDC is on, as create and enable both record it.</summary>
+    public static CdcEnabled Enabled(Guid sourceId, CdcChoice choice, CdcProvisioning p, Caller caller, DateTimeOffset now) => new(
+        sourceId, p.Mode, p.SlotName, p.PublicationName, p.ConsistentPoint, p.SlotCreated, p.PublicationCreated, p.PublishedTables,
+        choice.AutoDropSlot, choice.WarningMb, choice.CriticalMb, caller.Actor, caller.Channel, now);
 }

@@ -21,12 +21,30 @@ public static class SyncTypeRules
     };
 
     /// <summary>
-    /// Where PostHog's create and bulk update really differ, the difference is here and nowhere else:
+    /// Where PostHog's create and bulk update really differ, the difference is here and nowhere else (1 of 2):
     /// create (ref §5.2 steps 14 and 17) judges only the entries it enables, since a disabled entry's sync type is
     /// "not set up" and PostHog stores it as given (a CDC choice on a disabled entry is stored as null); bulk update
     /// (ref §5.21) judges a sync type whenever the key is present, enabled or not, because it changes a stored schema.
     /// </summary>
     public static bool JudgedAtCreate(bool shouldSync) => shouldSync;
+
+    public const string NotSetUp = "Sync type must be set up first before enabling schema";
+
+    /// <summary>
+    /// An enabled table with no sync type, the difference (2 of 2). Bulk update and a schema PATCH refuse it in
+    /// PostHog's words (ref §5.21): the caller is changing a stored schema and can say how it syncs. PostHog's create
+    /// (ref §5.2 step 17) stores the entry as given and its pipeline then runs a table without a sync type as a full
+    /// refresh; here create records that full refresh, so every enabled schema says the sync type it runs with.
+    /// A direct source's tables never sync, so neither applies to them.
+    /// </summary>
+    public static string? RefusalToEnable(bool shouldSync, string? syncType, bool direct) =>
+        !direct && shouldSync && syncType is null ? NotSetUp : null;
+
+    /// <summary>The sync type create records for an entry (see <see cref="RefusalToEnable"/>).</summary>
+    public static string? AtCreate(bool shouldSync, string? requested, bool direct) => direct ? null
+        : requested == SyncTypes.Cdc && !shouldSync ? null   // a CDC choice on a disabled table means "not set up"
+        : shouldSync ? requested ?? SyncTypes.FullRefresh
+        : requested;
 
     /// <summary>A reason said on its own (create answers one table at a time) ends as a sentence.</summary>
     public static string AsSentence(string reason) => reason.EndsWith('.') ? reason : reason + ".";

@@ -1,4 +1,8 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using ExternalData.EventSourced.Shared;
+using ExternalData.EventSourced.SourceTypes;
+using Marten;
 using ExternalData.EventSourced.SourceTypes.Discovery;
 
 namespace ExternalData.EventSourced.Sources;
@@ -22,6 +26,26 @@ public sealed record Reconciliation(
 /// </summary>
 public static class SchemaReconciliation
 {
+    /// <summary>Discovery and reconciliation, shared with a direct source's connection change (ref §5.4 step 4).</summary>
+    public static async Task<Checked<Reconciliation>> RediscoverAsync(ISourceType type, JsonObject config, Guid sourceId, IQuerySession session, CancellationToken ct)
+    {
+        var discovery = await type.DiscoverAsync(config, ct);
+        if (!discovery.Check.Ok) return Problems.Validation(discovery.Check.Message!, null, discovery.Check.Code!);
+        var stored = await session.Query<SourceSchema>().Where(s => s.SourceId == sourceId).ToListAsync(ct);
+        return SchemaReconciliation.Reconcile(stored, discovery.Tables, Guid.CreateVersion7);
+    }
+
+    /// <summary>The new tables as one event each, then one event naming everything else the rediscovery changed.</summary>
+    public static IReadOnlyList<object> Events(Guid sourceId, Reconciliation result, Caller caller, DateTimeOffset now)
+    {
+        var events = new List<object>();
+        events.AddRange(result.Added.Select(s => new SchemaAdded(sourceId, s.Id, s.Name, s.Facts, s.Settings, caller.Actor, caller.Channel, now)));
+        events.Add(new SchemasRefreshed(sourceId, result.Added.Select(a => a.Name).ToList(), result.Revived, result.Removed, result.Disabled,
+            result.FactsChanged, result.ColumnDrift, result.TotalTablesSeen, caller.Actor, caller.Channel, now));
+        return events;
+    }
+
+
     public static Reconciliation Reconcile(IReadOnlyList<SourceSchema> stored, IReadOnlyList<DiscoveredTable> discovered, Func<Guid> newId)
     {
         var added = new List<NewSchema>();
