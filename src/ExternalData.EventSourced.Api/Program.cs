@@ -180,6 +180,7 @@ builder.Services.AddOpenApi(o =>
 {
     o.AddDocumentTransformer<ApiDocument>();
     o.AddOperationTransformer<ApiDocument>();
+    o.AddDocumentTransformer<ExternalData.EventSourced.Mcp.McpToolsDocument>();
 });
 builder.Services.AddHealthChecks().AddCheck<DatabaseReadyCheck>("database", tags: ["ready"]).AddCheck<ProjectionLagCheck>("projections", tags: ["ready"]);
 

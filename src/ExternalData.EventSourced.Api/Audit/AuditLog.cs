@@ -64,7 +64,9 @@ public sealed partial class AuditLogProjection : EventProjection
 }
 
 /// <summary>GET external_data_sources/audit_log/ [beyond]: every event of the project's sources and stashes, newest
-/// first, filterable. Served by the async projection, so it may trail the writes by a moment (see /health/ready).</summary>
+/// first, filterable. Served by the async projection, so it may trail the writes by a moment (see /health/ready), but
+/// it never shows an event before an earlier one: its order is the event store's, a source's own events in the order
+/// they were committed (docs/architecture.md, "The audit feed's order").</summary>
 public static class AuditLogEndpoint
 {
     [WolverineGet("/api/projects/{project_id}/external_data_sources/audit_log")]
@@ -77,7 +79,12 @@ public static class AuditLogEndpoint
         var (from, to, badTime) = TimeRange.Parse(since, until);
         if (badTime is not null) return Results.Problem(badTime);
 
-        IQueryable<AuditEntry> query = session.Query<AuditEntry>();
+        // The daemon writes the feed in event-sequence order and publishes an event only once every earlier one has
+        // committed or rolled back, so what is visible at any moment is a gap-free prefix of the store's order. Bounding
+        // the page and its count by the head read first makes them one snapshot while the daemon keeps writing (read
+        // apart, a count could include entries the page predates).
+        var head = await session.Query<AuditEntry>().OrderByDescending(e => e.Sequence).Select(e => e.Sequence).FirstOrDefaultAsync(ct);
+        IQueryable<AuditEntry> query = session.Query<AuditEntry>().Where(e => e.Sequence <= head);
         if (!string.IsNullOrEmpty(actor)) query = query.Where(e => e.ActorName == actor);
         if (!string.IsNullOrEmpty(created_via)) query = query.Where(e => e.CreatedVia == created_via);
         if (!string.IsNullOrEmpty(type)) query = query.Where(e => e.Type == type);

@@ -7,7 +7,8 @@ namespace ExternalData.EventSourced.Sources;
 // The facts of a source's life, all in the source's one stream so an auditor replays it whole. Each carries the
 // stream id, the actor, the channel and the time. Secrets appear only as SealedSecrets (AES-GCM under the source's
 // data key). Each event is sized by what it says: a source-level change never repeats the source's tables, so a
-// write on a source of 5,000 tables costs what it costs on one of 2 (ADR 0016).
+// write on a source of 5,000 tables costs what it costs on one of 2 (ADR 0016). Every event is an IDomainEvent and is
+// folded by Source's own methods or listed in Source.EventsThatChangeNothing: a unit test holds both (ADR 0035).
 
 /// <summary>A source was connected: its checked configuration. Its tables follow as one <see cref="SchemaAdded"/>
 /// each, appended in the same transaction.</summary>

@@ -64,4 +64,58 @@ public sealed class when_reading_the_project_audit_feed(AppFixture app) : Integr
         rebuilt["results"]!.AsArray().Select(e => e!.ToJsonString()).ShouldBe(before);
         await AssertNowhereStoredAsync(canary);
     }
+
+    /// <summary>What an auditor is promised: the feed's order is the event store's (each source's events in the order they
+    /// were committed), and whatever it shows is a gap-free prefix of that order, its count included, while writers run.</summary>
+    [Fact]
+    public async Task every_read_under_concurrent_writers_is_a_gap_free_prefix_of_the_stores_order()
+    {
+        var ids = new List<string>();
+        foreach (var i in Enumerable.Range(0, 4)) ids.Add((await CreateSourceAsync(prefix: $"order_{i}"))["id"]!.GetValue<string>());
+
+        var writers = Task.WhenAll(ids.Select(async id =>
+        {
+            for (var i = 0; i < 8; i++) (await Api.PatchAsync(SourceUrl(id), new JsonObject { ["description"] = $"write {i}" })).ShouldHaveStatus(HttpStatusCode.OK);
+        }));
+        var reads = new List<(long Count, List<long> Sequences)>();
+        while (!writers.IsCompleted)
+        {
+            var feed = (await Api.GetAsync(FeedUrl + "?limit=1000")).ShouldHaveStatus(HttpStatusCode.OK).Json;
+            reads.Add((feed["count"]!.GetValue<long>(), feed["results"]!.AsArray().Select(e => e!["sequence"]!.GetValue<long>()).Reverse().ToList()));
+            await Task.Delay(15);
+        }
+
+        await writers;
+        var stored = await StoredSequencesAsync();
+        var final = await ConvergedFeedAsync(stored.Count);
+        var finalSequences = final["results"]!.AsArray().Select(e => e!["sequence"]!.GetValue<long>()).Reverse().ToList();
+        finalSequences.ShouldBe(stored, "the feed, oldest first, is the store's order exactly");
+
+        reads.Count.ShouldBeGreaterThan(1, "the feed was read while the writers ran");
+        foreach (var (count, sequences) in reads)
+        {
+            sequences.ShouldBe(stored.Take(sequences.Count), "a read never shows an event before an earlier one");
+            count.ShouldBe(sequences.Count, "a page and its count are one snapshot");
+        }
+
+        // Per source, the order is the order its writes were committed: its versions, one after another.
+        foreach (var source in final["results"]!.AsArray().GroupBy(e => e!["source_id"]!.GetValue<string>()))
+        {
+            var versions = source.Select(e => e!["version"]!.GetValue<long>()).Reverse().ToList();
+            versions.ShouldBe(Enumerable.Range(1, versions.Count).Select(v => (long)v), $"source {source.Key}");
+        }
+    }
+
+    private async Task<List<long>> StoredSequencesAsync()
+    {
+        await using var connection = new Npgsql.NpgsqlConnection(App.Server.ConnectionStringFor("postgres"));
+        await connection.OpenAsync();
+        await using var command = new Npgsql.NpgsqlCommand(
+            $"SELECT seq_id FROM {App.Schema}.mt_events WHERE tenant_id = @tenant AND type <> 'tombstone' ORDER BY seq_id", connection);
+        command.Parameters.AddWithValue("tenant", ProjectId);
+        var sequences = new List<long>();
+        await using var reader = await command.ExecuteReaderAsync();
+        while (await reader.ReadAsync()) sequences.Add(reader.GetInt64(0));
+        return sequences;
+    }
 }

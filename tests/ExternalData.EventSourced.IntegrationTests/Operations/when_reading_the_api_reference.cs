@@ -18,6 +18,11 @@ public sealed class when_reading_the_api_reference(AppFixture app) : Integration
         var paths = document["paths"]!.AsObject();
         document["components"]!["securitySchemes"]!["ApiKey"]!["scheme"]!.GetValue<string>().ShouldBe("bearer");
         document["components"]!["schemas"]!["ProblemDetails"].ShouldNotBeNull();
+        // The MCP tools with PostHog's argument names, read from the tools themselves.
+        var description = document["info"]!["description"]!.GetValue<string>();
+        description.ShouldContain("| `external-data-sources-list` | `project_id`, `limit`, `offset`, `search` |");
+        description.ShouldContain("| `external-data-sources-create` | **`source_type`**, **`payload`**, `project_id`");
+        description.ShouldNotContain("projectId");
 
         var routes = App.Host.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>()
             .Where(e => e.RoutePattern.RawText is { } raw && (raw.StartsWith("/api/projects", StringComparison.Ordinal) || raw.StartsWith("/connect", StringComparison.Ordinal)))
