@@ -56,10 +56,14 @@ internal static class SourceModelBench
             ("create (discovery + every table recorded), one run", createMs.ToArray()),
         };
         var i = 0;
-        rows.Add(("PATCH description", await EachAsync(sources, s => TimeAsync(runs, () => SendAsync(http, HttpMethod.Patch, s.Url, new JsonObject { ["description"] = $"d{i++}" })))));
-        rows.Add(("PATCH direct_query_enabled", await EachAsync(sources, s => TimeAsync(runs, () => SendAsync(http, HttpMethod.Patch, s.Url, new JsonObject { ["direct_query_enabled"] = i++ % 2 == 0 })))));
+        // The write alone (Prefer: return=minimal), then PostHog's default answer, which streams every schema back (ADR 0008).
+        rows.Add(("PATCH description, return=minimal", await EachAsync(sources, s => TimeAsync(runs, () =>
+            SendAsync(http, HttpMethod.Patch, s.Url, new JsonObject { ["description"] = $"d{i++}" }, prefer: "return=minimal")))));
+        rows.Add(("PATCH description, whole answer (default)", await EachAsync(sources, s => TimeAsync(runs, () =>
+            SendAsync(http, HttpMethod.Patch, s.Url, new JsonObject { ["description"] = $"d{i++}" }, readBody: false)))));
+        rows.Add(("PATCH direct_query_enabled", await EachAsync(sources, s => TimeAsync(runs, () => SendAsync(http, HttpMethod.Patch, s.Url, new JsonObject { ["direct_query_enabled"] = i++ % 2 == 0 }, prefer: "return=minimal")))));
         rows.Add(("PATCH job_inputs (live credential check)", await EachAsync(sources, s => TimeAsync(runs, () =>
-            SendAsync(http, HttpMethod.Patch, s.Url, new JsonObject { ["job_inputs"] = new JsonObject { ["password"] = admin.Password, ["schema"] = "public" } })))));
+            SendAsync(http, HttpMethod.Patch, s.Url, new JsonObject { ["job_inputs"] = new JsonObject { ["password"] = admin.Password, ["schema"] = "public" } }, prefer: "return=minimal")))));
         rows.Add(("bulk_update_schemas, 2 schemas", await EachAsync(sources, s => TimeAsync(runs, () => BulkAsync(http, s.Url, s.Schemas, 2, i++)))));
         rows.Add(("bulk_update_schemas, 10 schemas", await EachAsync(sources, s => TimeAsync(runs, () => BulkAsync(http, s.Url, s.Schemas, 10, i++)))));
         rows.Add(("retrieve (every schema, streamed)", await EachAsync(sources, s => TimeAsync(runs, () => GetAsync(http, s.Url)))));
@@ -181,9 +185,10 @@ internal static class SourceModelBench
         await body.CopyToAsync(Stream.Null);
     }
 
-    private static async Task<JsonObject> SendAsync(HttpClient http, HttpMethod method, string url, JsonObject body, int expected = 200, bool readBody = true)
+    private static async Task<JsonObject> SendAsync(HttpClient http, HttpMethod method, string url, JsonObject body, int expected = 200, bool readBody = true, string? prefer = null)
     {
         using var request = new HttpRequestMessage(method, url) { Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json") };
+        if (prefer is not null) request.Headers.Add("Prefer", prefer);
         using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
         if ((int)response.StatusCode != expected)
             throw new InvalidOperationException($"{method} {url} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
