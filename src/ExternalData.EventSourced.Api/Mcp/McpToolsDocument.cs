@@ -8,15 +8,17 @@ using ModelContextProtocol.Server;
 namespace ExternalData.EventSourced.Mcp;
 
 /// <summary>
-/// The MCP tools in the API reference (<c>/docs</c>): each tool's name and its arguments, read from the tools themselves
-/// so the page cannot drift from what <c>tools/list</c> answers. Runs after the document's own transformer.
+/// The MCP tools in the API reference (<c>/docs</c>): a tag whose description names each tool and its arguments, read
+/// from the tools themselves so the page cannot drift from what <c>tools/list</c> answers.
 /// </summary>
 public sealed class McpToolsDocument : IOpenApiDocumentTransformer
 {
+    public const string Tag = "MCP tools";
+
     public Task TransformAsync(OpenApiDocument document, OpenApiDocumentTransformerContext context, CancellationToken ct)
     {
-        document.Info ??= new OpenApiInfo();
-        document.Info.Description = $"{document.Info.Description}\n\n{Describe()}";
+        document.Tags ??= new HashSet<OpenApiTag>();
+        document.Tags.Add(new OpenApiTag { Name = Tag, Description = Describe() });
         return Task.CompletedTask;
     }
 
@@ -36,7 +38,8 @@ public sealed class McpToolsDocument : IOpenApiDocumentTransformer
         {
             if (method.GetCustomAttribute<McpServerToolAttribute>() is not { Name: { } name }) continue;
             var arguments = method.GetParameters()
-                .Where(p => p.ParameterType != typeof(CancellationToken) && !p.ParameterType.IsGenericType)
+                .Where(p => p.ParameterType != typeof(CancellationToken)
+                            && !(p.ParameterType.IsGenericType && p.ParameterType.GetGenericTypeDefinition() == typeof(ModelContextProtocol.Server.RequestContext<>)))
                 .Select(p => p.HasDefaultValue ? $"`{p.Name}`" : $"**`{p.Name}`**");
             text.Append($"| `{name}` | {string.Join(", ", arguments)} | {method.GetCustomAttribute<DescriptionAttribute>()?.Description} |\n");
         }

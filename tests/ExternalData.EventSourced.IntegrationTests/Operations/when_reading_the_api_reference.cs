@@ -19,7 +19,7 @@ public sealed class when_reading_the_api_reference(AppFixture app) : Integration
         document["components"]!["securitySchemes"]!["ApiKey"]!["scheme"]!.GetValue<string>().ShouldBe("bearer");
         document["components"]!["schemas"]!["ProblemDetails"].ShouldNotBeNull();
         // The MCP tools with PostHog's argument names, read from the tools themselves.
-        var description = document["info"]!["description"]!.GetValue<string>();
+        var description = document["tags"]!.AsArray().Single(t => t!["name"]!.GetValue<string>() == "MCP tools")!["description"]!.GetValue<string>();
         description.ShouldContain("| `external-data-sources-list` | `project_id`, `limit`, `offset`, `search` |");
         description.ShouldContain("| `external-data-sources-create` | **`source_type`**, **`payload`**, `project_id`");
         description.ShouldNotContain("projectId");
