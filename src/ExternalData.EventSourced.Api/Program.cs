@@ -88,13 +88,15 @@ builder.Host.UseWolverine(opts =>
     ClockTimeSource.Use(opts.CodeGeneration);
     // Writes lock their source's stream, so they queue rather than collide; should an append still lose a race
     // (a stream first written by another node, say), load → decide → append runs again, a bounded number of times (ADR 0017).
-    opts.OnException<ConcurrencyException>().RetryTimes(3);
+    opts.OnException<ConcurrencyException>().Or<Marten.Exceptions.ExistingStreamIdCollisionException>().RetryTimes(3);
     opts.ConfigureCredentials();
     // Nodes on one database share the durable work (scheduled expiries, clean-ups) and take over a dead node's; how
     // fast they notice one is Wolverine's to tune (ExternalData:Durability:StaleNodeTimeout and friends, docs/scale-out.md).
     builder.Configuration.GetSection("ExternalData:Durability").Bind(opts.Durability);
     // A deleted source's clean-up is committed with its deletion and survives restarts.
     opts.LocalQueueFor<CleanUpDeletedSource>().UseDurableInbox();
+    // A started sync run is committed with its start and survives restarts; a node runs two at a time.
+    opts.LocalQueueFor<RunSyncJob>().UseDurableInbox().MaximumParallelMessages(2);
 });
 builder.Services.AddWolverineHttp();
 

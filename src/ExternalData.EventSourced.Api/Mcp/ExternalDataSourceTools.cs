@@ -93,6 +93,12 @@ public sealed class ExternalDataSourceTools(McpCallers callers, IMessageBus bus,
         callers.CallAsync(project_id, Scopes.Write, "external-data-sources-refresh-schemas", caller =>
             callers.RunAsync<SchemasRefreshResult>(bus, new RefreshSchemas(id) { Caller = caller }, ct));
 
+    [McpServerTool(Name = "external-data-sources-reload"),
+     Description("Run every enabled table of a source now (a full refresh each); a table already running is left to finish. Answers the started job ids; follow them with the source's jobs.")]
+    public Task<CallToolResult> Reload([Description(Id)] Guid id, [Description(Project)] string? project_id = null, CancellationToken ct = default) =>
+        callers.CallAsync(project_id, Scopes.Write, "external-data-sources-reload", caller =>
+            callers.RunAsync<SyncRunsStarted>(bus, new ReloadSource(id) { Caller = caller }, ct));
+
     [McpServerTool(Name = "data-warehouse-source-setup"),
      Description("Set up a source in one call with sensible defaults. Pass payload {\"credential_id\": ...} from data-warehouse-stored-credentials-list; never pass secrets.")]
     public Task<CallToolResult> Setup([Description("Source type, e.g. Postgres.")] string source_type,

@@ -16,8 +16,7 @@ public sealed class SourceDetails
     public DateTimeOffset CreatedAt { get; set; }
     public string? CreatedBy { get; set; }
     public string? CreatedVia { get; set; }
-    // Derived from schema statuses in PostHog (ref §4.1); with no sync engine yet no schema has a status, so it is
-    // "Running". A sync engine will keep per-status counts on the Source, so deriving it stays O(1).
+    // Derived from the schemas' sync states where a response reads them (SyncViews), else PostHog's stored "Running".
     public string Status { get; set; } = "Running";
     public string SourceType { get; set; } = "";
     public string? LatestError { get; set; }

@@ -129,8 +129,8 @@ public sealed class SchemaDetails
     public Guid Id { get; set; }
     public string Name { get; set; } = "";
     public string? Label { get; set; }
-    // No sync engine exists yet, so no warehouse table either.
-    public object? Table { get; set; }
+    /// <summary>The warehouse table once a run filled it (see <see cref="SyncViews.WithSync(SchemaDetails, SchemaSync?)"/>).</summary>
+    public SchemaTable? Table { get; set; }
     public bool ShouldSync { get; set; }
     public DateTimeOffset? LastSyncedAt { get; set; }
     public string? LatestError { get; set; }

@@ -36,6 +36,13 @@ public static class SourcesConfiguration
         // Old event shapes read as today's (ADR 0027).
         options.Events.Upcast<SourceCreated>(LegacyEvents.SourceConnected, JsonTransformations.Upcast(LegacyEvents.FromSourceConnected));
 
+        // Syncs live in streams of their own (a schema's sync stream, a job's stream), never the source's (SYNC.md §4):
+        // inline, so a trigger decides on the current state and a read right after sees the job.
+        options.Projections.Snapshot<SchemaSync>(SnapshotLifecycle.Inline);
+        options.Schema.For<SchemaSync>().MultiTenanted().Duplicate(x => x.SourceId);
+        options.Projections.Add<SyncJobProjection>(ProjectionLifecycle.Inline);
+        options.Schema.For<SyncJob>().MultiTenanted().Duplicate(x => x.SourceId).Duplicate(x => x.CreatedAt);
+
         // Data keys live apart from events so that deleting one shreds the secrets sealed with it.
         options.Schema.For<DataKey>().MultiTenanted();
         return options;

@@ -68,6 +68,13 @@ public sealed class TestDatabase : IAsyncDisposable
         return builder.ConnectionString;
     }
 
+    /// <summary>A libpq URI for <paramref name="database"/> as the admin, for command-line clients such as psql.</summary>
+    public string UriFor(string database)
+    {
+        var admin = new Npgsql.NpgsqlConnectionStringBuilder(AdminConnectionString);
+        return $"postgresql://{Uri.EscapeDataString(admin.Username ?? "postgres")}:{Uri.EscapeDataString(admin.Password ?? "")}@{admin.Host}:{admin.Port}/{database}";
+    }
+
     private static int FreePort()
     {
         using var listener = new TcpListener(System.Net.IPAddress.Loopback, 0);

@@ -14,7 +14,7 @@ public sealed class when_an_agent_calls_tools_with_posthogs_arguments(AppFixture
     private static readonly string[] WriteTools =
     [
         "external-data-sources-create", "external-data-sources-partial-update", "external-data-sources-destroy", "external-data-sources-refresh-schemas",
-        "data-warehouse-source-setup", "external-data-sources-create-webhook-create", "external-data-sources-delete-webhook-create",
+        "data-warehouse-source-setup", "external-data-sources-create-webhook-create", "external-data-sources-delete-webhook-create", "external-data-sources-reload",
         "external-data-sources-check-cdc-prerequisites-create",
     ];
 
@@ -104,6 +104,20 @@ public sealed class when_an_agent_calls_tools_with_posthogs_arguments(AppFixture
         });
         checks["checks"]!.AsArray().ShouldNotBeEmpty();
         (await OkAsync(client, "external-data-sources-webhook-info-retrieve", new() { ["id"] = id })).ShouldNotBeNull();
+
+        // A reload through MCP starts the enabled table's run as the agent's key, recorded with channel mcp.
+        var reloaded = await OkAsync(client, "external-data-sources-reload", new() { ["id"] = id });
+        var job = reloaded["job_ids"]!.AsArray().ShouldHaveSingleItem()!.GetValue<string>();
+        var deadline = DateTimeOffset.UtcNow.AddSeconds(60);
+        JsonNode listed;
+        while ((listed = (await Api.GetAsync($"{SourceUrl(id)}jobs/")).Json.AsArray().Single(j => j!["id"]!.GetValue<string>() == job)!)["status"]!.GetValue<string>() == "Running")
+        {
+            DateTimeOffset.UtcNow.ShouldBeLessThan(deadline);
+            await Task.Delay(100);
+        }
+
+        listed["status"]!.GetValue<string>().ShouldBe("Completed", listed.ToJsonString());
+        listed["created_by"]!.GetValue<string>().ShouldBe("agent");
 
         (await OkAsync(client, "external-data-sources-destroy", new() { ["id"] = id }))["source_id"]!.GetValue<string>().ShouldBe(id);
         (await Api.GetAsync(SourceUrl(id))).Status.ShouldBe(System.Net.HttpStatusCode.NotFound);

@@ -46,7 +46,10 @@ public sealed partial class when_a_newcomer_follows_the_readme(AppFixture app) :
             .Replace("KEY=edk_...", $"KEY={key}")
             .Replace("http://localhost:5080", service.BaseUrl)
             .Replace("/api/projects/1/", $"/api/projects/{ProjectId}/")
-            .Replace("\"port\": 54329", $"\"port\": {App.Server.Port}");
+            .Replace("\"port\": 54329", $"\"port\": {App.Server.Port}")
+            .Replace("warehouse_1.", $"warehouse_{ProjectId}.");
+        // The warehouse is the service's own database: the suite's server, not the embedded one a newcomer has.
+        script = System.Text.RegularExpressions.Regex.Replace(script, "^WAREHOUSE=.*$", $"WAREHOUSE='{App.Server.UriFor("postgres")}'", RegexOptions.Multiline);
 
         var start = new ProcessStartInfo("bash", ["-euo", "pipefail", "-c", script]) { RedirectStandardOutput = true, RedirectStandardError = true };
         using var bash = Process.Start(start)!;
@@ -64,5 +67,7 @@ public sealed partial class when_a_newcomer_follows_the_readme(AppFixture app) :
         output.ShouldContain("schemas_bulk_updated via api: 1 table enabled for full refresh sync");
         output.ShouldContain("\"credential_id\":");
         output.ShouldMatch("\"enabled\":\\[[^\\]]*\"orders\"");
+        output.ShouldContain("{\"table\":\"orders\",\"status\":\"Completed\",\"rows_synced\":");
+        output.ShouldMatch(@"orders \| +max\s*\n-+\+-+\n\s+\d+ \|");
     }
 }

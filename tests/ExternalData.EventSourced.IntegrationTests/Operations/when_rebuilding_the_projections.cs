@@ -103,12 +103,24 @@ public sealed class when_rebuilding_the_projections(AppFixture app) : Integratio
         (await Api.PostAsync($"{new Uri(link).AbsolutePath}/credentials", new JsonObject { ["payload"] = PostgresConfig() })).ShouldHaveStatus(HttpStatusCode.Created);
         (await Api.PostAsync(otherSources, CreateBody(prefix: "other"))).ShouldHaveStatus(HttpStatusCode.Created);
 
+        // Sync runs of the wide source's enabled tables: their schemas' sync states and their jobs are projections too.
+        // The reload starts every job before it answers, so the list is whole at once; wait until none runs.
+        (await Api.PostAsync($"{SourceUrl(wideId)}reload/", new JsonObject())).ShouldHaveStatus(HttpStatusCode.OK);
+        var deadline = DateTimeOffset.UtcNow.AddSeconds(90);
+        while ((await Api.GetAsync($"{SourceUrl(wideId)}jobs/")).Json.AsArray() is var jobs && (jobs.Count == 0 || jobs.Any(j => j!["status"]!.GetValue<string>() == "Running")))
+        {
+            DateTimeOffset.UtcNow.ShouldBeLessThan(deadline, "the wide source's run finishes");
+            await Task.Delay(100);
+        }
+
         // The audit feed is an async projection: let it catch up, so both snapshots see it whole.
         var store = App.Host.Services.GetRequiredService<IDocumentStore>();
         await store.WaitForNonStaleProjectionDataAsync(TimeSpan.FromSeconds(60));
         var before = await SnapshotAsync();
         var countBefore = (await Api.GetAsync(Sources)).Json["count"]!.GetValue<int>();
         before.Keys.ShouldContain(k => k.StartsWith("mt_doc_auditentry/", StringComparison.Ordinal));
+        before.Keys.ShouldContain(k => k.StartsWith("mt_doc_syncjob/", StringComparison.Ordinal));
+        before.Keys.ShouldContain(k => k.StartsWith("mt_doc_schemasync/", StringComparison.Ordinal));
         before.Keys.Count(k => k.StartsWith($"mt_doc_storedcredentialsummary/", StringComparison.Ordinal)).ShouldBe(2, "a consumed stash leaves the list");
         before.Keys.Count(k => k.StartsWith("mt_doc_sourceschema/" + ProjectId + "/", StringComparison.Ordinal)).ShouldBe(302 + PublicTables + 2 * CdcTables + stripeTables + PublicTables,
             "the deleted sources' schemas are gone; a removed table's document stays, hidden, to be revived");
@@ -120,11 +132,13 @@ public sealed class when_rebuilding_the_projections(AppFixture app) : Integratio
         await daemon.RebuildProjectionAsync<ExternalData.EventSourced.Credentials.StoredCredentialSummaryProjection>(CancellationToken.None);
         await daemon.RebuildProjectionAsync<ExternalData.EventSourced.Credentials.ConnectLinks.ConnectLink>(CancellationToken.None);
         await daemon.RebuildProjectionAsync<ExternalData.EventSourced.Audit.AuditLogProjection>(CancellationToken.None);
+        await daemon.RebuildProjectionAsync<SchemaSync>(CancellationToken.None);
+        await daemon.RebuildProjectionAsync<SyncJobProjection>(CancellationToken.None);
 
         var after = await SnapshotAsync();
         (await Api.GetAsync(Sources)).Json["count"]!.GetValue<int>().ShouldBe(countBefore, "the per-project count follows the documents through a rebuild");
         after.Keys.ShouldBe(before.Keys);
-        foreach (var (key, data) in before) JsonNode.DeepEquals(JsonNode.Parse(after[key]), JsonNode.Parse(data)).ShouldBeTrue(key);
+        foreach (var (key, data) in before) JsonNode.DeepEquals(JsonNode.Parse(after[key]), JsonNode.Parse(data)).ShouldBeTrue($"{key}: {data} became {after[key]}");
         (await Api.GetAsync(SourceUrl(wideId))).ShouldHaveStatus(HttpStatusCode.OK).Json["schemas"]!.AsArray().Count.ShouldBe(301, "t2 was removed, brand_new added");
         await cdcDb.DropAsync();
     }

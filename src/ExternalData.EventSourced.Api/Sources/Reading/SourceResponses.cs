@@ -21,8 +21,10 @@ public static class SourceResponses
     public static IResult Source(SourceDetails source, bool withSchemas, IQuerySession? schemasFrom = null, int status = StatusCodes.Status200OK, string? location = null) =>
         new Written(status, location, async (writer, options, flush, ct) =>
         {
+            var sync = schemasFrom is null ? null : (await SyncViews.ForSourcesAsync(schemasFrom, [source.Id], ct))[source.Id];
+            if (sync is not null) source.WithSync(sync);
             var schemas = source.Schemas is { } held ? held.ToAsyncEnumerable()
-                : withSchemas && schemasFrom is not null ? SchemasOf(schemasFrom, source, ct) : null;
+                : withSchemas && schemasFrom is not null ? SchemasOf(schemasFrom, source, ct, sync) : null;
             await WriteSourceAsync(writer, source, schemas, options, flush, ct);
         });
 
@@ -38,13 +40,14 @@ public static class SourceResponses
             writer.WriteStartArray();
             var ids = page.Select(s => s.Id).ToArray();
             var stats = await WebhookStats.ForSourcesAsync(session, [.. page.Where(s => s.SupportsWebhooks).Select(s => s.Id)], ct);
+            var sync = await SyncViews.ForSourcesAsync(session, ids, ct);
             var query = session.Query<SourceSchema>().Where(s => ids.Contains(s.SourceId) && !s.Removed)
                 .OrderByDescending(s => s.SourceId).ThenBy(s => s.Name);
             await using var schemas = QueryableExtensions.ToAsyncEnumerable(query, ct).GetAsyncEnumerator(ct);
             var pending = await schemas.MoveNextAsync();
             foreach (var source in page)
             {
-                await WriteSourceAsync(writer, source, Take(source.Id), options, flush, ct);
+                await WriteSourceAsync(writer, source.WithSync(sync[source.Id]), Take(source.Id), options, flush, ct);
             }
 
             writer.WriteEndArray();
@@ -55,20 +58,21 @@ public static class SourceResponses
             {
                 while (pending && schemas.Current.SourceId == sourceId)
                 {
-                    yield return SchemaDetails.From(schemas.Current).With(stats);
+                    yield return SchemaDetails.From(schemas.Current).With(stats).WithSync(sync[sourceId].States.GetValueOrDefault(schemas.Current.Id));
                     pending = await schemas.MoveNextAsync();
                 }
             }
         });
 
-    public static async IAsyncEnumerable<SchemaDetails> SchemasOf(IQuerySession session, SourceDetails source, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    public static async IAsyncEnumerable<SchemaDetails> SchemasOf(
+        IQuerySession session, SourceDetails source, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct, SourceSyncView? sync = null)
     {
         var sourceId = source.Id;
         var stats = await WebhookStats.ForSourceAsync(session, source, ct);
         var query = session.Query<SourceSchema>().Where(s => s.SourceId == sourceId && !s.Removed).OrderBy(s => s.Name);
         await foreach (var schema in QueryableExtensions.ToAsyncEnumerable(query, ct))
         {
-            yield return SchemaDetails.From(schema).With(stats);
+            yield return SchemaDetails.From(schema).With(stats).WithSync(sync?.States.GetValueOrDefault(schema.Id));
         }
     }
 
