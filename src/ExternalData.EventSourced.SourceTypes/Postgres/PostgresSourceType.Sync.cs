@@ -65,7 +65,17 @@ public sealed partial class PostgresSourceType : ITableReader
                                             $"{Quote(Key.Name)} <= {Literal(page.LastKey, Key.Type)} ORDER BY {Quote(Key.Name)}";
             // COPY takes no parameters: the page's bounds are literals, dollar-quoted so no value can end them.
             await using var rows = await Guard(() => connection.BeginRawBinaryCopyAsync($"COPY (SELECT {columns} FROM {qualified}{range}) TO STDOUT (FORMAT BINARY)", ct));
-            await rows.CopyToAsync(destination, ct);
+            // Chunk by chunk, so a failure reading the source is told apart from one writing the destination.
+            var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(81_920);
+            try
+            {
+                while (await Guard(async () => await rows.ReadAsync(buffer, ct)) is > 0 and var read)
+                    await destination.WriteAsync(buffer.AsMemory(0, read), ct);
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            }
         }
 
         private static string Literal(string value, string type)
@@ -91,7 +101,7 @@ public sealed partial class PostgresSourceType : ITableReader
         {
             throw new SourceReadException($"The table or one of its columns is gone upstream: {e.MessageText}. Refresh the source's schemas.", false, "table_missing");
         }
-        catch (NpgsqlException e) when (e.IsTransient || e.InnerException is IOException or TimeoutException)
+        catch (Exception e) when (e is NpgsqlException { IsTransient: true } or IOException or TimeoutException || e.InnerException is IOException or TimeoutException)
         {
             throw new SourceReadException("The connection to the source was lost while reading; the next run retries.", true, "connection_lost");
         }

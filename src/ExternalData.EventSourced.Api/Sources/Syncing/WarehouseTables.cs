@@ -41,8 +41,16 @@ public static class WarehouseTables
     {
         var staging = $"_stage_{jobId:N}";
         var columns = string.Join(", ", shape.Columns.Select(c => $"{Quote(c.Name)} {c.Type}"));
+        try
+        {
+            await ExecuteAsync(connection, null, $"CREATE SCHEMA IF NOT EXISTS {Quote(schema)}", ct);
+        }
+        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UniqueViolation or PostgresErrorCodes.DuplicateSchema)
+        {
+            // Two runs of one project's first tables raced to create its schema (IF NOT EXISTS is not atomic): it is there.
+        }
+
         await ExecuteAsync(connection, null, $"""
-            CREATE SCHEMA IF NOT EXISTS {Quote(schema)};
             DROP TABLE IF EXISTS {Quote(schema)}.{Quote(staging)};
             CREATE TABLE {Quote(schema)}.{Quote(staging)} ({columns}{(columns.Length > 0 ? ", " : "")}{MetadataSyncedAt} timestamptz NOT NULL DEFAULT now());
             """, ct);
