@@ -62,7 +62,7 @@ public sealed partial class PostgresSourceType : ITableReader
         {
             var columns = string.Join(", ", shape.Columns.Select(c => c.ReadAs));
             var range = page is null ? "" : $" WHERE {(page.After is null ? "" : $"{Quote(Key.Name)} > {Literal(page.After, Key.Type)} AND ")}" +
-                                            $"{Quote(Key.Name)} <= {Literal(page.LastKey, Key.Type)} ORDER BY {Quote(Key.Name)}";
+                                            $"{Quote(Key.Name)} <= {Literal(page.LastKey, Key.Type)}";
             // COPY takes no parameters: the page's bounds are literals, dollar-quoted so no value can end them.
             await using var rows = await Guard(() => connection.BeginRawBinaryCopyAsync($"COPY (SELECT {columns} FROM {qualified}{range}) TO STDOUT (FORMAT BINARY)", ct));
             // Chunk by chunk, so a failure reading the source is told apart from one writing the destination.
