@@ -1,5 +1,4 @@
 using System.Text.Json.Nodes;
-using ExternalData.EventSourced.Infrastructure.Http;
 using ExternalData.EventSourced.SourceTypes;
 using Microsoft.AspNetCore.Mvc;
 

@@ -1,16 +1,17 @@
 using System.Globalization;
-using ExternalData.EventSourced.Infrastructure.Http;
 using Microsoft.AspNetCore.Mvc;
 
 namespace ExternalData.EventSourced.Shared;
 
-/// <summary>The <c>since</c>/<c>until</c> filters of the history and the audit feed: ISO 8601 times, UTC when unmarked.</summary>
+/// <summary>The time filters of the history, the audit feed and jobs/: ISO 8601 times, UTC when unmarked.</summary>
 public static class TimeRange
 {
-    public static (DateTimeOffset? From, DateTimeOffset? To, ProblemDetails? Problem) Parse(string? since, string? until)
+    /// <param name="fromName">The query parameter's name, for the problem: <c>since</c> here, <c>after</c> on jobs/.</param>
+    /// <param name="toName">Likewise <c>until</c>, or <c>before</c>.</param>
+    public static (DateTimeOffset? From, DateTimeOffset? To, ProblemDetails? Problem) Parse(string? since, string? until, string fromName = "since", string toName = "until")
     {
-        if (!TryParse(since, out var from)) return (null, null, Problems.Validation("since must be an ISO 8601 time.", "since", "invalid_since"));
-        if (!TryParse(until, out var to)) return (null, null, Problems.Validation("until must be an ISO 8601 time.", "until", "invalid_until"));
+        if (!TryParse(since, out var from)) return (null, null, Problems.Validation($"{fromName} must be an ISO 8601 time.", fromName, $"invalid_{fromName}"));
+        if (!TryParse(until, out var to)) return (null, null, Problems.Validation($"{toName} must be an ISO 8601 time.", toName, $"invalid_{toName}"));
         return (from, to, null);
     }
 

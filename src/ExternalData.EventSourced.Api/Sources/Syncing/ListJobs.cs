@@ -1,4 +1,3 @@
-using System.Globalization;
 using ExternalData.EventSourced.Shared;
 using Marten;
 using Microsoft.AspNetCore.Mvc;
@@ -24,8 +23,8 @@ public static class ListJobsEndpoint
     [ProducesResponseType<IReadOnlyList<JobDetails>>(StatusCodes.Status200OK)]
     public static async Task<IResult> Get(Guid id, string? after, string? before, string[]? schemas, IQuerySession session, CancellationToken ct)
     {
-        if (!TryTime(after, out var from)) return Results.Problem(Problems.Validation("after must be an ISO 8601 time.", "after", "invalid_after"));
-        if (!TryTime(before, out var to)) return Results.Problem(Problems.Validation("before must be an ISO 8601 time.", "before", "invalid_before"));
+        var (from, to, badTime) = TimeRange.Parse(after, before, "after", "before");
+        if (badTime is not null) return Results.Problem(badTime);
         if (await session.LoadAsync<Source>(id, ct) is null) return Results.Problem(Problems.NotFound());
 
         IQueryable<SyncJob> query = session.Query<SyncJob>().Where(j => j.SourceId == id);
@@ -44,13 +43,4 @@ public static class ListJobsEndpoint
         job.Id, job.CreatedAt, job.CreatedBy, job.FinishedAt, job.Status,
         new JobSchema(job.SchemaId, job.SchemaName, schema?.Facts.Label, schema?.Settings.ShouldSync ?? false, state?.LastSyncedAt, schema?.Settings.SyncType ?? job.SyncType),
         job.RowsSynced, job.LatestError, null, null, job.Mode, job.Batches, job.Trigger, job.ErrorClass);
-
-    private static bool TryTime(string? text, out DateTimeOffset? time)
-    {
-        time = null;
-        if (string.IsNullOrEmpty(text)) return true;
-        if (!DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed)) return false;
-        time = parsed;
-        return true;
-    }
 }
