@@ -7,7 +7,8 @@ namespace ExternalData.EventSourced.Sources;
 // - the schema's sync stream (stream id = the schema id): which run holds the schema, and how each run ended. Starting a
 //   run is an optimistic append here, so two triggers (or two nodes) can never run one schema at once;
 // - the job's stream (stream id = the job id): the run's own log, batch by batch.
-// No row data and no secret in any of them, ever.
+// No row data and no secret in any of them, ever. What the run itself records names the service's run loop
+// (system:sync-runner, channel system) in its body and metadata; a start names whoever triggered it.
 
 /// <summary>A run of a schema began: the schema is now held by <see cref="JobId"/>.</summary>
 public sealed record SyncRunStarted(
@@ -15,11 +16,13 @@ public sealed record SyncRunStarted(
     Actor StartedBy, string StartedVia, DateTimeOffset StartedAt) : IDomainEvent;
 
 /// <summary>The run finished and its rows are in <see cref="Table"/>.</summary>
-public sealed record SyncRunCompleted(Guid SchemaId, Guid JobId, long Rows, WarehouseTable Table, DateTimeOffset StartedAt, DateTimeOffset CompletedAt) : IDomainEvent;
+public sealed record SyncRunCompleted(
+    Guid SchemaId, Guid JobId, long Rows, WarehouseTable Table, DateTimeOffset StartedAt, DateTimeOffset CompletedAt, Actor? RecordedBy = null, string? RecordedVia = null) : IDomainEvent;
 
 /// <summary>The run failed: what the user reads (<see cref="Error"/>, never a secret), its class, and whether a later run
 /// may well succeed. The warehouse is as the last completed run left it.</summary>
-public sealed record SyncRunFailed(Guid SchemaId, Guid JobId, string Error, string ErrorClass, bool Retryable, DateTimeOffset FailedAt) : IDomainEvent;
+public sealed record SyncRunFailed(
+    Guid SchemaId, Guid JobId, string Error, string ErrorClass, bool Retryable, DateTimeOffset FailedAt, Actor? RecordedBy = null, string? RecordedVia = null) : IDomainEvent;
 
 /// <summary>A schema's warehouse table: its identity is the schema id; its name is fixed when first created.</summary>
 public sealed record WarehouseTable(Guid Id, string Schema, string Name, IReadOnlyList<WarehouseTableColumn> Columns, long RowCount);
@@ -33,11 +36,12 @@ public sealed record SyncJobStarted(
 
 /// <summary>A batch of rows committed to the warehouse in the same transaction as this event: <see cref="Position"/>
 /// is where the next batch starts (the last key read), so a crash re-reads at most the batch that was in flight.</summary>
-public sealed record SyncBatchLoaded(Guid JobId, int Batch, long Rows, long TotalRows, string? Position, DateTimeOffset LoadedAt) : IDomainEvent;
+public sealed record SyncBatchLoaded(
+    Guid JobId, int Batch, long Rows, long TotalRows, string? Position, DateTimeOffset LoadedAt, Actor? RecordedBy = null, string? RecordedVia = null) : IDomainEvent;
 
-public sealed record SyncJobCompleted(Guid JobId, long Rows, int Batches, DateTimeOffset CompletedAt) : IDomainEvent;
+public sealed record SyncJobCompleted(Guid JobId, long Rows, int Batches, DateTimeOffset CompletedAt, Actor? RecordedBy = null, string? RecordedVia = null) : IDomainEvent;
 
-public sealed record SyncJobFailed(Guid JobId, string Error, string ErrorClass, DateTimeOffset FailedAt) : IDomainEvent;
+public sealed record SyncJobFailed(Guid JobId, string Error, string ErrorClass, DateTimeOffset FailedAt, Actor? RecordedBy = null, string? RecordedVia = null) : IDomainEvent;
 
 public static class SyncTriggers
 {

@@ -120,6 +120,23 @@ public sealed class when_a_source_is_reloaded(AppFixture app) : IntegrationConte
         types["num"].ShouldBe("numeric(18,4)");
         types["_ph_synced_at"].ShouldBe("timestamp with time zone");
 
+        // The start names who asked (the admin's reload, over the API); what the run itself records names the service.
+        await using (var events = new NpgsqlConnection(WarehouseConnection))
+        {
+            await events.OpenAsync();
+            await using var command = new NpgsqlCommand(
+                $"SELECT type, headers->>'actor_name', headers->>'created_via', data->'RecordedBy'->>'Name' FROM {App.Schema}.mt_events WHERE stream_id = @job ORDER BY version", events);
+            command.Parameters.AddWithValue("job", Guid.Parse(job["id"]!.GetValue<string>()));
+            var rows = new List<string>();
+            await using var reader = await command.ExecuteReaderAsync();
+            while (await reader.ReadAsync()) rows.Add($"{reader.GetString(0)} {reader.GetString(1)} {reader.GetString(2)} {(await reader.IsDBNullAsync(3) ? "-" : reader.GetString(3))}");
+            rows.ShouldBe([
+                "sync_job_started test-admin api -",
+                "sync_batch_loaded system:sync-runner system system:sync-runner",
+                "sync_job_completed system:sync-runner system system:sync-runner",
+            ]);
+        }
+
         // The other tables were not enabled, so they were not synced.
         retrieved["schemas"]!.AsArray().Single(s => s!["name"]!.GetValue<string>() == "big")!["table"].ShouldBeNull();
     }

@@ -19,9 +19,11 @@ public static class CallerMetadata
     public const string ActorNameHeader = "actor_name";
     public const string CreatedViaHeader = "created_via";
 
-    public static void Before<T>(T command, IDocumentSession session) where T : ICommand
+    public static void Before<T>(T command, IDocumentSession session) where T : ICommand => Stamp(session, command.Caller);
+
+    /// <summary>For code that opens its own session (a sync run commits in its own transactions).</summary>
+    public static void Stamp(IDocumentSession session, Caller caller)
     {
-        var caller = command.Caller;
         session.CorrelationId = caller.CorrelationId;
         session.CausationId = caller.CausationId;
         session.LastModifiedBy = caller.Actor.Name;

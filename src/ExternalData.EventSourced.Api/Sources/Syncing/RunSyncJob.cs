@@ -1,4 +1,5 @@
 using ExternalData.EventSourced.Infrastructure.Encryption;
+using ExternalData.EventSourced.Infrastructure.Messaging;
 using ExternalData.EventSourced.Shared;
 using ExternalData.EventSourced.SourceTypes;
 using ExternalData.EventSourced.SourceTypes.Sync;
@@ -10,7 +11,12 @@ namespace ExternalData.EventSourced.Sources;
 
 /// <summary>Run a started job: sent by the trigger in the transaction that started it, to a durable local queue, so a
 /// node that dies mid-run hands the job to the next node (or to itself after a restart), which runs it again.</summary>
-public sealed record RunSyncJob(string ProjectId, Guid SourceId, Guid SchemaId, Guid JobId);
+public sealed record RunSyncJob(string ProjectId, Guid SourceId, Guid SchemaId, Guid JobId)
+{
+    /// <summary>What the run records, it records as the service's run loop.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public Caller Recorder => Caller.System(ProjectId, "sync-runner", $"job-{JobId:N}", $"sync-runner {JobId}");
+}
 
 /// <summary>
 /// A run's whole life after its start: read the table in keyset pages, write each page into a staging table in one
@@ -79,9 +85,9 @@ public static class RunSyncJobHandler
                 var rows = page?.Rows ?? await CountAsync(connection, transaction, warehouse, staging, ct);
                 total += rows;
                 batch++;
-                await AppendAsync(store, transaction, run.ProjectId, session =>
+                await AppendAsync(store, transaction, run, session =>
                 {
-                    session.Events.Append(run.JobId, new SyncBatchLoaded(run.JobId, batch, rows, total, page?.LastKey, clock.GetUtcNow()));
+                    session.Events.Append(run.JobId, new SyncBatchLoaded(run.JobId, batch, rows, total, page?.LastKey, clock.GetUtcNow(), run.Recorder.Actor, run.Recorder.Channel));
                     return Task.CompletedTask;
                 }, ct);
                 await transaction.CommitAsync(ct);
@@ -96,10 +102,10 @@ public static class RunSyncJobHandler
                 staging = null;
                 var now = clock.GetUtcNow();
                 var started = state?.RunningSince ?? now;
-                await AppendAsync(store, finish, run.ProjectId, async session =>
+                await AppendAsync(store, finish, run, async session =>
                 {
-                    session.Events.Append(run.JobId, new SyncJobCompleted(run.JobId, table.RowCount, batch, now));
-                    await AppendToSyncStreamAsync(session, run.SchemaId, new SyncRunCompleted(run.SchemaId, run.JobId, table.RowCount, table, started, now), ct);
+                    session.Events.Append(run.JobId, new SyncJobCompleted(run.JobId, table.RowCount, batch, now, run.Recorder.Actor, run.Recorder.Channel));
+                    await AppendToSyncStreamAsync(session, run.SchemaId, new SyncRunCompleted(run.SchemaId, run.JobId, table.RowCount, table, started, now, run.Recorder.Actor, run.Recorder.Channel), ct);
                 }, ct);
                 await finish.CommitAsync(ct);
             }
@@ -126,12 +132,13 @@ public static class RunSyncJobHandler
         }
     }
 
-    private static async Task AppendAsync(IDocumentStore store, NpgsqlTransaction transaction, string projectId, Func<IDocumentSession, Task> append, CancellationToken ct)
+    private static async Task AppendAsync(IDocumentStore store, NpgsqlTransaction transaction, RunSyncJob run, Func<IDocumentSession, Task> append, CancellationToken ct)
     {
         // The session writes on the run's own connection and transaction: its events commit with the rows, or not at all.
         var options = Marten.Services.SessionOptions.ForTransaction(transaction);
-        options.TenantId = projectId;
+        options.TenantId = run.ProjectId;
         await using var session = store.LightweightSession(options);
+        CallerMetadata.Stamp(session, run.Recorder);
         await append(session);
         await session.SaveChangesAsync(ct);
     }
@@ -147,9 +154,10 @@ public static class RunSyncJobHandler
     private static async Task FailAsync(IDocumentStore store, RunSyncJob run, string error, string errorClass, bool retryable, TimeProvider clock, CancellationToken ct)
     {
         await using var session = store.LightweightSession(run.ProjectId);
+        CallerMetadata.Stamp(session, run.Recorder);
         var now = clock.GetUtcNow();
-        session.Events.Append(run.JobId, new SyncJobFailed(run.JobId, error, errorClass, now));
-        await AppendToSyncStreamAsync(session, run.SchemaId, new SyncRunFailed(run.SchemaId, run.JobId, error, errorClass, retryable, now), ct);
+        session.Events.Append(run.JobId, new SyncJobFailed(run.JobId, error, errorClass, now, run.Recorder.Actor, run.Recorder.Channel));
+        await AppendToSyncStreamAsync(session, run.SchemaId, new SyncRunFailed(run.SchemaId, run.JobId, error, errorClass, retryable, now, run.Recorder.Actor, run.Recorder.Channel), ct);
         await session.SaveChangesAsync(ct);
     }
 
