@@ -23,6 +23,13 @@ public sealed class SchemaSync
     public DateTimeOffset? LastSyncedAt { get; set; }
     public string? LatestError { get; set; }
     public WarehouseTable? Table { get; set; }
+    /// <summary>Where the next cursor-based run starts: the highest committed value of <see cref="WatermarkField"/>.</summary>
+    public string? Watermark { get; set; }
+    public string? WatermarkField { get; set; }
+    /// <summary>Where the next xmin run starts: the oldest source transaction open when the last one began.</summary>
+    public long? XminCeiling { get; set; }
+    /// <summary>When the next scheduled run is due; a due message that does not match it is stale.</summary>
+    public DateTimeOffset? NextRunAt { get; set; }
 
     public static SchemaSync Create(SyncRunStarted e) => new SchemaSync { Id = e.SchemaId, SourceId = e.SourceId }.Started(e);
 
@@ -37,7 +44,35 @@ public sealed class SchemaSync
         LastSyncedAt = e.StartedAt;
         LatestError = null;
         Table = e.Table;
+        if (e.Watermark is not null) (Watermark, WatermarkField) = (e.Watermark, e.WatermarkField);
+        if (e.XminCeiling is not null) XminCeiling = e.XminCeiling;
     }
+
+    public void Apply(SyncWatermarkAdvanced e)
+    {
+        if (RunningJobId != e.JobId) return;
+        (Watermark, WatermarkField) = (e.Watermark, e.Field);
+    }
+
+    public void Apply(SyncRunCancelled e)
+    {
+        if (RunningJobId != e.JobId) return;
+        RunningJobId = null;
+        RunningSince = null;
+        LastStatus = JobStatuses.Cancelled;
+    }
+
+    public void Apply(SyncStateReset e)
+    {
+        (Watermark, WatermarkField, XminCeiling) = (null, null, null);
+        if (!e.TableDropped) return;
+        Table = null;
+        LastStatus = null;
+        LastSyncedAt = null;
+        LatestError = null;
+    }
+
+    public void Apply(SyncScheduled e) => NextRunAt = e.DueAt;
 
     public void Apply(SyncRunFailed e)
     {
@@ -50,6 +85,9 @@ public sealed class SchemaSync
 
     private SchemaSync Started(SyncRunStarted e)
     {
+        // A full load starts the cursor over: the watermark it records at its end is the one the next run starts from.
+        if (e.Mode == SyncModes.Full) (Watermark, WatermarkField, XminCeiling) = (null, null, null);
+        NextRunAt = null;
         RunningJobId = e.JobId;
         RunningSince = e.StartedAt;
         LastJobId = e.JobId;
@@ -78,6 +116,8 @@ public sealed class SyncJob
     public string Status { get; set; } = JobStatuses.Running;
     public long RowsSynced { get; set; }
     public int Batches { get; set; }
+    /// <summary>The last committed batch's key or cursor: where a run delivered again after a crash resumes.</summary>
+    public string? Position { get; set; }
     public string? LatestError { get; set; }
     public string? ErrorClass { get; set; }
 }
@@ -94,6 +134,7 @@ public sealed partial class SyncJobProjection : SingleStreamProjection<SyncJob, 
     {
         job.RowsSynced = e.TotalRows;
         job.Batches = e.Batch;
+        job.Position = e.Position;
         return job;
     }
 
@@ -105,6 +146,15 @@ public sealed partial class SyncJobProjection : SingleStreamProjection<SyncJob, 
         job.RowsSynced = e.Rows;
         job.Batches = e.Batches;
         job.FinishedAt = e.CompletedAt;
+        return job;
+    }
+
+    public static SyncJob Apply(SyncJobCancelled e, SyncJob job)
+    {
+        if (job.Status != JobStatuses.Running) return job;
+        job.Status = JobStatuses.Cancelled;
+        job.LatestError = e.Reason;
+        job.FinishedAt = e.CancelledAt;
         return job;
     }
 

@@ -15,9 +15,27 @@ public sealed record SyncRunStarted(
     Guid SchemaId, Guid SourceId, Guid JobId, string SchemaName, string SyncType, string Mode, string Trigger,
     Actor StartedBy, string StartedVia, DateTimeOffset StartedAt) : IDomainEvent;
 
-/// <summary>The run finished and its rows are in <see cref="Table"/>.</summary>
+/// <summary>The run finished and its rows are in <see cref="Table"/>. A cursor-based run's next start is
+/// <see cref="Watermark"/> (the highest <see cref="WatermarkField"/> value it committed, or the highest upstream when its
+/// full load began); an xmin run's is <see cref="XminCeiling"/>, the oldest source transaction open when it began.</summary>
 public sealed record SyncRunCompleted(
-    Guid SchemaId, Guid JobId, long Rows, WarehouseTable Table, DateTimeOffset StartedAt, DateTimeOffset CompletedAt, Actor? RecordedBy = null, string? RecordedVia = null) : IDomainEvent;
+    Guid SchemaId, Guid JobId, long Rows, WarehouseTable Table, DateTimeOffset StartedAt, DateTimeOffset CompletedAt, Actor? RecordedBy = null, string? RecordedVia = null,
+    string? Watermark = null, string? WatermarkField = null, long? XminCeiling = null) : IDomainEvent;
+
+/// <summary>A batch of an incremental or append run committed with this event: the rows up to <see cref="Watermark"/> are in
+/// the warehouse, so a crash after it never re-appends them.</summary>
+public sealed record SyncWatermarkAdvanced(Guid SchemaId, Guid JobId, int Batch, string Field, string Watermark, DateTimeOffset AdvancedAt, Actor? RecordedBy = null, string? RecordedVia = null) : IDomainEvent;
+
+/// <summary>The run was stopped before its end (a user's cancel or resync, or the schema disabled): the warehouse keeps
+/// what committed batches wrote (a full refresh's staging table is dropped, the previous table stays).</summary>
+public sealed record SyncRunCancelled(Guid SchemaId, Guid JobId, string Reason, Actor CancelledBy, string CancelledVia, DateTimeOffset CancelledAt) : IDomainEvent;
+
+/// <summary>The schema's sync state was forgotten: the watermark always, the warehouse table too when
+/// <see cref="TableDropped"/> (delete_data). The next run is a full load.</summary>
+public sealed record SyncStateReset(Guid SchemaId, bool TableDropped, string Reason, Actor ResetBy, string ResetVia, DateTimeOffset ResetAt) : IDomainEvent;
+
+/// <summary>The schema's next scheduled run is due at <see cref="DueAt"/> (null: none, the schema is manual only or disabled).</summary>
+public sealed record SyncScheduled(Guid SchemaId, Guid SourceId, DateTimeOffset? DueAt, string Frequency, DateTimeOffset ScheduledAt) : IDomainEvent;
 
 /// <summary>The run failed: what the user reads (<see cref="Error"/>, never a secret), its class, and whether a later run
 /// may well succeed. The warehouse is as the last completed run left it.</summary>
@@ -43,16 +61,22 @@ public sealed record SyncJobCompleted(Guid JobId, long Rows, int Batches, DateTi
 
 public sealed record SyncJobFailed(Guid JobId, string Error, string ErrorClass, DateTimeOffset FailedAt, Actor? RecordedBy = null, string? RecordedVia = null) : IDomainEvent;
 
+public sealed record SyncJobCancelled(Guid JobId, string Reason, Actor CancelledBy, string CancelledVia, DateTimeOffset CancelledAt) : IDomainEvent;
+
 public static class SyncTriggers
 {
     public const string Manual = "manual";
     public const string Schedule = "schedule";
     public const string Create = "create";
+    public const string Resync = "resync";
 }
 
 public static class SyncModes
 {
     public const string Full = "full";
+    public const string Incremental = "incremental";
+    public const string Append = "append";
+    public const string Xmin = "xmin";
 }
 
 public static class JobStatuses

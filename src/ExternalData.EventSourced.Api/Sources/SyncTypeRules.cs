@@ -13,7 +13,8 @@ public static class SyncTypeRules
         _ when facts.WebhookOnly && syncType != SyncTypes.Webhook => $"{table} can only be synced via webhooks — pick the Webhook sync method.",
         SyncTypes.Cdc when !cdcEnabled => "CDC is not enabled for this source",
         SyncTypes.Cdc when !facts.SupportsCdc => $"CDC requires a primary key on table '{table}'. Add a primary key on the source table and retry.",
-        SyncTypes.Xmin => "xmin sync is not available for this source",
+        // PostHog gates xmin behind a flag; here it is open wherever it works: a Postgres table with a primary key to merge on.
+        SyncTypes.Xmin when !facts.SupportsCdc => $"xmin sync needs a Postgres table with a primary key; '{table}' has none.",
         SyncTypes.Webhook when !facts.SupportsWebhooks => $"{table} does not support webhook sync",
         SyncTypes.Incremental when !facts.SupportsIncremental => $"{table} does not support incremental sync",
         SyncTypes.Append when !facts.SupportsAppend => $"{table} does not support append-only sync",

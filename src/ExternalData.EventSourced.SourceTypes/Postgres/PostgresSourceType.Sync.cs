@@ -9,15 +9,16 @@ namespace ExternalData.EventSourced.SourceTypes.Postgres;
 /// warehouse type, and binary COPY carries the rows without decoding them on the way.</summary>
 public sealed partial class PostgresSourceType : ITableReader
 {
-    public async Task<ITableRead> OpenAsync(JsonObject config, string table, IReadOnlyList<string>? enabledColumns, CancellationToken ct)
+    public async Task<ITableRead> OpenAsync(TableReadRequest request, CancellationToken ct)
     {
-        var (connection, problem) = await OpenAsync(config, ct);
+        var (connection, problem) = await OpenAsync(request.Config, ct);
         if (connection is null) throw new SourceReadException(problem!.Message ?? "Could not connect to the source.", Retryable(problem.Code), problem.Code ?? "connection_failed");
         try
         {
-            var (schema, name) = Split(table, ConfigSchema.Lookup(config, "schema"));
-            var shape = await PostgresTableShape.ReadAsync(connection, schema, name, table, enabledColumns, ct);
-            return new PostgresTableRead(connection, Qualified(schema, name), shape);
+            var (schema, name) = Split(request.Table, ConfigSchema.Lookup(request.Config, "schema"));
+            var shape = await PostgresTableShape.ReadAsync(connection, schema, name, request.Table, request.EnabledColumns, ct);
+            var all = await PostgresTableShape.ReadAsync(connection, schema, name, request.Table, null, ct);
+            return new PostgresTableRead(connection, Qualified(schema, name), shape, PostgresRowFilters.Where(request.RowFilters, all));
         }
         catch
         {
@@ -39,32 +40,32 @@ public sealed partial class PostgresSourceType : ITableReader
 
     private static string Qualified(string schema, string name) => $"{Quote(schema)}.{Quote(name)}";
 
-    private sealed class PostgresTableRead(NpgsqlConnection connection, string qualified, TableShape shape) : ITableRead
+    private sealed class PostgresTableRead(NpgsqlConnection connection, string qualified, TableShape shape, string? filters) : ITableRead
     {
+        private const long XidSpace = 1L << 32;
+
         public TableShape Shape => shape;
 
-        private WarehouseColumn Key => shape.Columns.First(c => c.Name == shape.PageColumn);
+        public string? PageColumnFor(RowSelection selection) => selection is CursorRows cursor ? cursor.Column : shape.PageColumn;
 
-        public async Task<KeysetPage?> NextPageAsync(string? after, int size, CancellationToken ct)
+        public async Task<KeysetPage?> NextPageAsync(RowSelection selection, string? after, int size, CancellationToken ct)
         {
-            var key = Quote(Key.Name);
+            var key = PageKey(selection);
+            var conditions = Conditions(selection, after, null);
             await using var command = new NpgsqlCommand(
-                $"SELECT max(k)::text, count(*) FROM (SELECT {key} AS k FROM {qualified} {(after is null ? "" : $"WHERE {key} > @after::{Key.Type}")} ORDER BY {key} LIMIT @size) p",
+                $"SELECT max(k)::text, count(*) FROM (SELECT {Quote(key.Name)} AS k FROM {qualified}{Where(conditions)} ORDER BY {Quote(key.Name)} LIMIT {size}) p",
                 connection);
-            if (after is not null) command.Parameters.AddWithValue("after", after);
-            command.Parameters.AddWithValue("size", size);
             await using var reader = await Guard(() => command.ExecuteReaderAsync(ct));
             await reader.ReadAsync(ct);
             return await reader.IsDBNullAsync(0, ct) ? null : new KeysetPage(after, reader.GetString(0), reader.GetInt64(1));
         }
 
-        public async Task CopyAsync(KeysetPage? page, Stream destination, CancellationToken ct)
+        public async Task CopyAsync(RowSelection selection, KeysetPage? page, Stream destination, CancellationToken ct)
         {
             var columns = string.Join(", ", shape.Columns.Select(c => c.ReadAs));
-            var range = page is null ? "" : $" WHERE {(page.After is null ? "" : $"{Quote(Key.Name)} > {Literal(page.After, Key.Type)} AND ")}" +
-                                            $"{Quote(Key.Name)} <= {Literal(page.LastKey, Key.Type)}";
-            // COPY takes no parameters: the page's bounds are literals, dollar-quoted so no value can end them.
-            await using var rows = await Guard(() => connection.BeginRawBinaryCopyAsync($"COPY (SELECT {columns} FROM {qualified}{range}) TO STDOUT (FORMAT BINARY)", ct));
+            var conditions = Conditions(selection, page?.After, page?.LastKey);
+            // COPY takes no parameters: every bound is a literal, dollar-quoted so no value can end it.
+            await using var rows = await Guard(() => connection.BeginRawBinaryCopyAsync($"COPY (SELECT {columns} FROM {qualified}{Where(conditions)}) TO STDOUT (FORMAT BINARY)", ct));
             // Chunk by chunk, so a failure reading the source is told apart from one writing the destination.
             var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(81_920);
             try
@@ -78,13 +79,67 @@ public sealed partial class PostgresSourceType : ITableReader
             }
         }
 
-        private static string Literal(string value, string type)
+        public async Task<long> SnapshotCeilingAsync(CancellationToken ct)
         {
-            var tag = "$k" + Guid.NewGuid().ToString("N")[..8] + "$";
-            return $"{tag}{value}{tag}::{type}";
+            await using var command = new NpgsqlCommand("SELECT txid_snapshot_xmin(txid_current_snapshot())", connection);
+            return (long)(await Guard(() => command.ExecuteScalarAsync(ct)))!;
         }
 
+        public async Task<string?> MaxAsync(string column, CancellationToken ct)
+        {
+            var type = Column(column).Type;
+            await using var command = new NpgsqlCommand($"SELECT max({Quote(column)}::{type})::text FROM {qualified}{Where(filters is null ? [] : [filters])}", connection);
+            return await Guard(() => command.ExecuteScalarAsync(ct)) as string;
+        }
+
+        private WarehouseColumn Column(string name) => shape.Column(name)
+            ?? throw new SourceReadException($"The column '{name}' is not among the columns this schema syncs. Add it to enabled_columns or pick another.", false, "column_missing");
+
+        private WarehouseColumn PageKey(RowSelection selection) => Column(PageColumnFor(selection)
+            ?? throw new InvalidOperationException("This read has no page column; copy it in one batch."));
+
+        /// <summary>The WHERE conditions of a read: the row filters, the selection's start (first page only: later pages
+        /// start after the previous one, which is past it), and the page's bounds.</summary>
+        private List<string> Conditions(RowSelection selection, string? after, string? last)
+        {
+            var conditions = new List<string>();
+            if (filters is not null) conditions.Add(filters);
+            switch (selection)
+            {
+                case CursorRows cursor when after is null:
+                    var type = Column(cursor.Column).Type;
+                    var from = $"{Literal(cursor.From)}::{type}";
+                    if (cursor.LookbackSeconds is > 0 && IsDateTime(type)) from = $"({from} - interval '{cursor.LookbackSeconds.Value} seconds')";
+                    conditions.Add($"{Quote(cursor.Column)} {(cursor.Inclusive ? ">=" : ">")} {from}");
+                    break;
+                case ChangedRows changed:
+                    // xmin is a 32-bit counter that wraps: "at or after Since" in modular arithmetic, as Postgres compares xids.
+                    conditions.Add($"((xmin::text::bigint - {changed.Since % XidSpace} + {XidSpace}) % {XidSpace}) < {XidSpace / 2}");
+                    break;
+            }
+
+            if (after is not null || last is not null)
+            {
+                var key = PageKey(selection);
+                if (after is not null) conditions.Add($"{Quote(key.Name)} > {Literal(after)}::{key.Type}");
+                if (last is not null) conditions.Add($"{Quote(key.Name)} <= {Literal(last)}::{key.Type}");
+            }
+
+            return conditions;
+        }
+
+        private static string Where(List<string> conditions) => conditions.Count == 0 ? "" : " WHERE " + string.Join(" AND ", conditions.Select(c => $"({c})"));
+
+        private static bool IsDateTime(string type) => type.StartsWith("timestamp", StringComparison.Ordinal) || type == "date";
+
         public ValueTask DisposeAsync() => connection.DisposeAsync();
+    }
+
+    /// <summary>A value as a dollar-quoted literal: its tag is random, so no value can close it.</summary>
+    internal static string Literal(string value)
+    {
+        var tag = "$k" + Guid.NewGuid().ToString("N")[..8] + "$";
+        return $"{tag}{value}{tag}";
     }
 
     internal static async Task<T> Guard<T>(Func<Task<T>> read)

@@ -26,7 +26,9 @@ internal static class PostgresTableShape
                coalesce(et.typtype::text, ''), CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END,
                coalesce((SELECT bt.typtype::text FROM pg_type bt WHERE bt.oid = t.typbasetype), ''),
                a.attnum = ANY(coalesce((SELECT CASE WHEN array_length(i.indkey::int2[], 1) = 1 THEN i.indkey::int2[] END
-                                          FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary), '{}'::int2[]))
+                                          FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary), '{}'::int2[])),
+               coalesce((SELECT k.ord FROM pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+                           WHERE i.indrelid = a.attrelid AND i.indisprimary AND k.attnum = a.attnum), 0)
           FROM pg_attribute a
           JOIN pg_type t ON t.oid = a.atttypid
           LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
@@ -41,6 +43,7 @@ internal static class PostgresTableShape
         command.Parameters.AddWithValue("relation", $"{PostgresSourceType.Quote(schema)}.{PostgresSourceType.Quote(name)}");
         var columns = new List<WarehouseColumn>();
         string? pageColumn = null;
+        var primaryKey = new SortedList<int, string>();
         await using (var reader = await PostgresSourceType.Guard(() => command.ExecuteReaderAsync(ct)))
         {
             while (await reader.ReadAsync(ct))
@@ -48,6 +51,7 @@ internal static class PostgresTableShape
                 var column = reader.GetString(0);
                 var type = Map(reader.GetString(1), reader.GetString(3), reader.GetString(4), reader.GetString(5), await reader.IsDBNullAsync(6, ct) ? null : reader.GetString(6), reader.GetString(7));
                 if (reader.GetBoolean(8) && PageableKeys.Contains(Base(type))) pageColumn = column;
+                if (reader.GetInt64(9) is > 0 and var keyPosition) primaryKey.Add((int)keyPosition, column);
                 columns.Add(new WarehouseColumn(column, type, reader.GetBoolean(2),
                     type == reader.GetString(1) ? PostgresSourceType.Quote(column) : $"{PostgresSourceType.Quote(column)}::{type}"));
             }
@@ -64,7 +68,7 @@ internal static class PostgresTableShape
             if (pageColumn is not null && !enabledColumns.Contains(pageColumn)) pageColumn = null;
         }
 
-        return new TableShape(table, columns, pageColumn);
+        return new TableShape(table, columns, pageColumn, primaryKey.Values.ToList());
     }
 
     /// <summary>The warehouse type of a source column, from its formatted type and its catalog kind.</summary>

@@ -6,12 +6,40 @@ namespace ExternalData.EventSourced.SourceTypes.Sync;
 /// null, and the expression that reads it from the source in exactly that type.</summary>
 public sealed record WarehouseColumn(string Name, string Type, bool Nullable, string ReadAs);
 
-/// <summary>What a run will read: the table's columns in the warehouse's types, and the column it pages on (a single-column
-/// primary key of an orderable type), if any.</summary>
-public sealed record TableShape(string Table, IReadOnlyList<WarehouseColumn> Columns, string? PageColumn);
+/// <summary>What a run will read: the table's columns in the warehouse's types, the column a whole-table read pages on (a
+/// single-column primary key of an orderable type), if any, and the table's primary key (every column of it).</summary>
+public sealed record TableShape(string Table, IReadOnlyList<WarehouseColumn> Columns, string? PageColumn, IReadOnlyList<string> PrimaryKey)
+{
+    public WarehouseColumn? Column(string name) => Columns.FirstOrDefault(c => c.Name == name);
+}
 
-/// <summary>One page of a keyset read: the rows after the previous page's last key up to and including <see cref="LastKey"/>.</summary>
+/// <summary>One page of a keyset read: the rows after the previous page's last key up to and including <see cref="LastKey"/>
+/// (every row sharing <see cref="LastKey"/>, so ties never straddle two pages). <see cref="Rows"/> is the probe's count.</summary>
 public sealed record KeysetPage(string? After, string LastKey, long Rows);
+
+/// <summary>Which rows of the table a run reads.</summary>
+public abstract record RowSelection
+{
+    /// <summary>Every row (a full load), paged on the table's key when it has a pageable one.</summary>
+    public static readonly RowSelection All = new AllRows();
+
+    private sealed record AllRows : RowSelection;
+}
+
+/// <summary>Rows whose cursor is at or above (<see cref="Inclusive"/>) or strictly above <see cref="From"/>, minus
+/// <see cref="LookbackSeconds"/> for date and time cursors; paged on the cursor itself.</summary>
+public sealed record CursorRows(string Column, string From, bool Inclusive, int? LookbackSeconds) : RowSelection;
+
+/// <summary>Rows written by a transaction at or after <see cref="Since"/> (a 64-bit transaction id: Postgres <c>xmin</c>),
+/// paged on the table's key.</summary>
+public sealed record ChangedRows(long Since) : RowSelection;
+
+/// <summary>A filter the source applies to every read (ref §5.21's <c>row_filters</c>): <c>column operator value</c>.</summary>
+public sealed record RowFilter(string Column, string Operator, JsonNode? Value);
+
+/// <summary>What to read: the source's stored config (decrypted, in memory only), the table as discovery names it, the
+/// columns to keep (null: all) and the filters to apply.</summary>
+public sealed record TableReadRequest(JsonObject Config, string Table, IReadOnlyList<string>? EnabledColumns, IReadOnlyList<RowFilter> RowFilters);
 
 /// <summary>A source's refusal to be read, in words a data engineer can act on. <see cref="Retryable"/>: a later run may
 /// well succeed (a connection lost, a timeout); otherwise nothing changes until someone acts.</summary>
@@ -29,17 +57,28 @@ public sealed class SourceReadException(string message, bool retryable, string e
 public interface ITableReader
 {
     /// <summary>Opens a read of one table: a connection to the source held for the whole run.</summary>
-    Task<ITableRead> OpenAsync(JsonObject config, string table, IReadOnlyList<string>? enabledColumns, CancellationToken ct);
+    Task<ITableRead> OpenAsync(TableReadRequest request, CancellationToken ct);
 }
 
 public interface ITableRead : IAsyncDisposable
 {
     TableShape Shape { get; }
 
-    /// <summary>The next keyset page after <paramref name="after"/> (null: from the start), at most <paramref name="size"/>
-    /// rows; null when no row is left. Only for a shape with a <see cref="TableShape.PageColumn"/>.</summary>
-    Task<KeysetPage?> NextPageAsync(string? after, int size, CancellationToken ct);
+    /// <summary>The column <paramref name="selection"/> pages on: the cursor for <see cref="CursorRows"/>, else
+    /// <see cref="TableShape.PageColumn"/>; null when it is read in one batch.</summary>
+    string? PageColumnFor(RowSelection selection);
 
-    /// <summary>Copies the page's rows (or, with no page, the whole table) in binary COPY format into <paramref name="destination"/>.</summary>
-    Task CopyAsync(KeysetPage? page, Stream destination, CancellationToken ct);
+    /// <summary>The next page of <paramref name="selection"/> after <paramref name="after"/> (null: from its start), about
+    /// <paramref name="size"/> rows; null when no row is left. Only when <see cref="PageColumnFor"/> names a column.</summary>
+    Task<KeysetPage?> NextPageAsync(RowSelection selection, string? after, int size, CancellationToken ct);
+
+    /// <summary>Copies the page's rows (or, with no page, every selected row) in binary COPY format into <paramref name="destination"/>.</summary>
+    Task CopyAsync(RowSelection selection, KeysetPage? page, Stream destination, CancellationToken ct);
+
+    /// <summary>The source's oldest transaction still in progress, as a 64-bit id: every row written after a read that
+    /// starts now carries an <c>xmin</c> at or above it. Taken before a run reads, it is the next xmin run's start.</summary>
+    Task<long> SnapshotCeilingAsync(CancellationToken ct);
+
+    /// <summary>The highest value of <paramref name="column"/> among the rows the filters keep, as text; null when none.</summary>
+    Task<string?> MaxAsync(string column, CancellationToken ct);
 }

@@ -9,10 +9,8 @@ namespace ExternalData.EventSourced.IntegrationTests.Syncing;
 /// <summary>A reload runs every enabled table into the warehouse as a full refresh (SYNC.md §1–§4): rows and types exact,
 /// deletions gone, failures leave the last table readable, one run per table at a time, and the source's own stream
 /// untouched. Source and warehouse are compared as text, value by value.</summary>
-public sealed class when_a_source_is_reloaded(AppFixture app) : IntegrationContext(app), IAsyncLifetime
+public sealed class when_a_source_is_reloaded(AppFixture app) : SyncContext(app, TypesTable, "sync")
 {
-    private ScratchDatabase _db = null!;
-
     // One row per edge case of SYNC.md §2's types; the id pages the read.
     private const string TypesTable = """
         CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
@@ -39,52 +37,7 @@ public sealed class when_a_source_is_reloaded(AppFixture app) : IntegrationConte
         ANALYZE;
         """;
 
-    public async Task InitializeAsync() => _db = await ScratchDatabase.CreateAsync(App.Server, TypesTable, "sync");
-
-    public Task DisposeAsync() => _db.DropAsync();
-
-    private string Warehouse => $"warehouse_{ProjectId}";
-
-    private async Task<string> CreateAsync(string prefix, params string[] tables)
-    {
-        var schemas = new JsonArray(tables.Select(t => (JsonNode)new JsonObject { ["name"] = t, ["should_sync"] = true, ["sync_type"] = "full_refresh" }).ToArray());
-        return (await CreateSourceAsync(prefix: prefix, config: _db.Config(), schemas: schemas))["id"]!.GetValue<string>();
-    }
-
-    private async Task<List<JsonNode>> ReloadAndWaitAsync(string id, int expectedJobs)
-    {
-        (await Api.PostAsync($"{SourceUrl(id)}reload/", new JsonObject())).ShouldHaveStatus(HttpStatusCode.OK);
-        return await JobsWhenDoneAsync(id, expectedJobs);
-    }
-
-    private async Task<List<JsonNode>> JobsWhenDoneAsync(string id, int expectedJobs)
-    {
-        var deadline = DateTimeOffset.UtcNow.AddSeconds(120);
-        while (true)
-        {
-            var jobs = (await Api.GetAsync($"{SourceUrl(id)}jobs/")).ShouldHaveStatus(HttpStatusCode.OK).Json.AsArray().Select(j => j!).ToList();
-            if (jobs.Count >= expectedJobs && jobs.All(j => j["status"]!.GetValue<string>() != "Running")) return jobs;
-            if (DateTimeOffset.UtcNow > deadline) throw new TimeoutException($"jobs did not finish: {string.Join(", ", jobs.Select(j => j.ToJsonString()))}");
-            await Task.Delay(100);
-        }
-    }
-
-    /// <summary>Every row as the text of each column, sorted: the comparison SYNC.md §2 asks for (json as jsonb).</summary>
-    private static async Task<List<string>> RowsAsync(string connectionString, string table, IReadOnlyList<string> columns, string? jsonColumn = null)
-    {
-        await using var connection = new NpgsqlConnection(connectionString);
-        await connection.OpenAsync();
-        var select = string.Join(" || '|' || ", columns.Select(c => c == jsonColumn ? $"coalesce(\"{c}\"::jsonb::text, '<null>')" : $"coalesce(\"{c}\"::text, '<null>')"));
-        await using var command = new NpgsqlCommand($"SELECT {select} FROM {table}", connection);
-        var rows = new List<string>();
-        await using var reader = await command.ExecuteReaderAsync();
-        while (await reader.ReadAsync()) rows.Add(reader.GetString(0));
-        rows.Sort(StringComparer.Ordinal);
-        return rows;
-    }
-
-    private string SourceConnection => App.Server.ConnectionStringFor(_db.Name);
-    private string WarehouseConnection => App.Server.ConnectionStringFor("postgres");
+    private Task<string> CreateAsync(string prefix, params string[] tables) => CreateAsync(prefix, tables.Select(FullRefresh).ToArray());
 
     [Fact]
     public async Task every_type_round_trips_exactly_and_the_schema_shows_its_table()
@@ -156,7 +109,7 @@ public sealed class when_a_source_is_reloaded(AppFixture app) : IntegrationConte
         (await RowsAsync(WarehouseConnection, $"{Warehouse}.pagedpostgres_keyless", ["v", "n"]))
             .ShouldBe(await RowsAsync(SourceConnection, "public.keyless", ["v", "n"]));
 
-        await _db.ExecuteAsync("DELETE FROM public.big WHERE id % 3 = 0; UPDATE public.big SET label = 'changed' WHERE id = 1; INSERT INTO public.big VALUES (300000, 'new', 1, now());");
+        await Db.ExecuteAsync("DELETE FROM public.big WHERE id % 3 = 0; UPDATE public.big SET label = 'changed' WHERE id = 1; INSERT INTO public.big VALUES (300000, 'new', 1, now());");
         jobs = await ReloadAndWaitAsync(id, 4);
         jobs.Count(j => j["status"]!.GetValue<string>() == "Completed").ShouldBe(4);
         (await RowsAsync(WarehouseConnection, $"{Warehouse}.pagedpostgres_big", ["id", "label", "amount", "at"]))
@@ -169,7 +122,7 @@ public sealed class when_a_source_is_reloaded(AppFixture app) : IntegrationConte
         var id = await CreateAsync("failing", "keyless");
         (await ReloadAndWaitAsync(id, 1)).ShouldHaveSingleItem()["status"]!.GetValue<string>().ShouldBe("Completed");
 
-        await _db.ExecuteAsync("ALTER TABLE public.keyless RENAME TO keyless_gone;");
+        await Db.ExecuteAsync("ALTER TABLE public.keyless RENAME TO keyless_gone;");
         var jobs = await ReloadAndWaitAsync(id, 2);
         var failed = jobs[0];
         failed["status"]!.GetValue<string>().ShouldBe("Failed", failed.ToJsonString());
@@ -184,7 +137,7 @@ public sealed class when_a_source_is_reloaded(AppFixture app) : IntegrationConte
         schema["table"]!["row_count"]!.GetValue<long>().ShouldBe(1000);
         (await Api.GetAsync(SourceUrl(id))).Json["status"]!.GetValue<string>().ShouldBe("Error");
 
-        await _db.ExecuteAsync("ALTER TABLE public.keyless_gone RENAME TO keyless;");
+        await Db.ExecuteAsync("ALTER TABLE public.keyless_gone RENAME TO keyless;");
         (await ReloadAndWaitAsync(id, 3))[0]["status"]!.GetValue<string>().ShouldBe("Completed");
         (await Api.GetAsync(SourceUrl(id))).Json["schemas"]!.AsArray().Single(s => s!["name"]!.GetValue<string>() == "keyless")!["latest_error"].ShouldBeNull();
     }

@@ -58,11 +58,18 @@ public sealed class when_reconciling_a_rediscovery
     [InlineData("Charge", "incremental", false, false, "Charge does not support incremental sync")]
     [InlineData("orders", "cdc", false, false, "CDC is not enabled for this source")]
     [InlineData("orders", "cdc", false, true, null)]
-    [InlineData("orders", "xmin", false, true, "xmin sync is not available for this source")]
+    [InlineData("orders", "xmin", false, false, null)]
     [InlineData("orders", "full_refresh", false, false, null)]
     public void one_sync_type_rule_module_judges_create_and_bulk_update(string table, string? syncType, bool webhookOnly, bool cdcEnabled, string? refusal)
     {
         var facts = new DiscoveryFacts(false, true, true, webhookOnly, webhookOnly, null, null);
         SyncTypeRules.Refusal(table, syncType, facts, cdcEnabled).ShouldBe(refusal);
+    }
+
+    [Fact]
+    public void xmin_needs_a_table_with_a_primary_key()
+    {
+        var keyless = new DiscoveryFacts(true, true, SupportsCdc: false, false, false, null, null);
+        SyncTypeRules.Refusal("events", SyncTypes.Xmin, keyless, cdcEnabled: false).ShouldBe("xmin sync needs a Postgres table with a primary key; 'events' has none.");
     }
 }

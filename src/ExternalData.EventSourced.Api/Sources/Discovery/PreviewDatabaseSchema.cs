@@ -17,6 +17,7 @@ public sealed record PreviewTable(
     bool IncrementalAvailable,
     bool AppendAvailable,
     bool? CdcAvailable,
+    bool? XminAvailable,
     bool SupportsWebhooks,
     bool WebhookOnly,
     long? Rows,
@@ -67,6 +68,8 @@ public static class PreviewDatabaseSchemaEndpoint
         IncrementalAvailable: t.SupportsIncremental,
         AppendAvailable: t.SupportsAppend,
         CdcAvailable: typeSupportsCdc ? t.SupportsCdc : null,
+        // xmin merges by primary key like CDC, and is Postgres's as CDC is: available exactly where CDC is.
+        XminAvailable: typeSupportsCdc ? t.SupportsCdc : null,
         SupportsWebhooks: t.SupportsWebhooks,
         WebhookOnly: t.WebhookOnly,
         Rows: t.RowEstimate,

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.Infrastructure.Messaging;
 using ExternalData.EventSourced.Shared;
@@ -18,34 +19,44 @@ public sealed record RunSyncJob(string ProjectId, Guid SourceId, Guid SchemaId, 
     public Caller Recorder => Caller.System(ProjectId, "sync-runner", $"job-{JobId:N}", $"sync-runner {JobId}");
 }
 
+/// <summary>How runs read (<c>Sync:PageSize</c>, rows per batch: the bound on what one transaction carries), and where tests
+/// reach into a run after each committed batch (to kill it mid-way; unset in production).</summary>
+public sealed class SyncRunSettings
+{
+    public int PageSize { get; set; } = 50_000;
+    public Func<RunSyncJob, int, Task>? AfterBatchCommitted { get; set; }
+}
+
 /// <summary>
-/// A run's whole life after its start: read the table in keyset pages, write each page into a staging table in one
-/// transaction with the event that records it, then swap the table in and record the end, again in one transaction
-/// (SYNC.md §3.1). The warehouse is the service's own database, so the rows and their events commit together (ADR 0041).
-/// A failure leaves the previous table as it was and says why in words a data engineer can act on.
+/// A run's whole life after its start (SYNC.md §3). A full load reads the table in keyset pages into a staging table and
+/// swaps it in at the end; an incremental, append or xmin run reads only what changed, in pages, and merges (or appends)
+/// each page into the table. Every page commits in one transaction with the events that record it, its watermark
+/// included, because the warehouse is the service's own database (ADR 0041): a crash re-reads at most the page in flight.
+/// A failure leaves the warehouse as the last committed page left it and says why in words a data engineer can act on.
 /// </summary>
 public static class RunSyncJobHandler
 {
-    public const int PageSize = 50_000;
-
     // A full load of a large table takes as long as it takes; Wolverine's default execution timeout is for messages.
     public static void Configure(HandlerChain chain) => chain.ExecutionTimeoutInSeconds = (int)TimeSpan.FromHours(12).TotalSeconds;
 
     public static async Task Handle(
-        RunSyncJob run, IDocumentStore store, SourceTypeRegistry registry, SecretsCipher cipher, TimeProvider clock, ILogger<RunSyncJob> logger, CancellationToken ct)
+        RunSyncJob run, IDocumentStore store, SourceTypeRegistry registry, SecretsCipher cipher, TimeProvider clock, SyncRunSettings settings,
+        ILogger<RunSyncJob> logger, CancellationToken ct)
     {
+        SyncJob job;
         Source? source;
         SourceSchema? schema;
         SchemaSync? state;
-        System.Text.Json.Nodes.JsonObject config;
+        JsonObject config;
         await using (var query = store.QuerySession(run.ProjectId))
         {
             // Delivered again after a crash, or after the job ended: only a job still running is run.
-            if (await query.LoadAsync<SyncJob>(run.JobId, ct) is not { Status: JobStatuses.Running }) return;
+            if (await query.LoadAsync<SyncJob>(run.JobId, ct) is not { Status: JobStatuses.Running } running) return;
+            job = running;
             source = await query.LoadAsync<Source>(run.SourceId, ct);
             schema = await query.LoadAsync<SourceSchema>(run.SchemaId, ct);
             state = await query.LoadAsync<SchemaSync>(run.SchemaId, ct);
-            if (source is null || schema is null)
+            if (source is null || schema is null || state?.RunningJobId != run.JobId)
             {
                 await FailAsync(store, run, "The source or the table was deleted before the run could start.", "source_deleted", false, clock, ct);
                 return;
@@ -60,57 +71,26 @@ public static class RunSyncJobHandler
             return;
         }
 
-        var warehouse = WarehouseTables.SchemaFor(run.ProjectId);
-        // The name is fixed when the table is first created and never recomputed (SYNC.md §1).
-        var name = state?.Table?.Name ?? WarehouseTables.NameFor(source.Prefix, source.SourceType, schema.Name);
+        var target = new Target(WarehouseTables.SchemaFor(run.ProjectId),
+            // The name is fixed when the table is first created and never recomputed (SYNC.md §1).
+            state.Table?.Name ?? WarehouseTables.NameFor(source.Prefix, source.SourceType, schema.Name));
         await using var connection = store.Storage.Database.CreateConnection();
         await connection.OpenAsync(ct);
-        string? staging = null;
+        var context = new RunContext(run, job, schema, state, store, connection, target, clock, settings);
         try
         {
-            await using var read = await reader.OpenAsync(config, schema.Name, schema.Settings.EnabledColumns, ct);
-            staging = await WarehouseTables.CreateStagingAsync(connection, warehouse, run.JobId, read.Shape, ct);
-
-            long total = 0;
-            var batch = 0;
-            string? after = null;
-            while (true)
-            {
-                KeysetPage? page = null;
-                if (read.Shape.PageColumn is not null && (page = await read.NextPageAsync(after, PageSize, ct)) is null) break;
-
-                await using var transaction = await connection.BeginTransactionAsync(ct);
-                await using (var copy = await WarehouseTables.CopyIntoAsync(connection, warehouse, staging, read.Shape, ct))
-                    await read.CopyAsync(page, copy, ct);
-                var rows = page?.Rows ?? await CountAsync(connection, transaction, warehouse, staging, ct);
-                total += rows;
-                batch++;
-                await AppendAsync(store, transaction, run, session =>
-                {
-                    session.Events.Append(run.JobId, new SyncBatchLoaded(run.JobId, batch, rows, total, page?.LastKey, clock.GetUtcNow(), run.Recorder.Actor, run.Recorder.Channel));
-                    return Task.CompletedTask;
-                }, ct);
-                await transaction.CommitAsync(ct);
-
-                if (page is null) break;
-                after = page.LastKey;
-            }
-
-            await using (var finish = await connection.BeginTransactionAsync(ct))
-            {
-                var table = await WarehouseTables.SwapInAsync(connection, finish, warehouse, staging, name, run.SchemaId, ct);
-                staging = null;
-                var now = clock.GetUtcNow();
-                var started = state?.RunningSince ?? now;
-                await AppendAsync(store, finish, run, async session =>
-                {
-                    session.Events.Append(run.JobId, new SyncJobCompleted(run.JobId, table.RowCount, batch, now, run.Recorder.Actor, run.Recorder.Channel));
-                    await AppendToSyncStreamAsync(session, run.SchemaId, new SyncRunCompleted(run.SchemaId, run.JobId, table.RowCount, table, started, now, run.Recorder.Actor, run.Recorder.Channel), ct);
-                }, ct);
-                await finish.CommitAsync(ct);
-            }
-
-            logger.LogInformation("Synced {Schema} of source {Source} into {Warehouse}.{Table} (job {Job})", schema.Name, source.Id, warehouse, name, run.JobId);
+            var chosen = schema.Settings;
+            await using var read = await reader.OpenAsync(new TableReadRequest(config, schema.Name, chosen.EnabledColumns, RowFiltersOf(chosen)), ct);
+            var key = chosen.SyncType is SyncTypes.Incremental or SyncTypes.Xmin ? MergeKey(chosen, read.Shape, schema.Name) : null;
+            var delta = job.Mode != SyncModes.Full
+                        && await WarehouseTables.PrepareTargetAsync(connection, target.Schema, target.Name, run.SchemaId, read.Shape, key, ct);
+            if (delta) await LoadChangesAsync(context, read, key, ct);
+            else await LoadAllAsync(context, read, key, ct);
+            logger.LogInformation("Synced {Schema} of source {Source} into {Warehouse}.{Table} (job {Job})", schema.Name, source.Id, target.Schema, target.Name, run.JobId);
+        }
+        catch (RunStopped stopped)
+        {
+            if (stopped.Reason is { } reason) await CancelAsync(store, run, reason, clock, CancellationToken.None);
         }
         catch (SourceReadException e)
         {
@@ -120,6 +100,10 @@ public static class RunSyncJobHandler
         {
             await FailAsync(store, run, e.Message, "warehouse_conflict", false, clock, CancellationToken.None);
         }
+        catch (DuplicateKeysException e)
+        {
+            await FailAsync(store, run, e.Message, "duplicate_primary_keys", false, clock, CancellationToken.None);
+        }
         catch (Exception e) when (e is not OperationCanceledException)
         {
             // Not the source's fault, and its text may name our internals: logged here, a neutral sentence for the user.
@@ -128,27 +112,184 @@ public static class RunSyncJobHandler
         }
         finally
         {
-            if (staging is not null) await DropQuietlyAsync(connection, warehouse, staging, logger);
+            foreach (var leftover in context.Leftovers) await DropQuietlyAsync(connection, leftover, logger);
         }
     }
 
-    private static async Task AppendAsync(IDocumentStore store, NpgsqlTransaction transaction, RunSyncJob run, Func<IDocumentSession, Task> append, CancellationToken ct)
+    private sealed record Target(string Schema, string Name);
+
+    private sealed record RunContext(
+        RunSyncJob Run, SyncJob Job, SourceSchema Schema, SchemaSync State, IDocumentStore Store, NpgsqlConnection Connection, Target Target,
+        TimeProvider Clock, SyncRunSettings Settings)
+    {
+        /// <summary>Tables the run made for itself and drops at its end, whatever the end.</summary>
+        public List<string> Leftovers { get; } = [];
+        public string? Field => Schema.Settings.IncrementalField;
+    }
+
+    /// <summary>Everything, into a staging table swapped in at the end (SYNC.md §3.1; also the first run of the other types and
+    /// a resync). A cursor-based schema's next start is taken before reading, so a row updated during the load is read again
+    /// next time, never missed; an append schema's is the highest value loaded, so nothing loaded is appended again.</summary>
+    private static async Task LoadAllAsync(RunContext context, ITableRead read, IReadOnlyList<string>? key, CancellationToken ct)
+    {
+        var (run, connection, target) = (context.Run, context.Connection, context.Target);
+        var syncType = context.Schema.Settings.SyncType;
+        var ceiling = syncType == SyncTypes.Xmin ? await read.SnapshotCeilingAsync(ct) : (long?)null;
+        var watermark = syncType == SyncTypes.Incremental && context.Field is { } field ? await read.MaxAsync(field, ct) : null;
+
+        var staging = await WarehouseTables.CreateStagingAsync(connection, target.Schema, run.JobId, read.Shape, ct);
+        var stagingTable = WarehouseTables.Qualified(target.Schema, staging);
+        context.Leftovers.Add(stagingTable);
+        long total = 0;
+        var batch = 0;
+        string? after = null;
+        while (true)
+        {
+            KeysetPage? page = null;
+            if (read.PageColumnFor(RowSelection.All) is not null && (page = await read.NextPageAsync(RowSelection.All, after, context.Settings.PageSize, ct)) is null) break;
+
+            await using var transaction = await connection.BeginTransactionAsync(ct);
+            await using (var copy = await WarehouseTables.CopyIntoAsync(connection, target.Schema, staging, read.Shape, ct))
+                await read.CopyAsync(RowSelection.All, page, copy, ct);
+            var rows = page?.Rows ?? await CountAsync(connection, transaction, target.Schema, staging, ct);
+            total += rows;
+            batch++;
+            await RecordAsync(context, transaction, async session =>
+            {
+                await HeldAsync(context, session, ct);
+                session.Events.Append(run.JobId, new SyncBatchLoaded(run.JobId, batch, rows, total, page?.LastKey, context.Clock.GetUtcNow(), run.Recorder.Actor, run.Recorder.Channel));
+            }, ct);
+            await transaction.CommitAsync(ct);
+            if (context.Settings.AfterBatchCommitted is { } hook) await hook(run, batch);
+
+            if (page is null) break;
+            after = page.LastKey;
+        }
+
+        await using var finish = await connection.BeginTransactionAsync(ct);
+        var table = await WarehouseTables.SwapInAsync(connection, finish, target.Schema, staging, target.Name, run.SchemaId, ct);
+        context.Leftovers.Remove(stagingTable);
+        if (key is not null) await WarehouseTables.EnsureKeyIndexAsync(connection, finish, target.Schema, target.Name, run.SchemaId, key, ct);
+        if (syncType == SyncTypes.Append && context.Field is { } appendField)
+            watermark = await WarehouseTables.MaxAsync(connection, finish, target.Schema, target.Name, appendField, ct);
+        await CompleteAsync(context, finish, table, table.RowCount, batch, watermark, ceiling, ct);
+        await finish.CommitAsync(ct);
+    }
+
+    /// <summary>Only what changed since the last run (SYNC.md §3.2–§3.4), page by page, each merged (or appended) into the
+    /// table in one transaction with its watermark: a crash then the next run neither loses nor repeats a row.</summary>
+    private static async Task LoadChangesAsync(RunContext context, ITableRead read, IReadOnlyList<string>? key, CancellationToken ct)
+    {
+        var (run, connection, target, settings) = (context.Run, context.Connection, context.Target, context.Schema.Settings);
+        var ceiling = settings.SyncType == SyncTypes.Xmin ? await read.SnapshotCeilingAsync(ct) : (long?)null;
+        RowSelection selection = settings.SyncType switch
+        {
+            SyncTypes.Incremental => new CursorRows(context.Field!, context.State.Watermark!, Inclusive: true, settings.IncrementalFieldLookbackSeconds),
+            SyncTypes.Append => new CursorRows(context.Field!, context.State.Watermark!, Inclusive: false, null),
+            _ => new ChangedRows(context.State.XminCeiling!.Value),
+        };
+        var cursor = selection as CursorRows;
+        var batchTable = await WarehouseTables.CreateBatchTableAsync(connection, run.JobId, read.Shape, ct);
+        context.Leftovers.Add("pg_temp." + WarehouseTables.Quote(batchTable));
+        var pageColumn = read.PageColumnFor(selection);
+        // A cursor run resumes from the watermark its committed pages advanced; an xmin run from its last committed key.
+        var after = cursor is null ? context.Job.Position : null;
+        var (batch, total) = (context.Job.Batches, context.Job.RowsSynced);
+        string? watermark = cursor?.From;
+        while (true)
+        {
+            KeysetPage? page = null;
+            if (pageColumn is not null && (page = await read.NextPageAsync(selection, after, context.Settings.PageSize, ct)) is null) break;
+
+            await using var transaction = await connection.BeginTransactionAsync(ct);
+            await using (var copy = await WarehouseTables.CopyIntoBatchAsync(connection, batchTable, read.Shape, ct))
+                await read.CopyAsync(selection, page, copy, ct);
+            var rows = key is not null
+                ? await WarehouseTables.MergeBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, read.Shape, key, ct)
+                : await WarehouseTables.AppendBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, read.Shape, ct);
+            total += rows;
+            batch++;
+            await RecordAsync(context, transaction, async session =>
+            {
+                var sync = await HeldAsync(context, session, ct);
+                var now = context.Clock.GetUtcNow();
+                session.Events.Append(run.JobId, new SyncBatchLoaded(run.JobId, batch, rows, total, page?.LastKey, now, run.Recorder.Actor, run.Recorder.Channel));
+                if (cursor is not null && page is not null)
+                    sync.AppendOne(new SyncWatermarkAdvanced(run.SchemaId, run.JobId, batch, cursor.Column, page.LastKey, now, run.Recorder.Actor, run.Recorder.Channel));
+            }, ct);
+            await transaction.CommitAsync(ct);
+            if (context.Settings.AfterBatchCommitted is { } hook) await hook(run, batch);
+
+            if (page is null) break;
+            after = page.LastKey;
+            if (cursor is not null) watermark = page.LastKey;
+        }
+
+        await using var finish = await connection.BeginTransactionAsync(ct);
+        var table = await WarehouseTables.DescribeAsync(connection, finish, target.Schema, target.Name, run.SchemaId, ct);
+        await CompleteAsync(context, finish, table, total, batch, watermark, ceiling, ct);
+        await finish.CommitAsync(ct);
+    }
+
+    private static Task CompleteAsync(
+        RunContext context, NpgsqlTransaction transaction, WarehouseTable table, long rows, int batches, string? watermark, long? ceiling, CancellationToken ct)
+    {
+        var run = context.Run;
+        var now = context.Clock.GetUtcNow();
+        return RecordAsync(context, transaction, async session =>
+        {
+            var sync = await HeldAsync(context, session, ct);
+            session.Events.Append(run.JobId, new SyncJobCompleted(run.JobId, rows, batches, now, run.Recorder.Actor, run.Recorder.Channel));
+            sync.AppendOne(new SyncRunCompleted(run.SchemaId, run.JobId, rows, table, context.State.RunningSince ?? now, now, run.Recorder.Actor, run.Recorder.Channel,
+                watermark, watermark is null ? null : context.Field, ceiling));
+        }, ct);
+    }
+
+    /// <summary>The schema's sync stream, fetched for an optimistic append, after checking the run still holds the schema:
+    /// a cancel, resync or disable that came in since the last page stops the run here, its page rolled back.</summary>
+    private static async Task<JasperFx.Events.IEventStream<SchemaSync>> HeldAsync(RunContext context, IDocumentSession session, CancellationToken ct)
+    {
+        var sync = await session.Events.FetchForWriting<SchemaSync>(context.Run.SchemaId, ct);
+        if (sync.Aggregate?.RunningJobId != context.Run.JobId) throw new RunStopped(null);
+        var schema = await session.LoadAsync<SourceSchema>(context.Run.SchemaId, ct);
+        if (schema is null || schema.Removed || !schema.Settings.ShouldSync)
+            throw new RunStopped(schema is null || schema.Removed ? "The table was removed from the source; the run stopped." : "The schema was disabled; the run stopped after its current batch.");
+        return sync;
+    }
+
+    /// <summary>The run no longer holds its schema: <see cref="Reason"/> is what to record, or null when whoever stopped it
+    /// (a cancel, a resync) recorded it already.</summary>
+    private sealed class RunStopped(string? reason) : Exception(reason ?? "stopped")
+    {
+        public string? Reason { get; } = reason;
+    }
+
+    private static IReadOnlyList<RowFilter> RowFiltersOf(SyncSettings settings) =>
+        settings.RowFilters?.OfType<JsonObject>()
+            .Select(f => new RowFilter(f["column"]?.GetValue<string>() ?? "", f["operator"]?.GetValue<string>() ?? "", f["value"]?.DeepClone()))
+            .ToList() ?? [];
+
+    /// <summary>What an incremental or xmin run merges on: <c>primary_key_columns</c> when set, else the table's primary key.</summary>
+    private static IReadOnlyList<string> MergeKey(SyncSettings settings, TableShape shape, string table)
+    {
+        var key = settings.PrimaryKeyColumns is { Count: > 0 } chosen ? chosen : shape.PrimaryKey;
+        if (key.Count == 0)
+            throw new SourceReadException($"The table '{table}' has no primary key to merge its changes on. Set primary_key_columns on the schema or add a primary key upstream, or sync it as a full refresh.", false, "primary_key_missing");
+        var missing = key.Where(k => shape.Column(k) is null).ToList();
+        if (missing.Count > 0)
+            throw new SourceReadException($"The primary key columns {string.Join(", ", missing)} of '{table}' are not synced. Add them to enabled_columns.", false, "primary_key_missing");
+        return key;
+    }
+
+    private static async Task RecordAsync(RunContext context, NpgsqlTransaction transaction, Func<IDocumentSession, Task> append, CancellationToken ct)
     {
         // The session writes on the run's own connection and transaction: its events commit with the rows, or not at all.
         var options = Marten.Services.SessionOptions.ForTransaction(transaction);
-        options.TenantId = run.ProjectId;
-        await using var session = store.LightweightSession(options);
-        CallerMetadata.Stamp(session, run.Recorder);
+        options.TenantId = context.Run.ProjectId;
+        await using var session = context.Store.LightweightSession(options);
+        CallerMetadata.Stamp(session, context.Run.Recorder);
         await append(session);
         await session.SaveChangesAsync(ct);
-    }
-
-    /// <summary>The end of a run on the schema's sync stream, fetched for writing so the stored state carries the stream's
-    /// version, as a trigger's optimistic start expects.</summary>
-    private static async Task AppendToSyncStreamAsync(IDocumentSession session, Guid schemaId, object ended, CancellationToken ct)
-    {
-        var stream = await session.Events.FetchForWriting<SchemaSync>(schemaId, ct);
-        stream.AppendOne(ended);
     }
 
     private static async Task FailAsync(IDocumentStore store, RunSyncJob run, string error, string errorClass, bool retryable, TimeProvider clock, CancellationToken ct)
@@ -157,7 +298,21 @@ public static class RunSyncJobHandler
         CallerMetadata.Stamp(session, run.Recorder);
         var now = clock.GetUtcNow();
         session.Events.Append(run.JobId, new SyncJobFailed(run.JobId, error, errorClass, now, run.Recorder.Actor, run.Recorder.Channel));
-        await AppendToSyncStreamAsync(session, run.SchemaId, new SyncRunFailed(run.SchemaId, run.JobId, error, errorClass, retryable, now, run.Recorder.Actor, run.Recorder.Channel), ct);
+        var sync = await session.Events.FetchForWriting<SchemaSync>(run.SchemaId, ct);
+        if (sync.Aggregate?.RunningJobId == run.JobId)
+            sync.AppendOne(new SyncRunFailed(run.SchemaId, run.JobId, error, errorClass, retryable, now, run.Recorder.Actor, run.Recorder.Channel));
+        await session.SaveChangesAsync(ct);
+    }
+
+    private static async Task CancelAsync(IDocumentStore store, RunSyncJob run, string reason, TimeProvider clock, CancellationToken ct)
+    {
+        await using var session = store.LightweightSession(run.ProjectId);
+        CallerMetadata.Stamp(session, run.Recorder);
+        var now = clock.GetUtcNow();
+        session.Events.Append(run.JobId, new SyncJobCancelled(run.JobId, reason, run.Recorder.Actor, run.Recorder.Channel, now));
+        var sync = await session.Events.FetchForWriting<SchemaSync>(run.SchemaId, ct);
+        if (sync.Aggregate?.RunningJobId == run.JobId)
+            sync.AppendOne(new SyncRunCancelled(run.SchemaId, run.JobId, reason, run.Recorder.Actor, run.Recorder.Channel, now));
         await session.SaveChangesAsync(ct);
     }
 
@@ -167,15 +322,16 @@ public static class RunSyncJobHandler
         return (long)(await command.ExecuteScalarAsync(ct))!;
     }
 
-    private static async Task DropQuietlyAsync(NpgsqlConnection connection, string schema, string staging, ILogger logger)
+    private static async Task DropQuietlyAsync(NpgsqlConnection connection, string table, ILogger logger)
     {
         try
         {
-            await WarehouseTables.DropStagingAsync(connection, schema, staging, CancellationToken.None);
+            await using var command = new NpgsqlCommand($"DROP TABLE IF EXISTS {table}", connection);
+            await command.ExecuteNonQueryAsync(CancellationToken.None);
         }
         catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
         {
-            logger.LogWarning("Could not drop the staging table {Schema}.{Table}: {Error}", schema, staging, e.Message);
+            logger.LogWarning("Could not drop the run's work table {Table}: {Error}", table, e.Message);
         }
     }
 }

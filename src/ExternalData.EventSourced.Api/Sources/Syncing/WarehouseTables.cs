@@ -68,17 +68,7 @@ public static class WarehouseTables
     public static async Task<WarehouseTable> SwapInAsync(
         NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string staging, string name, Guid schemaId, CancellationToken ct)
     {
-        await using (var owner = new NpgsqlCommand(
-            "SELECT obj_description(to_regclass(@relation), 'pg_class'), to_regclass(@relation) IS NOT NULL", connection, transaction))
-        {
-            owner.Parameters.AddWithValue("relation", $"{Quote(schema)}.{Quote(name)}");
-            await using var reader = await owner.ExecuteReaderAsync(ct);
-            await reader.ReadAsync(ct);
-            var exists = reader.GetBoolean(1);
-            var comment = await reader.IsDBNullAsync(0, ct) ? null : reader.GetString(0);
-            if (exists && comment != OwnerMark + schemaId)
-                throw new WarehouseConflictException($"The warehouse already has a table {schema}.{name} that this service did not create for this schema; it is left untouched. Rename or drop it, then run again.");
-        }
+        await IsOursAsync(connection, transaction, schema, name, schemaId, ct);
 
         await ExecuteAsync(connection, transaction, $"""
             DROP TABLE IF EXISTS {Quote(schema)}.{Quote(name)};
@@ -88,10 +78,115 @@ public static class WarehouseTables
         return await DescribeAsync(connection, transaction, schema, name, schemaId, ct);
     }
 
-    public static Task DropStagingAsync(NpgsqlConnection connection, string schema, string staging, CancellationToken ct) =>
-        ExecuteAsync(connection, null, $"DROP TABLE IF EXISTS {Quote(schema)}.{Quote(staging)}", ct);
+    /// <summary>Checks the schema's table is there and this service's; adds (nullable) any column the run brings that it lacks,
+    /// and the unique index a merge needs. False when the table is gone (a user dropped it): the run loads it anew.</summary>
+    public static async Task<bool> PrepareTargetAsync(
+        NpgsqlConnection connection, string schema, string name, Guid schemaId, TableShape shape, IReadOnlyList<string>? mergeKey, CancellationToken ct)
+    {
+        await using var transaction = await connection.BeginTransactionAsync(ct);
+        if (!await IsOursAsync(connection, transaction, schema, name, schemaId, ct)) return false;
+        var present = (await DescribeAsync(connection, transaction, schema, name, schemaId, ct)).Columns.Select(c => c.Name).ToHashSet();
+        foreach (var column in shape.Columns.Where(c => !present.Contains(c.Name)))
+            await ExecuteAsync(connection, transaction, $"ALTER TABLE {Quote(schema)}.{Quote(name)} ADD COLUMN {Quote(column.Name)} {column.Type}", ct);
+        if (mergeKey is not null) await EnsureKeyIndexAsync(connection, transaction, schema, name, schemaId, mergeKey, ct);
+        await transaction.CommitAsync(ct);
+        return true;
+    }
 
-    private static async Task<WarehouseTable> DescribeAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string name, Guid schemaId, CancellationToken ct)
+    /// <summary>The unique index a merge by <paramref name="key"/> needs (SYNC.md §1 Indexes).</summary>
+    public static async Task EnsureKeyIndexAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string name, Guid schemaId, IReadOnlyList<string> key, CancellationToken ct)
+    {
+        try
+        {
+            await ExecuteAsync(connection, transaction,
+                $"CREATE UNIQUE INDEX IF NOT EXISTS {Quote($"ux_{schemaId:N}")} ON {Quote(schema)}.{Quote(name)} ({string.Join(", ", key.Select(Quote))})", ct);
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation)
+        {
+            throw DuplicateKeys(key);
+        }
+    }
+
+    /// <summary>A session-private table one batch is copied into before it is merged or appended; emptied at each commit.</summary>
+    public static async Task<string> CreateBatchTableAsync(NpgsqlConnection connection, Guid jobId, TableShape shape, CancellationToken ct)
+    {
+        var batch = $"_batch_{jobId:N}";
+        var columns = string.Join(", ", shape.Columns.Select(c => $"{Quote(c.Name)} {c.Type}"));
+        await ExecuteAsync(connection, null, $"CREATE TEMP TABLE IF NOT EXISTS {Quote(batch)} ({columns}) ON COMMIT DELETE ROWS", ct);
+        return batch;
+    }
+
+    public static Task<NpgsqlRawCopyStream> CopyIntoBatchAsync(NpgsqlConnection connection, string batch, TableShape shape, CancellationToken ct) =>
+        connection.BeginRawBinaryCopyAsync($"COPY pg_temp.{Quote(batch)} ({string.Join(", ", shape.Columns.Select(c => Quote(c.Name)))}) FROM STDIN (FORMAT BINARY)", ct);
+
+    /// <summary>Merges the batch into the table by <paramref name="key"/>: a new key is inserted, a known one takes the batch's
+    /// values. Returns the rows written. Two rows of one key in a batch are the source's duplicate keys, not ours to pick from.</summary>
+    public static async Task<long> MergeBatchAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, string batch, string schema, string name, TableShape shape, IReadOnlyList<string> key, CancellationToken ct)
+    {
+        var columns = shape.Columns.Select(c => Quote(c.Name)).ToList();
+        var updates = shape.Columns.Where(c => !key.Contains(c.Name)).Select(c => $"{Quote(c.Name)} = EXCLUDED.{Quote(c.Name)}")
+            .Append($"{MetadataSyncedAt} = EXCLUDED.{MetadataSyncedAt}");
+        var sql = $"""
+            INSERT INTO {Quote(schema)}.{Quote(name)} ({string.Join(", ", columns)}, {MetadataSyncedAt})
+            SELECT {string.Join(", ", columns)}, now() FROM pg_temp.{Quote(batch)}
+            ON CONFLICT ({string.Join(", ", key.Select(Quote))}) DO UPDATE SET {string.Join(", ", updates)}
+            """;
+        try
+        {
+            return await ExecuteAsync(connection, transaction, sql, ct);
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.CardinalityViolation)
+        {
+            throw DuplicateKeys(key);
+        }
+    }
+
+    private static DuplicateKeysException DuplicateKeys(IReadOnlyList<string> key) => new(
+        $"The source holds more than one row for one primary key ({string.Join(", ", key)}), so the rows cannot be merged without dropping some. Make the key unique upstream or set primary_key_columns to a unique key, then resync.");
+
+    public static Task<long> AppendBatchAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string batch, string schema, string name, TableShape shape, CancellationToken ct)
+    {
+        var columns = string.Join(", ", shape.Columns.Select(c => Quote(c.Name)));
+        return ExecuteAsync(connection, transaction,
+            $"INSERT INTO {Quote(schema)}.{Quote(name)} ({columns}, {MetadataSyncedAt}) SELECT {columns}, now() FROM pg_temp.{Quote(batch)}", ct);
+    }
+
+    /// <summary>The highest value of <paramref name="column"/> in a warehouse table, as text (an append run's next start).</summary>
+    public static async Task<string?> MaxAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string table, string column, CancellationToken ct)
+    {
+        await using var command = new NpgsqlCommand($"SELECT max({Quote(column)})::text FROM {Quote(schema)}.{Quote(table)}", connection, transaction);
+        return await command.ExecuteScalarAsync(ct) as string;
+    }
+
+    /// <summary>Drops the schema's table if this service created it for the schema (delete_data). False when there was none;
+    /// a table of the name that is not ours is refused, never dropped.</summary>
+    public static async Task<bool> DropOwnedAsync(NpgsqlConnection connection, string schema, string name, Guid schemaId, CancellationToken ct)
+    {
+        await using var transaction = await connection.BeginTransactionAsync(ct);
+        if (!await IsOursAsync(connection, transaction, schema, name, schemaId, ct)) return false;
+        await ExecuteAsync(connection, transaction, $"DROP TABLE {Quote(schema)}.{Quote(name)}", ct);
+        await transaction.CommitAsync(ct);
+        return true;
+    }
+
+    private static async Task<bool> IsOursAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string name, Guid schemaId, CancellationToken ct)
+    {
+        await using var owner = new NpgsqlCommand("SELECT obj_description(to_regclass(@relation), 'pg_class'), to_regclass(@relation) IS NOT NULL", connection, transaction);
+        owner.Parameters.AddWithValue("relation", $"{Quote(schema)}.{Quote(name)}");
+        await using var reader = await owner.ExecuteReaderAsync(ct);
+        await reader.ReadAsync(ct);
+        if (!reader.GetBoolean(1)) return false;
+        var comment = await reader.IsDBNullAsync(0, ct) ? null : reader.GetString(0);
+        return comment == OwnerMark + schemaId
+            ? true
+            : throw new WarehouseConflictException($"The warehouse already has a table {schema}.{name} that this service did not create for this schema; it is left untouched. Rename or drop it, then run again.");
+    }
+
+    public static string Qualified(string schema, string table) => $"{Quote(schema)}.{Quote(table)}";
+
+    public static async Task<WarehouseTable> DescribeAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string name, Guid schemaId, CancellationToken ct)
     {
         var columns = new List<WarehouseTableColumn>();
         await using (var command = new NpgsqlCommand("""
@@ -109,12 +204,15 @@ public static class WarehouseTables
         return new WarehouseTable(schemaId, schema, name, columns, rows);
     }
 
-    private static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, CancellationToken ct)
+    private static async Task<long> ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, CancellationToken ct)
     {
         await using var command = new NpgsqlCommand(sql, connection, transaction);
-        await command.ExecuteNonQueryAsync(ct);
+        return await command.ExecuteNonQueryAsync(ct);
     }
 }
 
 /// <summary>The warehouse holds something the run may not touch; nothing changes until someone acts.</summary>
 public sealed class WarehouseConflictException(string message) : Exception(message);
+
+/// <summary>The source's rows are not unique on the merge key; merging would have to drop some of them silently.</summary>
+public sealed class DuplicateKeysException(string message) : Exception(message);

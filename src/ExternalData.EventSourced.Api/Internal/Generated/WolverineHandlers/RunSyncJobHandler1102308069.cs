@@ -2,6 +2,7 @@
 #pragma warning disable
 using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.SourceTypes;
+using ExternalData.EventSourced.Sources;
 using Marten;
 using Microsoft.Extensions.Logging;
 using System;
@@ -14,14 +15,16 @@ namespace Internal.Generated.WolverineHandlers
     {
         private readonly ExternalData.EventSourced.Infrastructure.Encryption.SecretsCipher _secretsCipher;
         private readonly ExternalData.EventSourced.SourceTypes.SourceTypeRegistry _sourceTypeRegistry;
+        private readonly ExternalData.EventSourced.Sources.SyncRunSettings _syncRunSettings;
         private readonly Marten.IDocumentStore _documentStore;
         private readonly Microsoft.Extensions.Logging.ILogger<ExternalData.EventSourced.Sources.RunSyncJob> _loggerForMessage;
         private readonly System.TimeProvider _timeProvider;
 
-        public RunSyncJobHandler1102308069(ExternalData.EventSourced.Infrastructure.Encryption.SecretsCipher secretsCipher, ExternalData.EventSourced.SourceTypes.SourceTypeRegistry sourceTypeRegistry, Marten.IDocumentStore documentStore, Microsoft.Extensions.Logging.ILogger<ExternalData.EventSourced.Sources.RunSyncJob> loggerForMessage, System.TimeProvider timeProvider)
+        public RunSyncJobHandler1102308069(ExternalData.EventSourced.Infrastructure.Encryption.SecretsCipher secretsCipher, ExternalData.EventSourced.SourceTypes.SourceTypeRegistry sourceTypeRegistry, ExternalData.EventSourced.Sources.SyncRunSettings syncRunSettings, Marten.IDocumentStore documentStore, Microsoft.Extensions.Logging.ILogger<ExternalData.EventSourced.Sources.RunSyncJob> loggerForMessage, System.TimeProvider timeProvider)
         {
             _secretsCipher = secretsCipher;
             _sourceTypeRegistry = sourceTypeRegistry;
+            _syncRunSettings = syncRunSettings;
             _documentStore = documentStore;
             _loggerForMessage = loggerForMessage;
             _timeProvider = timeProvider;
@@ -36,7 +39,7 @@ namespace Internal.Generated.WolverineHandlers
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("handler.type", "ExternalData.EventSourced.Sources.RunSyncJobHandler");
             
             // The actual message execution
-            await ExternalData.EventSourced.Sources.RunSyncJobHandler.Handle(runSyncJob, _documentStore, _sourceTypeRegistry, _secretsCipher, _timeProvider, _loggerForMessage, cancellation).ConfigureAwait(false);
+            await ExternalData.EventSourced.Sources.RunSyncJobHandler.Handle(runSyncJob, _documentStore, _sourceTypeRegistry, _secretsCipher, _timeProvider, _syncRunSettings, _loggerForMessage, cancellation).ConfigureAwait(false);
         }
     }
 
