@@ -97,6 +97,10 @@ builder.Host.UseWolverine(opts =>
     opts.LocalQueueFor<CleanUpDeletedSource>().UseDurableInbox();
     // A started sync run is committed with its start and survives restarts; a node runs two at a time.
     opts.LocalQueueFor<RunSyncJob>().UseDurableInbox().MaximumParallelMessages(2);
+    // Schedules are durable: a due run is a scheduled message in the database, fired after a restart too (ADR 0043).
+    opts.LocalQueueFor<ArmSyncSchedules>().UseDurableInbox();
+    opts.LocalQueueFor<SyncDue>().UseDurableInbox();
+    opts.LocalQueueFor<DropWarehouseTable>().UseDurableInbox();
 });
 builder.Services.AddWolverineHttp();
 
@@ -176,6 +180,7 @@ builder.Services.AddSingleton<ExternalData.EventSourced.Mcp.McpCallers>();
 builder.Services.AddAuthorization();
 // A call's arguments are checked against the tool's schema first, so a missing or mistyped one is named to the agent.
 builder.Services.AddMcpServer().WithHttpTransport(o => o.Stateless = true).WithTools<ExternalData.EventSourced.Mcp.ExternalDataSourceTools>()
+    .WithTools<ExternalData.EventSourced.Mcp.ExternalDataSchemaTools>()
     .WithRequestFilters(filters => filters.AddCallToolFilter(ExternalData.EventSourced.Mcp.McpArguments.Check));
 // The OpenAPI document at /api/schema/ and an interactive reference at /docs, both served by the service itself (ADR 0023).
 builder.Services.AddOpenApi(o =>

@@ -53,8 +53,7 @@ public sealed partial class AuditLogProjection : EventProjection
         // Marten records an append that rolled back as a "tombstone" event; it is no fact of anyone's.
         if (e.EventTypeName == "tombstone") return ValueTask.CompletedTask;
         // Sync runs are shown by jobs/, not here (SYNC.md §4): a run's batches would bury the feed's lifecycle facts.
-        if (e.Data is SyncRunStarted or SyncRunCompleted or SyncRunFailed or SyncJobStarted or SyncBatchLoaded or SyncJobCompleted or SyncJobFailed)
-            return ValueTask.CompletedTask;
+        if (e.Data is ISyncFact) return ValueTask.CompletedTask;
         var entry = SourceHistoryEndpoint.Entry(e, ApiJson.Options);
         operations.ForTenant(e.TenantId).Store(new AuditEntry
         {

@@ -34,7 +34,7 @@ public sealed class McpToolsDocument : IOpenApiDocumentTransformer
             |---|---|---|
 
             """);
-        foreach (var method in typeof(ExternalDataSourceTools).GetMethods(BindingFlags.Public | BindingFlags.Instance))
+        foreach (var method in new[] { typeof(ExternalDataSourceTools), typeof(ExternalDataSchemaTools) }.SelectMany(t => t.GetMethods(BindingFlags.Public | BindingFlags.Instance)))
         {
             if (method.GetCustomAttribute<McpServerToolAttribute>() is not { Name: { } name }) continue;
             var arguments = method.GetParameters()

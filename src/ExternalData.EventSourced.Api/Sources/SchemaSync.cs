@@ -221,6 +221,7 @@ public static class SyncViews
         schema.Status = !schema.ShouldSync && state.RunningJobId is null && state.LastStatus != JobStatuses.Failed ? "Paused" : state.Status;
         schema.LastSyncedAt = state.LastSyncedAt;
         schema.LatestError = state.LatestError;
+        schema.NextSyncAt = schema.ShouldSync ? state.NextRunAt : null;
         schema.Table = state.Table is { } t
             ? new SchemaTable(t.Id, t.Name, t.Columns.Select(c => new SchemaTableColumn(c.Name, c.Type, c.Nullable)).ToList(), t.RowCount, t.Schema)
             : null;

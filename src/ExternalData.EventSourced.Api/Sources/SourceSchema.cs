@@ -151,6 +151,8 @@ public sealed class SchemaDetails
     /// <summary>Provider deliveries accepted for this table (webhook sync), and when the last arrived.</summary>
     public long WebhookEventsReceived { get; set; }
     public DateTimeOffset? LastWebhookAt { get; set; }
+    /// <summary>[beyond] When the scheduler runs this schema next; null when it is not scheduled (disabled, manual, running).</summary>
+    public DateTimeOffset? NextSyncAt { get; set; }
 
     public static SchemaDetails From(SourceSchema schema) => From(schema.Id, schema.Name, schema.Facts, schema.Settings);
 

@@ -54,5 +54,6 @@ public static class SourcesConfiguration
             // Start-up work of this feature, before the service answers: a database from before one document per source
             // is upgraded (ADR 0032), and the list's count per project is installed where it is missing (ADR 0033).
             .AddHostedService<SourceDocumentUpgrade>()
-            .AddHostedService<SourceCounts.Setup>();
+            .AddHostedService<SourceCounts.Setup>()
+            .AddHostedService<SyncScheduleReconciler>();
 }

@@ -10,37 +10,40 @@ namespace ExternalData.EventSourced.Sources;
 // No row data and no secret in any of them, ever. What the run itself records names the service's run loop
 // (system:sync-runner, channel system) in its body and metadata; a start names whoever triggered it.
 
+/// <summary>A fact of a sync stream or a job's stream: shown by <c>jobs/</c> and a schema's status, not by the audit feed.</summary>
+public interface ISyncFact : IDomainEvent;
+
 /// <summary>A run of a schema began: the schema is now held by <see cref="JobId"/>.</summary>
 public sealed record SyncRunStarted(
     Guid SchemaId, Guid SourceId, Guid JobId, string SchemaName, string SyncType, string Mode, string Trigger,
-    Actor StartedBy, string StartedVia, DateTimeOffset StartedAt) : IDomainEvent;
+    Actor StartedBy, string StartedVia, DateTimeOffset StartedAt) : ISyncFact;
 
 /// <summary>The run finished and its rows are in <see cref="Table"/>. A cursor-based run's next start is
 /// <see cref="Watermark"/> (the highest <see cref="WatermarkField"/> value it committed, or the highest upstream when its
 /// full load began); an xmin run's is <see cref="XminCeiling"/>, the oldest source transaction open when it began.</summary>
 public sealed record SyncRunCompleted(
     Guid SchemaId, Guid JobId, long Rows, WarehouseTable Table, DateTimeOffset StartedAt, DateTimeOffset CompletedAt, Actor? RecordedBy = null, string? RecordedVia = null,
-    string? Watermark = null, string? WatermarkField = null, long? XminCeiling = null) : IDomainEvent;
+    string? Watermark = null, string? WatermarkField = null, long? XminCeiling = null) : ISyncFact;
 
 /// <summary>A batch of an incremental or append run committed with this event: the rows up to <see cref="Watermark"/> are in
 /// the warehouse, so a crash after it never re-appends them.</summary>
-public sealed record SyncWatermarkAdvanced(Guid SchemaId, Guid JobId, int Batch, string Field, string Watermark, DateTimeOffset AdvancedAt, Actor? RecordedBy = null, string? RecordedVia = null) : IDomainEvent;
+public sealed record SyncWatermarkAdvanced(Guid SchemaId, Guid JobId, int Batch, string Field, string Watermark, DateTimeOffset AdvancedAt, Actor? RecordedBy = null, string? RecordedVia = null) : ISyncFact;
 
 /// <summary>The run was stopped before its end (a user's cancel or resync, or the schema disabled): the warehouse keeps
 /// what committed batches wrote (a full refresh's staging table is dropped, the previous table stays).</summary>
-public sealed record SyncRunCancelled(Guid SchemaId, Guid JobId, string Reason, Actor CancelledBy, string CancelledVia, DateTimeOffset CancelledAt) : IDomainEvent;
+public sealed record SyncRunCancelled(Guid SchemaId, Guid JobId, string Reason, Actor CancelledBy, string CancelledVia, DateTimeOffset CancelledAt) : ISyncFact;
 
 /// <summary>The schema's sync state was forgotten: the watermark always, the warehouse table too when
 /// <see cref="TableDropped"/> (delete_data). The next run is a full load.</summary>
-public sealed record SyncStateReset(Guid SchemaId, bool TableDropped, string Reason, Actor ResetBy, string ResetVia, DateTimeOffset ResetAt) : IDomainEvent;
+public sealed record SyncStateReset(Guid SchemaId, bool TableDropped, string Reason, Actor ResetBy, string ResetVia, DateTimeOffset ResetAt) : ISyncFact;
 
 /// <summary>The schema's next scheduled run is due at <see cref="DueAt"/> (null: none, the schema is manual only or disabled).</summary>
-public sealed record SyncScheduled(Guid SchemaId, Guid SourceId, DateTimeOffset? DueAt, string Frequency, DateTimeOffset ScheduledAt) : IDomainEvent;
+public sealed record SyncScheduled(Guid SchemaId, Guid SourceId, DateTimeOffset? DueAt, string Frequency, DateTimeOffset ScheduledAt) : ISyncFact;
 
 /// <summary>The run failed: what the user reads (<see cref="Error"/>, never a secret), its class, and whether a later run
 /// may well succeed. The warehouse is as the last completed run left it.</summary>
 public sealed record SyncRunFailed(
-    Guid SchemaId, Guid JobId, string Error, string ErrorClass, bool Retryable, DateTimeOffset FailedAt, Actor? RecordedBy = null, string? RecordedVia = null) : IDomainEvent;
+    Guid SchemaId, Guid JobId, string Error, string ErrorClass, bool Retryable, DateTimeOffset FailedAt, Actor? RecordedBy = null, string? RecordedVia = null) : ISyncFact;
 
 /// <summary>A schema's warehouse table: its identity is the schema id; its name is fixed when first created.</summary>
 public sealed record WarehouseTable(Guid Id, string Schema, string Name, IReadOnlyList<WarehouseTableColumn> Columns, long RowCount);
@@ -50,18 +53,18 @@ public sealed record WarehouseTableColumn(string Name, string Type, bool Nullabl
 /// <summary>A job's first event: what it will do, for which schema, and who or what asked for it.</summary>
 public sealed record SyncJobStarted(
     Guid JobId, Guid SchemaId, Guid SourceId, string SchemaName, string SyncType, string Mode, string Trigger,
-    Actor StartedBy, string StartedVia, DateTimeOffset StartedAt) : IDomainEvent;
+    Actor StartedBy, string StartedVia, DateTimeOffset StartedAt) : ISyncFact;
 
 /// <summary>A batch of rows committed to the warehouse in the same transaction as this event: <see cref="Position"/>
 /// is where the next batch starts (the last key read), so a crash re-reads at most the batch that was in flight.</summary>
 public sealed record SyncBatchLoaded(
-    Guid JobId, int Batch, long Rows, long TotalRows, string? Position, DateTimeOffset LoadedAt, Actor? RecordedBy = null, string? RecordedVia = null) : IDomainEvent;
+    Guid JobId, int Batch, long Rows, long TotalRows, string? Position, DateTimeOffset LoadedAt, Actor? RecordedBy = null, string? RecordedVia = null) : ISyncFact;
 
-public sealed record SyncJobCompleted(Guid JobId, long Rows, int Batches, DateTimeOffset CompletedAt, Actor? RecordedBy = null, string? RecordedVia = null) : IDomainEvent;
+public sealed record SyncJobCompleted(Guid JobId, long Rows, int Batches, DateTimeOffset CompletedAt, Actor? RecordedBy = null, string? RecordedVia = null) : ISyncFact;
 
-public sealed record SyncJobFailed(Guid JobId, string Error, string ErrorClass, DateTimeOffset FailedAt, Actor? RecordedBy = null, string? RecordedVia = null) : IDomainEvent;
+public sealed record SyncJobFailed(Guid JobId, string Error, string ErrorClass, DateTimeOffset FailedAt, Actor? RecordedBy = null, string? RecordedVia = null) : ISyncFact;
 
-public sealed record SyncJobCancelled(Guid JobId, string Reason, Actor CancelledBy, string CancelledVia, DateTimeOffset CancelledAt) : IDomainEvent;
+public sealed record SyncJobCancelled(Guid JobId, string Reason, Actor CancelledBy, string CancelledVia, DateTimeOffset CancelledAt) : ISyncFact;
 
 public static class SyncTriggers
 {

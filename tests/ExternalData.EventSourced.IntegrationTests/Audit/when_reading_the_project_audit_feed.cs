@@ -111,7 +111,7 @@ public sealed class when_reading_the_project_audit_feed(AppFixture app) : Integr
         await using var connection = new Npgsql.NpgsqlConnection(App.Server.ConnectionStringFor("postgres"));
         await connection.OpenAsync();
         await using var command = new Npgsql.NpgsqlCommand(
-            $"SELECT seq_id FROM {App.Schema}.mt_events WHERE tenant_id = @tenant AND type <> 'tombstone' ORDER BY seq_id", connection);
+            $"SELECT seq_id FROM {App.Schema}.mt_events WHERE tenant_id = @tenant AND type <> 'tombstone' AND type NOT LIKE 'sync\\_%' ORDER BY seq_id", connection);
         command.Parameters.AddWithValue("tenant", ProjectId);
         var sequences = new List<long>();
         await using var reader = await command.ExecuteReaderAsync();

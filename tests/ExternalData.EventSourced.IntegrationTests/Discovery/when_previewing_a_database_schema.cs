@@ -9,7 +9,7 @@ public sealed class when_previewing_a_database_schema(AppFixture app) : Integrat
 {
     private static readonly string[] PreviewFields =
     [
-        "table", "label", "should_sync", "incremental_fields", "incremental_available", "append_available", "cdc_available", "supports_webhooks",
+        "table", "label", "should_sync", "incremental_fields", "incremental_available", "append_available", "cdc_available", "xmin_available", "supports_webhooks",
         "webhook_only", "rows", "description", "available_columns", "detected_primary_keys", "permission_error", "rls_warning", "incremental_field",
         "sync_type", "should_sync_default",
     ];
@@ -36,6 +36,7 @@ public sealed class when_previewing_a_database_schema(AppFixture app) : Integrat
         orders["sync_type"].ShouldBeNull();
         orders["incremental_available"]!.GetValue<bool>().ShouldBeTrue();
         orders["cdc_available"]!.GetValue<bool>().ShouldBeTrue();
+        orders["xmin_available"]!.GetValue<bool>().ShouldBeTrue("a Postgres table with a primary key can sync by xmin");
         orders["rows"]!.GetValue<long>().ShouldBe(50);
         orders["description"]!.GetValue<string>().ShouldBe("Customer orders");
         orders["detected_primary_keys"]!.AsArray().Select(k => k!.GetValue<string>()).ShouldBe(["id"]);
@@ -50,6 +51,7 @@ public sealed class when_previewing_a_database_schema(AppFixture app) : Integrat
 
         var events = Table(preview, "events");
         events["cdc_available"]!.GetValue<bool>().ShouldBeFalse();
+        events["xmin_available"]!.GetValue<bool>().ShouldBeFalse("no primary key to merge on");
         events["detected_primary_keys"].ShouldBeNull();
         Table(preview, "big_orders")["detected_primary_keys"]!.AsArray().Select(k => k!.GetValue<string>()).ShouldBe(["id"]);
     }
@@ -118,6 +120,7 @@ public sealed class when_previewing_a_database_schema(AppFixture app) : Integrat
         charge["incremental_available"]!.GetValue<bool>().ShouldBeFalse();
         charge["supports_webhooks"]!.GetValue<bool>().ShouldBeTrue();
         charge["cdc_available"].ShouldBeNull();
+        charge["xmin_available"].ShouldBeNull();
         charge["incremental_fields"]![0]!.ToJsonString().ShouldBe("{\"label\":\"created_at\",\"type\":\"datetime\",\"field\":\"created\",\"field_type\":\"integer\",\"nullable\":null,\"is_indexed\":null}");
         Table(preview, "Customer")["permission_error"].ShouldBeNull();
         Table(preview, "Discount")["webhook_only"]!.GetValue<bool>().ShouldBeTrue();

@@ -15,7 +15,8 @@ public sealed class when_an_agent_calls_tools_with_posthogs_arguments(AppFixture
     [
         "external-data-sources-create", "external-data-sources-partial-update", "external-data-sources-destroy", "external-data-sources-refresh-schemas",
         "data-warehouse-source-setup", "external-data-sources-create-webhook-create", "external-data-sources-delete-webhook-create", "external-data-sources-reload",
-        "external-data-sources-check-cdc-prerequisites-create",
+        "external-data-sources-check-cdc-prerequisites-create", "external-data-schemas-partial-update", "external-data-schemas-reload",
+        "external-data-schemas-resync", "external-data-schemas-cancel", "external-data-schemas-delete-data", "external-data-schemas-incremental-fields-create",
     ];
 
     private async Task<McpClient> ConnectAsync(string key)
@@ -105,7 +106,9 @@ public sealed class when_an_agent_calls_tools_with_posthogs_arguments(AppFixture
         checks["checks"]!.AsArray().ShouldNotBeEmpty();
         (await OkAsync(client, "external-data-sources-webhook-info-retrieve", new() { ["id"] = id })).ShouldNotBeNull();
 
-        // A reload through MCP starts the enabled table's run as the agent's key, recorded with channel mcp.
+        // A reload through MCP starts the enabled table's run as the agent's key, recorded with channel mcp (once the run
+        // the table started by itself at creation has ended: a reload while a run is in progress starts nothing).
+        await RunsSettledAsync(id);
         var reloaded = await OkAsync(client, "external-data-sources-reload", new() { ["id"] = id });
         var job = reloaded["job_ids"]!.AsArray().ShouldHaveSingleItem()!.GetValue<string>();
         var deadline = DateTimeOffset.UtcNow.AddSeconds(60);
@@ -118,6 +121,22 @@ public sealed class when_an_agent_calls_tools_with_posthogs_arguments(AppFixture
 
         listed["status"]!.GetValue<string>().ShouldBe("Completed", listed.ToJsonString());
         listed["created_by"]!.GetValue<string>().ShouldBe("agent");
+
+        // The schemas viewset's tools, with the REST body's own names.
+        var schemaId = (await OkAsync(client, "external-data-schemas-list", new() { ["search"] = "orders" }))["results"]!.AsArray()
+            .Single(s => s!["name"]!.GetValue<string>() == "orders")!["id"]!.GetValue<string>();
+        (await OkAsync(client, "external-data-schemas-retrieve", new() { ["id"] = schemaId }))["source"]!["id"]!.GetValue<string>().ShouldBe(id);
+        (await OkAsync(client, "external-data-schemas-partial-update", new() { ["id"] = schemaId, ["sync_frequency"] = "12hour" }))["sync_frequency"]!.GetValue<string>().ShouldBe("12hour");
+        (await RefusedAsync(client, "external-data-schemas-partial-update", new() { ["id"] = schemaId, ["sync_time_of_day"] = "25:00:00" })).ShouldContain("Invalid sync time of day");
+        (await RefusedAsync(client, "external-data-schemas-cancel", new() { ["id"] = schemaId })).ShouldContain("No running sync to cancel.");
+        (await OkAsync(client, "external-data-schemas-incremental-fields-create", new() { ["id"] = schemaId }))["incremental_fields"]!.AsArray().ShouldNotBeEmpty();
+        (await OkAsync(client, "external-data-schemas-reload", new() { ["id"] = schemaId }))["job_id"].ShouldNotBeNull();
+        await RunsSettledAsync(id, 3);
+        (await OkAsync(client, "external-data-schemas-resync", new() { ["id"] = schemaId }))["job_id"].ShouldNotBeNull();
+        await RunsSettledAsync(id, 4);
+        (await Api.GetAsync($"{SourceUrl(id)}jobs/")).Json[0]!["trigger"]!.GetValue<string>().ShouldBe("resync");
+        (await OkAsync(client, "external-data-schemas-delete-data", new() { ["id"] = schemaId })).ShouldNotBeNull();
+        (await OkAsync(client, "external-data-schemas-retrieve", new() { ["id"] = schemaId }))["should_sync"]!.GetValue<bool>().ShouldBeFalse();
 
         (await OkAsync(client, "external-data-sources-destroy", new() { ["id"] = id }))["source_id"]!.GetValue<string>().ShouldBe(id);
         (await Api.GetAsync(SourceUrl(id))).Status.ShouldBe(System.Net.HttpStatusCode.NotFound);

@@ -40,6 +40,8 @@ public sealed class when_an_agent_uses_the_mcp_tools(AppFixture app) : Integrati
 
         tools.Select(t => t.Name).Order().ShouldBe([
             "data-warehouse-source-connect-link", "data-warehouse-source-setup", "data-warehouse-stored-credentials-list",
+            "external-data-schemas-cancel", "external-data-schemas-delete-data", "external-data-schemas-incremental-fields-create", "external-data-schemas-list",
+            "external-data-schemas-partial-update", "external-data-schemas-reload", "external-data-schemas-resync", "external-data-schemas-retrieve",
             "external-data-sources-check-cdc-prerequisites-create", "external-data-sources-connections-list", "external-data-sources-create", "external-data-sources-create-webhook-create", "external-data-sources-delete-webhook-create", "external-data-sources-destroy", "external-data-sources-history",
             "external-data-sources-list", "external-data-sources-partial-update", "external-data-sources-refresh-schemas", "external-data-sources-reload", "external-data-sources-retrieve",
             "external-data-sources-webhook-info-retrieve", "external-data-sources-wizard",

@@ -50,6 +50,7 @@ public sealed partial class when_a_newcomer_follows_the_readme(AppFixture app) :
             .Replace("warehouse_1.", $"warehouse_{ProjectId}.");
         // The warehouse is the service's own database: the suite's server, not the embedded one a newcomer has.
         script = System.Text.RegularExpressions.Regex.Replace(script, "^WAREHOUSE=.*$", $"WAREHOUSE='{App.Server.UriFor("postgres")}'", RegexOptions.Multiline);
+        script = System.Text.RegularExpressions.Regex.Replace(script, "^DEMO_ADMIN=.*$", $"DEMO_ADMIN='{App.Server.UriFor("demo_shop")}'", RegexOptions.Multiline);
 
         var start = new ProcessStartInfo("bash", ["-euo", "pipefail", "-c", script]) { RedirectStandardOutput = true, RedirectStandardError = true };
         using var bash = Process.Start(start)!;
@@ -67,7 +68,9 @@ public sealed partial class when_a_newcomer_follows_the_readme(AppFixture app) :
         output.ShouldContain("schemas_bulk_updated via api: 1 table enabled for full refresh sync");
         output.ShouldContain("\"credential_id\":");
         output.ShouldMatch("\"enabled\":\\[[^\\]]*\"orders\"");
-        output.ShouldContain("{\"table\":\"orders\",\"status\":\"Completed\",\"rows_synced\":");
+        output.ShouldContain("{\"table\":\"orders\",\"trigger\":\"create\",\"mode\":\"full\",\"status\":\"Completed\",\"rows_synced\":");
+        output.ShouldContain("{\"table\":\"orders\",\"trigger\":\"manual\",\"mode\":\"incremental\",\"status\":\"Completed\",\"rows_synced\":");
+        output.ShouldMatch(@"\n\s+1 \| refunded\n");
         output.ShouldMatch(@"orders \| +max\s*\n-+\+-+\n\s+\d+ \|");
     }
 }

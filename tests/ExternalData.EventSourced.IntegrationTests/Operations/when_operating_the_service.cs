@@ -25,6 +25,7 @@ public sealed class when_operating_the_service(AppFixture app) : IntegrationCont
     {
         var id = (await CreateSourceAsync(prefix: "rebuilt"))["id"]!.GetValue<string>();
         await Api.PatchAsync(SourceUrl(id), new System.Text.Json.Nodes.JsonObject { ["description"] = "before the rebuild" });
+        await RunsSettledAsync(id);
         var before = (await Api.GetAsync(SourceUrl(id))).Json.ToJsonString();
 
         var (listExit, listed, listErr) = await RunServiceCommandAsync("projections", "list");

@@ -58,7 +58,7 @@ public sealed class when_changes_are_synced(AppFixture app) : SyncContext(app, T
     public async Task incremental_runs_merge_by_key_and_never_lose_a_tie_at_the_watermark()
     {
         var id = await CreateWithPagesAsync("inc", Cursor("orders", "incremental", "updated_at"));
-        var first = (await ReloadAndWaitAsync(id, 1))[0];
+        var first = FirstRun(id);
         first["status"]!.GetValue<string>().ShouldBe("Completed", first.ToJsonString());
         first["mode"]!.GetValue<string>().ShouldBe("full", "the first run loads everything");
         await ShouldMatchAsync("public.orders", "incpostgres_orders", "id", "updated_at", "status");
@@ -69,7 +69,7 @@ public sealed class when_changes_are_synced(AppFixture app) : SyncContext(app, T
             UPDATE public.orders SET status = 'moved', updated_at = '2024-03-01' WHERE id IN (1, 600, 2999);
             INSERT INTO public.orders SELECT g, '2024-03-02'::timestamptz, 'new' FROM generate_series(3801, 4000) g;
             """);
-        var second = (await ReloadAndWaitAsync(id, 2))[0];
+        var second = (await ReloadAndWaitAsync(id, 1))[0];
         second["status"]!.GetValue<string>().ShouldBe("Completed", second.ToJsonString());
         second["mode"]!.GetValue<string>().ShouldBe("incremental");
         second["rows_synced"]!.GetValue<long>().ShouldBeLessThan(1000, "only rows at or after the watermark are read again");
@@ -78,7 +78,7 @@ public sealed class when_changes_are_synced(AppFixture app) : SyncContext(app, T
 
         // A whole batch of ties read again from the start of the watermark: still exact, still one row per key.
         await Db.ExecuteAsync("UPDATE public.orders SET updated_at = '2024-04-01', status = 'all tied' WHERE id BETWEEN 100 AND 2600;");
-        var third = (await ReloadAndWaitAsync(id, 3))[0];
+        var third = (await ReloadAndWaitAsync(id, 2))[0];
         third["batches"]!.GetValue<int>().ShouldBe(1, "2,501 rows sharing one value are one batch: ties never straddle two");
         await ShouldMatchAsync("public.orders", "incpostgres_orders", "id", "updated_at", "status");
         (await DuplicateKeysAsync("incpostgres_orders")).ShouldBe(0);
@@ -88,14 +88,14 @@ public sealed class when_changes_are_synced(AppFixture app) : SyncContext(app, T
     public async Task append_runs_add_each_row_once()
     {
         var id = await CreateWithPagesAsync("app", Cursor("events", "append", "created_at"));
-        (await ReloadAndWaitAsync(id, 1))[0]["rows_synced"]!.GetValue<long>().ShouldBe(2500);
+        FirstRun(id)["rows_synced"]!.GetValue<long>().ShouldBe(2500);
 
         await Db.ExecuteAsync("INSERT INTO public.events SELECT g, '2024-01-01'::timestamptz + g * interval '1 minute', 'e' || g FROM generate_series(2501, 4700) g;");
-        var second = (await ReloadAndWaitAsync(id, 2))[0];
+        var second = (await ReloadAndWaitAsync(id, 1))[0];
         second["mode"]!.GetValue<string>().ShouldBe("append");
         second["rows_synced"]!.GetValue<long>().ShouldBe(2200);
         second["batches"]!.GetValue<int>().ShouldBe(3);
-        var third = (await ReloadAndWaitAsync(id, 3))[0];
+        var third = (await ReloadAndWaitAsync(id, 2))[0];
         third["rows_synced"]!.GetValue<long>().ShouldBe(0, "nothing new upstream: nothing appended");
 
         (await ScalarAsync($"SELECT count(*) FROM {Warehouse}.apppostgres_events")).ShouldBe(4700);
@@ -106,11 +106,11 @@ public sealed class when_changes_are_synced(AppFixture app) : SyncContext(app, T
     public async Task xmin_runs_pick_up_updates_of_a_table_without_a_cursor()
     {
         var id = await CreateWithPagesAsync("xm", new JsonObject { ["name"] = "plain", ["should_sync"] = true, ["sync_type"] = "xmin" });
-        var first = (await ReloadAndWaitAsync(id, 1))[0];
+        var first = FirstRun(id);
         first["status"]!.GetValue<string>().ShouldBe("Completed", first.ToJsonString());
 
         await Db.ExecuteAsync("UPDATE public.plain SET v = 'changed' WHERE id % 500 = 0; INSERT INTO public.plain VALUES (5000, 'new'); DELETE FROM public.plain WHERE id = 1;");
-        var second = (await ReloadAndWaitAsync(id, 2))[0];
+        var second = (await ReloadAndWaitAsync(id, 1))[0];
         second["status"]!.GetValue<string>().ShouldBe("Completed", second.ToJsonString());
         second["mode"]!.GetValue<string>().ShouldBe("xmin");
         second["rows_synced"]!.GetValue<long>().ShouldBeLessThan(100, "only rows written since the last run are read");
@@ -123,11 +123,11 @@ public sealed class when_changes_are_synced(AppFixture app) : SyncContext(app, T
     public async Task a_run_killed_after_its_second_batch_leaves_the_last_table_and_the_rerun_is_exact()
     {
         var id = await CreateWithPagesAsync("killed", FullRefresh("big"));
-        (await ReloadAndWaitAsync(id, 1))[0]["status"]!.GetValue<string>().ShouldBe("Completed");
+        FirstRun(id)["status"]!.GetValue<string>().ShouldBe("Completed");
         await Db.ExecuteAsync("DELETE FROM public.big WHERE id > 4000; UPDATE public.big SET label = 'second run' WHERE id <= 10;");
 
         Settings.AfterBatchCommitted = (_, batch) => batch == 2 ? throw new IOException("killed after batch 2") : Task.CompletedTask;
-        var killed = (await ReloadAndWaitAsync(id, 2))[0];
+        var killed = (await ReloadAndWaitAsync(id, 1))[0];
         killed["status"]!.GetValue<string>().ShouldBe("Failed");
         killed["batches"]!.GetValue<int>().ShouldBe(2);
         // The previous run's table, whole and readable; the half-written staging table is gone.
@@ -135,7 +135,7 @@ public sealed class when_changes_are_synced(AppFixture app) : SyncContext(app, T
         (await ScalarAsync($"SELECT count(*) FROM pg_tables WHERE schemaname = '{Warehouse}' AND tablename LIKE '\\_stage\\_%'")).ShouldBe(0);
 
         Settings.AfterBatchCommitted = null;
-        (await ReloadAndWaitAsync(id, 3))[0]["status"]!.GetValue<string>().ShouldBe("Completed");
+        (await ReloadAndWaitAsync(id, 2))[0]["status"]!.GetValue<string>().ShouldBe("Completed");
         await ShouldMatchAsync("public.big", "killedpostgres_big", "id", "label");
     }
 
@@ -143,15 +143,15 @@ public sealed class when_changes_are_synced(AppFixture app) : SyncContext(app, T
     public async Task an_incremental_run_killed_mid_way_keeps_its_committed_batches_and_the_next_run_is_exact()
     {
         var id = await CreateWithPagesAsync("resumed", Cursor("orders", "incremental", "updated_at"));
-        (await ReloadAndWaitAsync(id, 1))[0]["status"]!.GetValue<string>().ShouldBe("Completed");
+        FirstRun(id)["status"]!.GetValue<string>().ShouldBe("Completed");
         await Db.ExecuteAsync("UPDATE public.orders SET updated_at = '2024-05-01'::timestamptz + id * interval '1 second', status = 'updated' WHERE id <= 3500;");
 
         Settings.AfterBatchCommitted = (_, batch) => batch == 2 ? throw new IOException("killed after batch 2") : Task.CompletedTask;
-        (await ReloadAndWaitAsync(id, 2))[0]["status"]!.GetValue<string>().ShouldBe("Failed");
+        (await ReloadAndWaitAsync(id, 1))[0]["status"]!.GetValue<string>().ShouldBe("Failed");
         (await ScalarAsync($"SELECT count(*) FROM {Warehouse}.resumedpostgres_orders WHERE status = 'updated'")).ShouldBe(2000, "two committed batches of 1,000");
 
         Settings.AfterBatchCommitted = null;
-        var rerun = (await ReloadAndWaitAsync(id, 3))[0];
+        var rerun = (await ReloadAndWaitAsync(id, 2))[0];
         rerun["mode"]!.GetValue<string>().ShouldBe("incremental");
         rerun["rows_synced"]!.GetValue<long>().ShouldBeLessThanOrEqualTo(1501 + 1000, "the rerun starts at the committed watermark: at most one batch is read again");
         await ShouldMatchAsync("public.orders", "resumedpostgres_orders", "id", "updated_at", "status");
@@ -166,7 +166,7 @@ public sealed class when_changes_are_synced(AppFixture app) : SyncContext(app, T
             new JsonObject { ["column"] = "region", ["operator"] = "=", ["value"] = "eu" },
             new JsonObject { ["column"] = "amount", ["operator"] = ">", ["value"] = 150 });
         var id = await CreateAsync("filtered", schema);
-        (await ReloadAndWaitAsync(id, 1))[0]["rows_synced"]!.GetValue<long>().ShouldBe(50);
+        FirstRun(id)["rows_synced"]!.GetValue<long>().ShouldBe(50);
         (await RowsAsync(WarehouseConnection, $"{Warehouse}.filteredpostgres_regions", ["id", "region", "amount"]))
             .ShouldBe(await RowsAsync(SourceConnection, "(SELECT * FROM public.regions WHERE region = 'eu' AND amount > 150) r", ["id", "region", "amount"]));
     }

@@ -31,19 +31,24 @@ public sealed class when_deciding_a_creation
         tables.Select(t => t.Name).ShouldBe(["zebra", "orders"]);
         tables.ShouldAllBe(t => t.SourceId == id && t.AddedVia == "mcp" && t.AddedAt == Given.Now);
 
-        var (response, _, storeKey) = CreateSourceHandler.Handle(command, draft, Given.Now);
+        var (response, _, storeKey, firstRuns) = CreateSourceHandler.Handle(command, draft, Given.Now);
         response.Value!.Version.ShouldBe(3);
         response.Value.Schemas!.Select(s => s.Name).ShouldBe(["orders", "zebra"]);
         response.Value.SupportsColumnSelection.ShouldBeTrue();
         response.Value.JobInputs.ToJsonString().ShouldBe("{\"host\":\"db.example.com\"}");
         storeKey.GetType().Name.ShouldStartWith("Store");
+        // Both tables of the draft are enabled: the scheduler is asked, in the same transaction, to start their first runs.
+        var arm = firstRuns.ShouldHaveSingleItem().ShouldBeOfType<Wolverine.DeliveryMessage<ArmSyncSchedules>>();
+        arm.Message.SchemaIds.Count.ShouldBe(tables.Count(t => t.Settings.ShouldSync));
+        arm.Options!.TenantId.ShouldBe(command.Caller.ProjectId);
     }
 
     [Fact]
     public void a_refused_draft_records_nothing()
     {
         var command = new CreateSource("Postgres", new JsonObject(), null, null, null, null, null) { Caller = when_folding_a_source.Caller };
-        var (response, start, key) = CreateSourceHandler.Handle(command, ExternalData.EventSourced.Shared.Problems.Validation("no"), Given.Now);
+        var (response, start, key, firstRuns) = CreateSourceHandler.Handle(command, ExternalData.EventSourced.Shared.Problems.Validation("no"), Given.Now);
+        firstRuns.ShouldBeEmpty();
 
         response.Problem!.Detail.ShouldBe("no");
         start.GetType().Name.ShouldBe("NoOp");

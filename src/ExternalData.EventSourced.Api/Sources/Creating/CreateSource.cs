@@ -137,16 +137,20 @@ public static class CreateSourceHandler
 
     /// <summary>The decision: a pure function of the command and the checked draft. The stream starts with the
     /// source and one event per table; starting it and storing the data key are returned as side effects, so both
-    /// commit in one transaction.</summary>
-    public static (Checked<SourceDetails>, IMartenOp, IMartenOp) Handle(CreateSource command, Checked<NewSource> draft, DateTimeOffset now)
+    /// commit in one transaction, with the message that starts the enabled tables' first runs (SYNC.md §5).</summary>
+    public static (Checked<SourceDetails>, IMartenOp, IMartenOp, OutgoingMessages) Handle(CreateSource command, Checked<NewSource> draft, DateTimeOffset now)
     {
-        if (draft.Problem is { } problem) return (problem, MartenOps.Nothing(), MartenOps.Nothing());
+        if (draft.Problem is { } problem) return (problem, MartenOps.Nothing(), MartenOps.Nothing(), []);
         var source = draft.Value!;
         var (created, tables) = Decide(command, source, now);
         var cdc = source.Cdc is { } p ? CdcSetup.Enabled(source.Id, source.CdcChoice!, p, command.Caller, now) : null;
         object[] events = cdc is null ? [created, .. tables] : [created, .. tables, cdc];
-        return (Answer(source, created, tables, cdc), MartenOps.StartStream<Source>(created.SourceId, events), StoreKey(source));
+        return (Answer(source, created, tables, cdc), MartenOps.StartStream<Source>(created.SourceId, events), StoreKey(source), FirstRuns(command.Caller, tables));
     }
+
+    /// <summary>The enabled tables of a new source get their first run within seconds (the scheduler decides which run).</summary>
+    public static OutgoingMessages FirstRuns(Caller caller, IReadOnlyList<SchemaAdded> tables) =>
+        SyncScheduler.Arm(caller.ProjectId, tables.Select(t => t.SourceId).FirstOrDefault(), tables.Where(t => t.Settings.ShouldSync).Select(t => t.SchemaId));
 
     public static (SourceCreated Created, IReadOnlyList<SchemaAdded> Tables) Decide(CreateSource command, NewSource source, DateTimeOffset now) =>
         Decide(source, command.Description, command.DirectQueryEnabled, command.Caller, command.CreatedVia ?? command.Caller.Channel, now);

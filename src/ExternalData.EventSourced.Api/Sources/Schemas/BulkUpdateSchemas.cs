@@ -136,19 +136,20 @@ public static class BulkUpdateSchemasHandler
         return problem;
     }
 
-    /// <summary>One event for the whole batch, or none when nothing actually changed. Answers the requested schemas.</summary>
-    public static (Checked<IReadOnlyList<SchemaDetails>>, Events) Handle(
+    /// <summary>One event for the whole batch, or none when nothing actually changed. Answers the requested schemas; the
+    /// changed ones' schedules are looked at again in the same transaction (a table just enabled runs within seconds).</summary>
+    public static (Checked<IReadOnlyList<SchemaDetails>>, Events, OutgoingMessages) Handle(
         BulkUpdateSchemas command, [WriteAggregate(Required = false, LoadStyle = ConcurrencyStyle.Exclusive)] Source? source,
         Checked<SchemaChanges> checkedChanges, DateTimeOffset now)
     {
-        if (checkedChanges.Problem is { } problem) return (problem, []);
+        if (checkedChanges.Problem is { } problem) return (problem, [], []);
         var changes = checkedChanges.Value!;
-        if (changes.Changed.Count == 0) return (Ok(changes.Requested), []);
+        if (changes.Changed.Count == 0) return (Ok(changes.Requested), [], []);
         var caller = command.Caller;
         Events events = [new SchemasBulkUpdated(command.SourceId, changes.Changed, changes.ChangedFields, caller.Actor, caller.Channel, now)];
         if (changes.Publication is { } p)
             events.Add(new CdcPublicationTablesChanged(command.SourceId, p.PublicationName, p.Added, p.Dropped, caller.Actor, caller.Channel, now));
-        return (Ok(changes.Requested), events);
+        return (Ok(changes.Requested), events, SyncScheduler.Arm(caller.ProjectId, command.SourceId, changes.Changed.Select(c => c.SchemaId)));
     }
 
     private static Checked<IReadOnlyList<SchemaDetails>> Ok(IReadOnlyList<SchemaDetails> schemas) => new(schemas, null);

@@ -115,9 +115,9 @@ public static class SetUpSourceHandler
 
     /// <summary>The source starts and the stash is consumed (its key destroyed) in the same transaction: a setup
     /// that fails leaves the stash usable, one that succeeds can never be repeated with it.</summary>
-    public static (Checked<SetUpSourceResult>, IMartenOp, IMartenOp, IMartenOp, IMartenOp) Handle(SetUpSource command, Checked<SourceSetup> setup, TimeProvider clock)
+    public static (Checked<SetUpSourceResult>, IMartenOp, IMartenOp, IMartenOp, IMartenOp, OutgoingMessages) Handle(SetUpSource command, Checked<SourceSetup> setup, TimeProvider clock)
     {
-        if (setup.Problem is { } problem) return (problem, MartenOps.Nothing(), MartenOps.Nothing(), MartenOps.Nothing(), MartenOps.Nothing());
+        if (setup.Problem is { } problem) return (problem, MartenOps.Nothing(), MartenOps.Nothing(), MartenOps.Nothing(), MartenOps.Nothing(), []);
         var now = clock.GetUtcNow();
         var (source, stash, webhook) = setup.Value!;
         var (created, tables) = CreateSourceHandler.Decide(source, command.Description, command.DirectQueryEnabled, command.Caller, command.Caller.Channel, now);
@@ -127,7 +127,7 @@ public static class SetUpSourceHandler
         // The stash is spent in the source's own transaction, exactly once: the Credentials slice says how.
         IMartenOp[] spend = stash is null ? [MartenOps.Nothing(), MartenOps.Nothing()] : StashConsumption.Consume(stash, source.Id, command.Caller, now);
         return (new SetUpSourceResult(source.Id, details, webhookResult), MartenOps.StartStream<Source>(source.Id, [created, .. tables, .. webhookEvents]),
-            CreateSourceHandler.StoreKey(source), spend[0], spend[1]);
+            CreateSourceHandler.StoreKey(source), spend[0], spend[1], CreateSourceHandler.FirstRuns(command.Caller, tables));
     }
 }
 

@@ -21,42 +21,6 @@ public sealed record SyncRunsStarted(IReadOnlyList<Guid> JobIds);
 /// <summary>The schemas a trigger may start, each with its sync stream fetched for an optimistic append.</summary>
 public sealed record SyncTargets(Source Source, IReadOnlyList<(SourceSchema Schema, IEventStream<SchemaSync> Stream)> Schemas);
 
-/// <summary>A run to start: the fact for the schema's sync stream, the job's first event, and the message that runs it.</summary>
-public sealed record SyncStart(SyncRunStarted RunStarted, SyncJobStarted JobStarted, RunSyncJob Run);
-
-public static class SyncRuns
-{
-    /// <summary>
-    /// The decision, pure: a schema already held by a running job starts nothing (one run per schema at a time); any
-    /// other enabled schema starts a full run. Starting is an append on the schema's own sync stream, never the source's,
-    /// so it neither bumps the source's version nor waits on its writes; two triggers racing on one schema collide on that
-    /// stream's version, and the retried loser finds the winner's run.
-    /// </summary>
-    public static SyncStart? Start(Source source, SourceSchema schema, SchemaSync? state, string trigger, Caller caller, Guid jobId, DateTimeOffset now)
-    {
-        if (state?.RunningJobId is not null || !schema.Settings.ShouldSync || schema.Removed || source.IsDirect) return null;
-        var syncType = schema.Settings.SyncType ?? SyncTypes.FullRefresh;
-        // CDC and webhook schemas are fed by their own streams, not by runs of this engine.
-        if (syncType is SyncTypes.Cdc or SyncTypes.Webhook) return null;
-        var mode = ModeFor(schema.Settings, state, trigger);
-        return new SyncStart(
-            new SyncRunStarted(schema.Id, source.Id, jobId, schema.Name, syncType, mode, trigger, caller.Actor, caller.Channel, now),
-            new SyncJobStarted(jobId, schema.Id, source.Id, schema.Name, syncType, mode, trigger, caller.Actor, caller.Channel, now),
-            new RunSyncJob(caller.ProjectId, source.Id, schema.Id, jobId));
-    }
-
-    /// <summary>What a run does (SYNC.md §3): a cursor-based or xmin schema reads only what changed once a run has left it a
-    /// watermark for the same cursor field (or a snapshot ceiling); before that, or after a resync, it loads everything.</summary>
-    public static string ModeFor(SyncSettings settings, SchemaSync? state, string trigger) => settings.SyncType switch
-    {
-        _ when trigger == SyncTriggers.Resync || state?.Table is null => SyncModes.Full,
-        SyncTypes.Incremental when state.Watermark is not null && state.WatermarkField == settings.IncrementalField => SyncModes.Incremental,
-        SyncTypes.Append when state.Watermark is not null && state.WatermarkField == settings.IncrementalField => SyncModes.Append,
-        SyncTypes.Xmin when state.XminCeiling is not null => SyncModes.Xmin,
-        _ => SyncModes.Full,
-    };
-}
-
 public static class ReloadSourceHandler
 {
     public static async Task<Checked<SyncTargets>> LoadAsync(ReloadSource command, IDocumentSession session, CancellationToken ct)

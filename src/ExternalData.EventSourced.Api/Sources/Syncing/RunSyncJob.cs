@@ -6,18 +6,10 @@ using ExternalData.EventSourced.SourceTypes;
 using ExternalData.EventSourced.SourceTypes.Sync;
 using Marten;
 using Npgsql;
+using Wolverine;
 using Wolverine.Runtime.Handlers;
 
 namespace ExternalData.EventSourced.Sources;
-
-/// <summary>Run a started job: sent by the trigger in the transaction that started it, to a durable local queue, so a
-/// node that dies mid-run hands the job to the next node (or to itself after a restart), which runs it again.</summary>
-public sealed record RunSyncJob(string ProjectId, Guid SourceId, Guid SchemaId, Guid JobId)
-{
-    /// <summary>What the run records, it records as the service's run loop.</summary>
-    [System.Text.Json.Serialization.JsonIgnore]
-    public Caller Recorder => Caller.System(ProjectId, "sync-runner", $"job-{JobId:N}", $"sync-runner {JobId}");
-}
 
 /// <summary>How runs read (<c>Sync:PageSize</c>, rows per batch: the bound on what one transaction carries), and where tests
 /// reach into a run after each committed batch (to kill it mid-way; unset in production).</summary>
@@ -39,7 +31,17 @@ public static class RunSyncJobHandler
     // A full load of a large table takes as long as it takes; Wolverine's default execution timeout is for messages.
     public static void Configure(HandlerChain chain) => chain.ExecutionTimeoutInSeconds = (int)TimeSpan.FromHours(12).TotalSeconds;
 
-    public static async Task Handle(
+    /// <summary>Runs the job, then has the scheduler arm the schema's next run (also when the job had ended already: a
+    /// delivery after a crash re-arms what the crash may have lost).</summary>
+    public static async Task<DeliveryMessage<ArmSyncSchedules>> Handle(
+        RunSyncJob run, IDocumentStore store, SourceTypeRegistry registry, SecretsCipher cipher, TimeProvider clock, SyncRunSettings settings,
+        ILogger<RunSyncJob> logger, CancellationToken ct)
+    {
+        await RunAsync(run, store, registry, cipher, clock, settings, logger, ct);
+        return new ArmSyncSchedules(run.ProjectId, run.SourceId, [run.SchemaId]).ForProject();
+    }
+
+    private static async Task RunAsync(
         RunSyncJob run, IDocumentStore store, SourceTypeRegistry registry, SecretsCipher cipher, TimeProvider clock, SyncRunSettings settings,
         ILogger<RunSyncJob> logger, CancellationToken ct)
     {

@@ -48,7 +48,7 @@ namespace Internal.Generated.WolverineHandlers
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("wolverine.stream.type", "ExternalData.EventSourced.Sources.Source");
             
             // The actual message execution
-            (var outgoing1, var outgoing2) = ExternalData.EventSourced.Sources.BulkUpdateSchemasHandler.Handle(bulkUpdateSchemas, stream_source.Aggregate, checkedOfSchemaChanges, now);
+            (var outgoing1, var outgoing2, var outgoing3) = ExternalData.EventSourced.Sources.BulkUpdateSchemasHandler.Handle(bulkUpdateSchemas, stream_source.Aggregate, checkedOfSchemaChanges, now);
 
             
             // Outgoing, cascaded message
@@ -60,6 +60,10 @@ namespace Internal.Generated.WolverineHandlers
                 // Capturing any possible events returned from the command handlers
                 stream_source.AppendMany(outgoing2);
             }
+
+            
+            // Outgoing, cascaded message
+            await context.EnqueueCascadingAsync(outgoing3).ConfigureAwait(false);
 
             
             // Save all pending changes to this Marten session

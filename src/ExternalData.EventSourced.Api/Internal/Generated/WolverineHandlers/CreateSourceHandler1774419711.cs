@@ -44,7 +44,7 @@ namespace Internal.Generated.WolverineHandlers
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("handler.type", "ExternalData.EventSourced.Sources.CreateSourceHandler");
             
             // The actual message execution
-            (var outgoing1, var outgoing2, var outgoing3) = ExternalData.EventSourced.Sources.CreateSourceHandler.Handle(createSource, checkedOfNewSource, now);
+            (var outgoing1, var outgoing2, var outgoing3, var outgoing4) = ExternalData.EventSourced.Sources.CreateSourceHandler.Handle(createSource, checkedOfNewSource, now);
 
             
             // Outgoing, cascaded message
@@ -63,6 +63,10 @@ namespace Internal.Generated.WolverineHandlers
                 // Placed by Wolverine's ISideEffect policy
                 outgoing3.Execute(documentSession);
             }
+
+            
+            // Outgoing, cascaded message
+            await context.EnqueueCascadingAsync(outgoing4).ConfigureAwait(false);
 
             
             // Save all pending changes to this Marten session

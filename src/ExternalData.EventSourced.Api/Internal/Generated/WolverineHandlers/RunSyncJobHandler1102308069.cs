@@ -39,7 +39,11 @@ namespace Internal.Generated.WolverineHandlers
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("handler.type", "ExternalData.EventSourced.Sources.RunSyncJobHandler");
             
             // The actual message execution
-            await ExternalData.EventSourced.Sources.RunSyncJobHandler.Handle(runSyncJob, _documentStore, _sourceTypeRegistry, _secretsCipher, _timeProvider, _syncRunSettings, _loggerForMessage, cancellation).ConfigureAwait(false);
+            var outgoing1 = await ExternalData.EventSourced.Sources.RunSyncJobHandler.Handle(runSyncJob, _documentStore, _sourceTypeRegistry, _secretsCipher, _timeProvider, _syncRunSettings, _loggerForMessage, cancellation).ConfigureAwait(false);
+
+            
+            // Outgoing, cascaded message
+            await context.EnqueueCascadingAsync(outgoing1).ConfigureAwait(false);
         }
     }
 

@@ -46,7 +46,7 @@ namespace Internal.Generated.WolverineHandlers
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("handler.type", "ExternalData.EventSourced.Sources.SetUpSourceHandler");
             
             // The actual message execution
-            (var outgoing1, var outgoing2, var outgoing3, var outgoing4, var outgoing5) = ExternalData.EventSourced.Sources.SetUpSourceHandler.Handle(setUpSource, checkedOfSourceSetup, _timeProvider);
+            (var outgoing1, var outgoing2, var outgoing3, var outgoing4, var outgoing5, var outgoing6) = ExternalData.EventSourced.Sources.SetUpSourceHandler.Handle(setUpSource, checkedOfSourceSetup, _timeProvider);
 
             
             // Outgoing, cascaded message
@@ -79,6 +79,10 @@ namespace Internal.Generated.WolverineHandlers
                 // Placed by Wolverine's ISideEffect policy
                 outgoing5.Execute(documentSession);
             }
+
+            
+            // Outgoing, cascaded message
+            await context.EnqueueCascadingAsync(outgoing6).ConfigureAwait(false);
 
             
             // Save all pending changes to this Marten session

@@ -1,0 +1,68 @@
+using System.Text.Json.Serialization;
+using ExternalData.EventSourced.Shared;
+using Wolverine;
+
+namespace ExternalData.EventSourced.Sources;
+
+// What the sync use cases share: the messages that start a run and re-arm a schedule, and the pure decision that starts
+// a run. Reload, the schemas viewset, the scheduler and the run loop all meet here, so none of them calls another.
+
+/// <summary>Run a started job: sent by the trigger in the transaction that started it, to a durable local queue, so a
+/// node that dies mid-run hands the job to the next node (or to itself after a restart), which runs it again.</summary>
+public sealed record RunSyncJob(string ProjectId, Guid SourceId, Guid SchemaId, Guid JobId)
+{
+    /// <summary>What the run records, it records as the service's run loop.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public Caller Recorder => Caller.System(ProjectId, "sync-runner", $"job-{JobId:N}", $"sync-runner {JobId}");
+}
+
+/// <summary>Look again at some schemas' schedules: sent in the transaction of the create, setup or schema update that
+/// changed them, by a run that ended, and by the reconciler. The service's scheduler is the caller.</summary>
+public sealed record ArmSyncSchedules(string ProjectId, Guid SourceId, IReadOnlyList<Guid> SchemaIds) : ICommand
+{
+    [JsonIgnore] public Caller Caller => SchedulerCaller(ProjectId, SourceId);
+
+    /// <summary>The service's scheduler, acting for a project.</summary>
+    public static Caller SchedulerCaller(string projectId, Guid sourceId) =>
+        Caller.System(projectId, "scheduler", $"schedule-{sourceId:N}", "sync schedule");
+
+    /// <summary>Delivered for the project (its tenant), whoever sends it.</summary>
+    public DeliveryMessage<ArmSyncSchedules> ForProject() => this.WithDeliveryOptions(new DeliveryOptions { TenantId = ProjectId });
+}
+
+/// <summary>A run to start: the fact for the schema's sync stream, the job's first event, and the message that runs it.</summary>
+public sealed record SyncStart(SyncRunStarted RunStarted, SyncJobStarted JobStarted, RunSyncJob Run);
+
+public static class SyncRuns
+{
+    /// <summary>
+    /// The decision, pure: a schema already held by a running job starts nothing (one run per schema at a time); any
+    /// other enabled schema starts a full run. Starting is an append on the schema's own sync stream, never the source's,
+    /// so it neither bumps the source's version nor waits on its writes; two triggers racing on one schema collide on that
+    /// stream's version, and the retried loser finds the winner's run.
+    /// </summary>
+    public static SyncStart? Start(Source source, SourceSchema schema, SchemaSync? state, string trigger, Caller caller, Guid jobId, DateTimeOffset now)
+    {
+        if (state?.RunningJobId is not null || !schema.Settings.ShouldSync || schema.Removed || source.IsDirect) return null;
+        var syncType = schema.Settings.SyncType ?? SyncTypes.FullRefresh;
+        // CDC and webhook schemas are fed by their own streams, not by runs of this engine.
+        if (syncType is SyncTypes.Cdc or SyncTypes.Webhook) return null;
+        var mode = ModeFor(schema.Settings, state, trigger);
+        return new SyncStart(
+            new SyncRunStarted(schema.Id, source.Id, jobId, schema.Name, syncType, mode, trigger, caller.Actor, caller.Channel, now),
+            new SyncJobStarted(jobId, schema.Id, source.Id, schema.Name, syncType, mode, trigger, caller.Actor, caller.Channel, now),
+            new RunSyncJob(caller.ProjectId, source.Id, schema.Id, jobId));
+    }
+
+    /// <summary>What a run does (SYNC.md §3): a cursor-based or xmin schema reads only what changed once a run has left it a
+    /// watermark for the same cursor field (or a snapshot ceiling); before that, or after a resync, it loads everything.</summary>
+    public static string ModeFor(SyncSettings settings, SchemaSync? state, string trigger) => settings.SyncType switch
+    {
+        _ when trigger == SyncTriggers.Resync || state?.Table is null => SyncModes.Full,
+        SyncTypes.Incremental when state.Watermark is not null && state.WatermarkField == settings.IncrementalField => SyncModes.Incremental,
+        SyncTypes.Append when state.Watermark is not null && state.WatermarkField == settings.IncrementalField => SyncModes.Append,
+        SyncTypes.Xmin when state.XminCeiling is not null => SyncModes.Xmin,
+        _ => SyncModes.Full,
+    };
+}
+
