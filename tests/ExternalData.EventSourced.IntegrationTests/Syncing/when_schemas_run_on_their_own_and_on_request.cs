@@ -136,6 +136,16 @@ public sealed class when_schemas_run_on_their_own_and_on_request(AppFixture app)
             (await reader.PostAsync($"{Schemas}{schemaId}/reload/", new JsonObject())).Status.ShouldBe(HttpStatusCode.Forbidden);
             (await Api.PostAsync($"/api/projects/{ProjectId}0/external_data_schemas/{schemaId}/reload/", new JsonObject())).Status.ShouldBe(HttpStatusCode.NotFound);
             (await EventTypesAsync(schemaId)).ShouldContain("sync_run_cancelled");
+
+            // The source's history shows its runs when asked, in the order they were recorded; by default its own facts only.
+            var withSyncs = (await Api.GetAsync($"{SourceUrl(id)}history/?include=syncs&limit=1000")).ShouldHaveStatus(HttpStatusCode.OK).Json["results"]!.AsArray();
+            var types = withSyncs.Select(e => e!["type"]!.GetValue<string>()).ToList();
+            types.ShouldContain("sync_run_cancelled");
+            types.ShouldContain("sync_state_reset");
+            types[0].ShouldBe("source_created");
+            withSyncs.Single(e => e!["type"]!.GetValue<string>() == "sync_run_cancelled")!["actor"]!["name"]!.GetValue<string>().ShouldBe("test-admin");
+            (await Api.GetAsync($"{SourceUrl(id)}history/?limit=1000")).Json["results"]!.AsArray().ShouldAllBe(e => !e!["type"]!.GetValue<string>().StartsWith("sync_"));
+            (await Api.GetAsync($"{SourceUrl(id)}history/?include=everything")).ShouldBeProblem(HttpStatusCode.BadRequest, "include must be 'syncs'.", "include");
         }
         finally
         {

@@ -20,33 +20,52 @@ public sealed record HistoryEntry(
 public sealed record HistoryActor(string? Id, string? Name);
 
 /// <summary>GET external_data_sources/{id}/history/: the source's events in order, secrets masked, a sentence each.
-/// Answers for a deleted source too; another project's id is a 404 (its events are not in this project).</summary>
+/// Answers for a deleted source too; another project's id is a 404 (its events are not in this project).
+/// <c>?include=syncs</c> adds its tables' sync streams (runs started, ended, cancelled, watermarks, schedules), in the
+/// order they were recorded (SYNC.md §4); each entry's <c>version</c> is then its own stream's.</summary>
 public static class SourceHistoryEndpoint
 {
     public const string Secret = "[secret]";
+    public const string IncludeSyncs = "syncs";
 
     [WolverineGet("/api/projects/{project_id}/external_data_sources/{id}/history")]
     [ProducesResponseType<Page<HistoryEntry>>(StatusCodes.Status200OK)]
     public static async Task<IResult> Get(
-        Guid id, string? limit, string? offset, string? type, string? since, string? until, IQuerySession session,
+        Guid id, string? limit, string? offset, string? type, string? since, string? until, string? include, IQuerySession session,
         IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json, HttpContext context, CancellationToken ct)
     {
+        if (include is not (null or "" or IncludeSyncs))
+            return Results.Problem(Problems.Validation($"include must be '{IncludeSyncs}'.", "include", "invalid_choice"));
         if (Paging.Parse(limit, offset) is not ({ } take, { } skip)) return Results.Problem(Paging.Problem(limit));
         var (from, to, badTime) = TimeRange.Parse(since, until);
         if (badTime is not null) return Results.Problem(badTime);
 
-        var page = await ReadAsync(session, id, take, skip, type, from, to, json.Value.SerializerOptions, ct);
+        var page = await ReadAsync(session, id, take, skip, type, from, to, json.Value.SerializerOptions, ct, include == IncludeSyncs);
         return page is null ? Results.Problem(Problems.NotFound()) : Results.Json(PageLinks.PageOf(page.Value.Entries, page.Value.Total, take, skip, context));
     }
 
     /// <summary>A page of the history, or null when the project has no such source (every channel reads it this way).</summary>
     public static async Task<(long Total, IReadOnlyList<HistoryEntry> Entries)?> ReadAsync(
-        IQuerySession session, Guid id, int take, int skip, string? type, DateTimeOffset? from, DateTimeOffset? to, JsonSerializerOptions options, CancellationToken ct)
+        IQuerySession session, Guid id, int take, int skip, string? type, DateTimeOffset? from, DateTimeOffset? to, JsonSerializerOptions options, CancellationToken ct,
+        bool includeSyncs = false)
     {
         if (!await session.Events.QueryAllRawEvents().Where(e => e.StreamId == id).AnyAsync(ct)) return null;
 
         // Marten keeps no statistics for raw event queries: the count is its own (cheap, indexed) query.
-        IQueryable<IEvent> query = session.Events.QueryAllRawEvents().Where(e => e.StreamId == id);
+        IQueryable<IEvent> query;
+        if (includeSyncs)
+        {
+            var syncStreams = (await session.Query<SourceSchema>().Where(s => s.SourceId == id).Select(s => s.Id).ToListAsync(ct)).Append(id).ToArray();
+            query = session.Events.QueryAllRawEvents().Where(e => syncStreams.Contains(e.StreamId));
+            if (!string.IsNullOrEmpty(type)) query = query.Where(e => e.EventTypeName == type);
+            if (from is { } since) query = query.Where(e => e.Timestamp >= since);
+            if (to is { } until) query = query.Where(e => e.Timestamp <= until);
+            var count = await query.CountAsync(ct);
+            var recorded = await query.OrderBy(e => e.Sequence).Skip(skip).Take(take).ToListAsync(ct);
+            return (count, recorded.Select(e => Entry(e, options)).ToList());
+        }
+
+        query = session.Events.QueryAllRawEvents().Where(e => e.StreamId == id);
         if (!string.IsNullOrEmpty(type)) query = query.Where(e => e.EventTypeName == type);
         if (from is { } f) query = query.Where(e => e.Timestamp >= f);
         if (to is { } t) query = query.Where(e => e.Timestamp <= t);

@@ -54,9 +54,10 @@ namespace Internal.Generated.WolverineHandlers
             var type = httpContext.Request.Query["type"];
             var since = httpContext.Request.Query["since"];
             var until = httpContext.Request.Query["until"];
+            var include = httpContext.Request.Query["include"];
             
             // The actual HTTP request handler execution
-            var result = await ExternalData.EventSourced.Sources.SourceHistoryEndpoint.Get(id, limit, offset, type, since, until, ((Marten.IQuerySession)documentSession), _optionsOfJsonOptions, httpContext, httpContext.RequestAborted).ConfigureAwait(false);
+            var result = await ExternalData.EventSourced.Sources.SourceHistoryEndpoint.Get(id, limit, offset, type, since, until, include, ((Marten.IQuerySession)documentSession), _optionsOfJsonOptions, httpContext, httpContext.RequestAborted).ConfigureAwait(false);
 
             await result.ExecuteAsync(httpContext).ConfigureAwait(false);
         }
