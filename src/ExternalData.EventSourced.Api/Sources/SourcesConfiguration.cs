@@ -49,7 +49,11 @@ public static class SourcesConfiguration
     }
 
     public static IServiceCollection ConfigureSources(this IServiceCollection services) =>
-        services.AddSingleton<PublicUrls>().AddSingleton(sp => new SyncRunSettings { PageSize = sp.GetRequiredService<IConfiguration>().GetValue("Sync:PageSize", 50_000) }).AddSingleton(new UniqueConstraintProblem(PrefixUniqueIndex, () => Problems.Conflict(
+        services.AddSingleton<PublicUrls>().AddSingleton(sp => new SyncRunSettings
+            {
+                PageSize = sp.GetRequiredService<IConfiguration>().GetValue("Sync:PageSize", 50_000),
+                WarehouseConnectionString = sp.GetRequiredService<IConfiguration>().GetConnectionString("Warehouse"),
+            }).AddSingleton(new UniqueConstraintProblem(PrefixUniqueIndex, () => Problems.Conflict(
                 "Another source of this type with the same prefix was created at the same moment. Choose another prefix.", "prefix_taken", "prefix")))
             // Start-up work of this feature, before the service answers: a database from before one document per source
             // is upgraded (ADR 0032), and the list's count per project is installed where it is missing (ADR 0033).

@@ -16,7 +16,21 @@ namespace ExternalData.EventSourced.Sources;
 public sealed class SyncRunSettings
 {
     public int PageSize { get; set; } = 50_000;
+
+    /// <summary><c>ConnectionStrings:Warehouse</c>: a database of its own for the warehouse; null, the service's own (ADR 0044).</summary>
+    public string? WarehouseConnectionString { get; set; }
+
+    public bool SeparateWarehouse => !string.IsNullOrEmpty(WarehouseConnectionString);
+
+    /// <summary>A connection to the warehouse, not yet open.</summary>
+    public NpgsqlConnection Warehouse(IDocumentStore store) =>
+        SeparateWarehouse ? new NpgsqlConnection(WarehouseConnectionString) : store.Storage.Database.CreateConnection();
+
     public Func<RunSyncJob, int, Task>? AfterBatchCommitted { get; set; }
+
+    /// <summary>With a separate warehouse, after a page's rows (and mark) committed there and before its events: where a
+    /// crash leaves the warehouse ahead of the event store (tests only).</summary>
+    public Func<RunSyncJob, Task>? BetweenRowsAndEvents { get; set; }
 }
 
 /// <summary>
@@ -76,7 +90,7 @@ public static class RunSyncJobHandler
         var target = new Target(WarehouseTables.SchemaFor(run.ProjectId),
             // The name is fixed when the table is first created and never recomputed (SYNC.md §1).
             state.Table?.Name ?? WarehouseTables.NameFor(source.Prefix, source.SourceType, schema.Name));
-        await using var connection = store.Storage.Database.CreateConnection();
+        await using var connection = settings.Warehouse(store);
         await connection.OpenAsync(ct);
         var context = new RunContext(run, job, schema, state, store, connection, target, clock, settings);
         try
@@ -156,12 +170,11 @@ public static class RunSyncJobHandler
             var rows = page?.Rows ?? await CountAsync(connection, transaction, target.Schema, staging, ct);
             total += rows;
             batch++;
-            await RecordAsync(context, transaction, async session =>
+            await CommitAsync(context, transaction, null, async session =>
             {
                 await HeldAsync(context, session, ct);
                 session.Events.Append(run.JobId, new SyncBatchLoaded(run.JobId, batch, rows, total, page?.LastKey, context.Clock.GetUtcNow(), run.Recorder.Actor, run.Recorder.Channel));
             }, ct);
-            await transaction.CommitAsync(ct);
             if (context.Settings.AfterBatchCommitted is { } hook) await hook(run, batch);
 
             if (page is null) break;
@@ -175,7 +188,6 @@ public static class RunSyncJobHandler
         if (syncType == SyncTypes.Append && context.Field is { } appendField)
             watermark = await WarehouseTables.MaxAsync(connection, finish, target.Schema, target.Name, appendField, ct);
         await CompleteAsync(context, finish, table, table.RowCount, batch, watermark, ceiling, ct);
-        await finish.CommitAsync(ct);
     }
 
     /// <summary>Only what changed since the last run (SYNC.md §3.2–§3.4), page by page, each merged (or appended) into the
@@ -184,10 +196,14 @@ public static class RunSyncJobHandler
     {
         var (run, connection, target, settings) = (context.Run, context.Connection, context.Target, context.Schema.Settings);
         var ceiling = settings.SyncType == SyncTypes.Xmin ? await read.SnapshotCeilingAsync(ct) : (long?)null;
+        // A separate warehouse commits a page before its events: its own mark is then the freshest watermark (ADR 0044).
+        var from = context.Settings.SeparateWarehouse
+            ? await WarehouseTables.MarkAsync(connection, target.Schema, run.SchemaId, context.Field, ct) ?? context.State.Watermark
+            : context.State.Watermark;
         RowSelection selection = settings.SyncType switch
         {
-            SyncTypes.Incremental => new CursorRows(context.Field!, context.State.Watermark!, Inclusive: true, settings.IncrementalFieldLookbackSeconds),
-            SyncTypes.Append => new CursorRows(context.Field!, context.State.Watermark!, Inclusive: false, null),
+            SyncTypes.Incremental => new CursorRows(context.Field!, from!, Inclusive: true, settings.IncrementalFieldLookbackSeconds),
+            SyncTypes.Append => new CursorRows(context.Field!, from!, Inclusive: false, null),
             _ => new ChangedRows(context.State.XminCeiling!.Value),
         };
         var cursor = selection as CursorRows;
@@ -211,7 +227,7 @@ public static class RunSyncJobHandler
                 : await WarehouseTables.AppendBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, read.Shape, ct);
             total += rows;
             batch++;
-            await RecordAsync(context, transaction, async session =>
+            await CommitAsync(context, transaction, cursor is not null ? page?.LastKey : null, async session =>
             {
                 var sync = await HeldAsync(context, session, ct);
                 var now = context.Clock.GetUtcNow();
@@ -219,7 +235,6 @@ public static class RunSyncJobHandler
                 if (cursor is not null && page is not null)
                     sync.AppendOne(new SyncWatermarkAdvanced(run.SchemaId, run.JobId, batch, cursor.Column, page.LastKey, now, run.Recorder.Actor, run.Recorder.Channel));
             }, ct);
-            await transaction.CommitAsync(ct);
             if (context.Settings.AfterBatchCommitted is { } hook) await hook(run, batch);
 
             if (page is null) break;
@@ -230,7 +245,6 @@ public static class RunSyncJobHandler
         await using var finish = await connection.BeginTransactionAsync(ct);
         var table = await WarehouseTables.DescribeAsync(connection, finish, target.Schema, target.Name, run.SchemaId, ct);
         await CompleteAsync(context, finish, table, total, batch, watermark, ceiling, ct);
-        await finish.CommitAsync(ct);
     }
 
     private static Task CompleteAsync(
@@ -238,7 +252,7 @@ public static class RunSyncJobHandler
     {
         var run = context.Run;
         var now = context.Clock.GetUtcNow();
-        return RecordAsync(context, transaction, async session =>
+        return CommitAsync(context, transaction, watermark, async session =>
         {
             var sync = await HeldAsync(context, session, ct);
             session.Events.Append(run.JobId, new SyncJobCompleted(run.JobId, rows, batches, now, run.Recorder.Actor, run.Recorder.Channel));
@@ -283,15 +297,35 @@ public static class RunSyncJobHandler
         return key;
     }
 
-    private static async Task RecordAsync(RunContext context, NpgsqlTransaction transaction, Func<IDocumentSession, Task> append, CancellationToken ct)
+    /// <summary>
+    /// Commits a page (or the end) of the run: its rows and what records them. In the service's own database (the default)
+    /// that is one transaction: the events' session writes on the run's connection and transaction (ADR 0041). With a
+    /// separate warehouse, the rows commit first together with the schema's mark (its watermark) in the warehouse, then
+    /// the events: a crash between the two leaves the warehouse ahead, and the next run starts from its mark, so a page
+    /// is neither lost nor appended twice (ADR 0044).
+    /// </summary>
+    private static async Task CommitAsync(RunContext context, NpgsqlTransaction transaction, string? watermark, Func<IDocumentSession, Task> record, CancellationToken ct)
     {
-        // The session writes on the run's own connection and transaction: its events commit with the rows, or not at all.
+        if (context.Settings.SeparateWarehouse)
+        {
+            if (watermark is not null && context.Field is { } field)
+                await WarehouseTables.SetMarkAsync(context.Connection, transaction, context.Target.Schema, context.Run.SchemaId, context.Run.JobId, field, watermark, ct);
+            await transaction.CommitAsync(ct);
+            if (context.Settings.BetweenRowsAndEvents is { } crash) await crash(context.Run);
+            await using var own = context.Store.LightweightSession(context.Run.ProjectId);
+            CallerMetadata.Stamp(own, context.Run.Recorder);
+            await record(own);
+            await own.SaveChangesAsync(ct);
+            return;
+        }
+
         var options = Marten.Services.SessionOptions.ForTransaction(transaction);
         options.TenantId = context.Run.ProjectId;
         await using var session = context.Store.LightweightSession(options);
         CallerMetadata.Stamp(session, context.Run.Recorder);
-        await append(session);
+        await record(session);
         await session.SaveChangesAsync(ct);
+        await transaction.CommitAsync(ct);
     }
 
     private static async Task FailAsync(IDocumentStore store, RunSyncJob run, string error, string errorClass, bool retryable, TimeProvider clock, CancellationToken ct)

@@ -129,9 +129,9 @@ public sealed record DropWarehouseTable(string ProjectId, Guid SchemaId, string 
 
 public static class DropWarehouseTableHandler
 {
-    public static async Task Handle(DropWarehouseTable drop, IDocumentStore store, CancellationToken ct)
+    public static async Task Handle(DropWarehouseTable drop, IDocumentStore store, SyncRunSettings settings, CancellationToken ct)
     {
-        await using var connection = store.Storage.Database.CreateConnection();
+        await using var connection = settings.Warehouse(store);
         await connection.OpenAsync(ct);
         await WarehouseTables.DropOwnedAsync(connection, drop.Schema, drop.Table, drop.SchemaId, ct);
     }

@@ -51,6 +51,7 @@ public static class WarehouseTables
         }
 
         await ExecuteAsync(connection, null, $"""
+            CREATE TABLE IF NOT EXISTS {Qualified(schema, Marks)} (schema_id uuid PRIMARY KEY, job_id uuid NOT NULL, field text NOT NULL, watermark text NOT NULL, marked_at timestamptz NOT NULL);
             DROP TABLE IF EXISTS {Quote(schema)}.{Quote(staging)};
             CREATE TABLE {Quote(schema)}.{Quote(staging)} ({columns}{(columns.Length > 0 ? ", " : "")}{MetadataSyncedAt} timestamptz NOT NULL DEFAULT now());
             """, ct);
@@ -169,6 +170,34 @@ public static class WarehouseTables
         await ExecuteAsync(connection, transaction, $"DROP TABLE {Quote(schema)}.{Quote(name)}", ct);
         await transaction.CommitAsync(ct);
         return true;
+    }
+
+    private const string Marks = "_ph_sync_marks";
+
+    /// <summary>Records, in the warehouse's transaction, how far a cursor run of the schema has committed (a separate
+    /// warehouse only: there the rows commit before their events).</summary>
+    public static async Task SetMarkAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, Guid schemaId, Guid jobId, string field, string watermark, CancellationToken ct)
+    {
+        await using var command = new NpgsqlCommand($"""
+            INSERT INTO {Qualified(schema, Marks)} (schema_id, job_id, field, watermark, marked_at) VALUES (@schema, @job, @field, @watermark, now())
+            ON CONFLICT (schema_id) DO UPDATE SET job_id = EXCLUDED.job_id, field = EXCLUDED.field, watermark = EXCLUDED.watermark, marked_at = EXCLUDED.marked_at
+            """, connection, transaction);
+        command.Parameters.AddWithValue("schema", schemaId);
+        command.Parameters.AddWithValue("job", jobId);
+        command.Parameters.AddWithValue("field", field);
+        command.Parameters.AddWithValue("watermark", watermark);
+        await command.ExecuteNonQueryAsync(ct);
+    }
+
+    /// <summary>The schema's committed watermark in the warehouse for <paramref name="field"/>, if any.</summary>
+    public static async Task<string?> MarkAsync(NpgsqlConnection connection, string schema, Guid schemaId, string? field, CancellationToken ct)
+    {
+        await using var command = new NpgsqlCommand(
+            $"SELECT watermark FROM {Qualified(schema, Marks)} WHERE schema_id = @schema AND field = @field", connection);
+        command.Parameters.AddWithValue("schema", schemaId);
+        command.Parameters.AddWithValue("field", (object?)field ?? DBNull.Value);
+        return await command.ExecuteScalarAsync(ct) as string;
     }
 
     private static async Task<bool> IsOursAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string name, Guid schemaId, CancellationToken ct)
