@@ -120,6 +120,8 @@ public sealed class SyncJob
     public string? Position { get; set; }
     public string? LatestError { get; set; }
     public string? ErrorClass { get; set; }
+    /// <summary>Why the run did other than it planned, when it did.</summary>
+    public string? Note { get; set; }
 }
 
 public sealed partial class SyncJobProjection : SingleStreamProjection<SyncJob, Guid>
@@ -143,6 +145,8 @@ public sealed partial class SyncJobProjection : SingleStreamProjection<SyncJob, 
     {
         if (job.Status != JobStatuses.Running) return job;
         job.Status = JobStatuses.Completed;
+        job.Mode = e.Mode ?? job.Mode;
+        job.Note = e.Note;
         job.RowsSynced = e.Rows;
         job.Batches = e.Batches;
         job.FinishedAt = e.CompletedAt;

@@ -60,7 +60,10 @@ public sealed record SyncJobStarted(
 public sealed record SyncBatchLoaded(
     Guid JobId, int Batch, long Rows, long TotalRows, string? Position, DateTimeOffset LoadedAt, Actor? RecordedBy = null, string? RecordedVia = null) : ISyncFact;
 
-public sealed record SyncJobCompleted(Guid JobId, long Rows, int Batches, DateTimeOffset CompletedAt, Actor? RecordedBy = null, string? RecordedVia = null) : ISyncFact;
+/// <summary>The job ended well. <see cref="Mode"/> is set when the run did other than it planned (a full load instead of
+/// only the changes), and <see cref="Note"/> says why.</summary>
+public sealed record SyncJobCompleted(
+    Guid JobId, long Rows, int Batches, DateTimeOffset CompletedAt, Actor? RecordedBy = null, string? RecordedVia = null, string? Mode = null, string? Note = null) : ISyncFact;
 
 public sealed record SyncJobFailed(Guid JobId, string Error, string ErrorClass, DateTimeOffset FailedAt, Actor? RecordedBy = null, string? RecordedVia = null) : ISyncFact;
 

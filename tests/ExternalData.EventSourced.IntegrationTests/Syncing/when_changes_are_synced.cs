@@ -120,6 +120,36 @@ public sealed class when_changes_are_synced(AppFixture app) : SyncContext(app, T
     }
 
     [Fact]
+    public async Task an_xmin_ceiling_past_wraparound_makes_the_run_load_everything_and_say_so()
+    {
+        var id = await CreateWithPagesAsync("wrap", new JsonObject { ["name"] = "plain", ["should_sync"] = true, ["sync_type"] = "xmin" });
+        var schemaId = Guid.Parse(FirstRun(id)["schema"]!["id"]!.GetValue<string>());
+
+        // 2^31 transactions cannot be run here: the sync stream is given a ceiling that far back instead, as a run that long
+        // ago would have recorded it (a run started and completed by the service).
+        var store = App.Host.Services.GetRequiredService<Marten.IDocumentStore>();
+        await using (var session = store.LightweightSession(ProjectId))
+        {
+            var job = Guid.CreateVersion7();
+            var now = DateTimeOffset.UtcNow;
+            var system = ExternalData.EventSourced.Shared.Actor.System("sync-runner");
+            var state = await session.LoadAsync<SchemaSync>(schemaId);
+            session.Events.Append(schemaId,
+                new SyncRunStarted(schemaId, Guid.Parse(id), job, "plain", "xmin", "xmin", "schedule", system, "system", now),
+                new SyncRunCompleted(schemaId, job, 0, state!.Table!, now, now, system, "system", XminCeiling: -(1L << 31)));
+            await session.SaveChangesAsync();
+        }
+
+        await Db.ExecuteAsync("UPDATE public.plain SET v = 'after a long time' WHERE id <= 10;");
+        var run = (await ReloadAndWaitAsync(id, 1))[0];
+        run["status"]!.GetValue<string>().ShouldBe("Completed", run.ToJsonString());
+        run["mode"]!.GetValue<string>().ShouldBe("full", "it planned xmin, and loaded everything instead");
+        run["note"]!.GetValue<string>().ShouldContain("2^31");
+        run["rows_synced"]!.GetValue<long>().ShouldBe(3000);
+        await ShouldMatchAsync("public.plain", "wrappostgres_plain", "id", "v");
+    }
+
+    [Fact]
     public async Task a_run_killed_after_its_second_batch_leaves_the_last_table_and_the_rerun_is_exact()
     {
         var id = await CreateWithPagesAsync("killed", FullRefresh("big"));

@@ -5,11 +5,11 @@ using Wolverine.Http;
 
 namespace ExternalData.EventSourced.Sources;
 
-/// <summary>A job as PostHog shows it (ref §4.3), plus [beyond] what the run did (<c>mode</c>, <c>batches</c>), why it
-/// ran (<c>trigger</c>) and the class of its failure.</summary>
+/// <summary>A job as PostHog shows it (ref §4.3), plus [beyond] what the run did (<c>mode</c>, <c>batches</c>, and a
+/// <c>note</c> when it did other than planned), why it ran (<c>trigger</c>) and the class of its failure.</summary>
 public sealed record JobDetails(
     Guid Id, DateTimeOffset CreatedAt, string? CreatedBy, DateTimeOffset? FinishedAt, string Status, JobSchema Schema, long RowsSynced,
-    string? LatestError, string? WorkflowRunId, string? CdcWriteMode, string Mode, int Batches, string Trigger, string? ErrorClass);
+    string? LatestError, string? WorkflowRunId, string? CdcWriteMode, string Mode, int Batches, string Trigger, string? ErrorClass, string? Note);
 
 public sealed record JobSchema(Guid Id, string Name, string? Label, bool ShouldSync, DateTimeOffset? LastSyncedAt, string? SyncType);
 
@@ -42,5 +42,5 @@ public static class ListJobsEndpoint
     public static JobDetails Details(SyncJob job, SourceSchema? schema, SchemaSync? state) => new(
         job.Id, job.CreatedAt, job.CreatedBy, job.FinishedAt, job.Status,
         new JobSchema(job.SchemaId, job.SchemaName, schema?.Facts.Label, schema?.Settings.ShouldSync ?? false, state?.LastSyncedAt, schema?.Settings.SyncType ?? job.SyncType),
-        job.RowsSynced, job.LatestError, null, null, job.Mode, job.Batches, job.Trigger, job.ErrorClass);
+        job.RowsSynced, job.LatestError, null, null, job.Mode, job.Batches, job.Trigger, job.ErrorClass, job.Note);
 }

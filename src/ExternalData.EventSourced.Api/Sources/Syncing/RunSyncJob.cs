@@ -98,8 +98,11 @@ public static class RunSyncJobHandler
             var chosen = schema.Settings;
             await using var read = await reader.OpenAsync(new TableReadRequest(config, schema.Name, chosen.EnabledColumns, RowFiltersOf(chosen)), ct);
             var key = chosen.SyncType is SyncTypes.Incremental or SyncTypes.Xmin ? MergeKey(chosen, read.Shape, schema.Name) : null;
-            var delta = job.Mode != SyncModes.Full
-                        && await WarehouseTables.PrepareTargetAsync(connection, target.Schema, target.Name, run.SchemaId, read.Shape, key, ct);
+            var delta = job.Mode != SyncModes.Full;
+            if (delta && !await WarehouseTables.PrepareTargetAsync(connection, target.Schema, target.Name, run.SchemaId, read.Shape, key, ct))
+                (delta, context.Note) = (false, "The warehouse table was gone, so this run loaded the whole table.");
+            if (delta && chosen.SyncType == SyncTypes.Xmin && await read.SnapshotCeilingAsync(ct) - state.XminCeiling >= XidWraparound)
+                (delta, context.Note) = (false, "Over 2^31 transactions ran upstream since the last run, past what xmin can compare, so this run loaded the whole table.");
             if (delta) await LoadChangesAsync(context, read, key, ct);
             else await LoadAllAsync(context, read, key, ct);
             logger.LogInformation("Synced {Schema} of source {Source} into {Warehouse}.{Table} (job {Job})", schema.Name, source.Id, target.Schema, target.Name, run.JobId);
@@ -134,12 +137,17 @@ public static class RunSyncJobHandler
 
     private sealed record Target(string Schema, string Name);
 
+    /// <summary>Half the 32-bit xid space: an xmin further back than this cannot be told apart from one in the future.</summary>
+    private const long XidWraparound = 1L << 31;
+
     private sealed record RunContext(
         RunSyncJob Run, SyncJob Job, SourceSchema Schema, SchemaSync State, IDocumentStore Store, NpgsqlConnection Connection, Target Target,
         TimeProvider Clock, SyncRunSettings Settings)
     {
         /// <summary>Tables the run made for itself and drops at its end, whatever the end.</summary>
         public List<string> Leftovers { get; } = [];
+        /// <summary>Why the run loads everything although it planned to read only the changes.</summary>
+        public string? Note { get; set; }
         public string? Field => Schema.Settings.IncrementalField;
     }
 
@@ -255,7 +263,8 @@ public static class RunSyncJobHandler
         return CommitAsync(context, transaction, watermark, async session =>
         {
             var sync = await HeldAsync(context, session, ct);
-            session.Events.Append(run.JobId, new SyncJobCompleted(run.JobId, rows, batches, now, run.Recorder.Actor, run.Recorder.Channel));
+            session.Events.Append(run.JobId, new SyncJobCompleted(run.JobId, rows, batches, now, run.Recorder.Actor, run.Recorder.Channel,
+                context.Note is null ? null : SyncModes.Full, context.Note));
             sync.AppendOne(new SyncRunCompleted(run.SchemaId, run.JobId, rows, table, context.State.RunningSince ?? now, now, run.Recorder.Actor, run.Recorder.Channel,
                 watermark, watermark is null ? null : context.Field, ceiling));
         }, ct);
