@@ -41,9 +41,10 @@ public static class SyncRuns
     /// so it neither bumps the source's version nor waits on its writes; two triggers racing on one schema collide on that
     /// stream's version, and the retried loser finds the winner's run.
     /// </summary>
-    public static SyncStart? Start(Source source, SourceSchema schema, SchemaSync? state, string trigger, Caller caller, Guid jobId, DateTimeOffset now)
+    public static SyncStart? Start(Source source, SourceSchema schema, SchemaSync? state, string trigger, Caller caller, Guid jobId, DateTimeOffset now, bool readable = true)
     {
-        if (state?.RunningJobId is not null || !schema.Settings.ShouldSync || schema.Removed || source.IsDirect) return null;
+        // readable: the source's type can be read row by row (ITableReader); a type the engine cannot read yet starts nothing.
+        if (!readable || state?.RunningJobId is not null || !schema.Settings.ShouldSync || schema.Removed || source.IsDirect) return null;
         var syncType = schema.Settings.SyncType ?? SyncTypes.FullRefresh;
         // CDC and webhook schemas are fed by their own streams, not by runs of this engine.
         if (syncType is SyncTypes.Cdc or SyncTypes.Webhook) return null;

@@ -1,5 +1,6 @@
 using System.Text.Json.Serialization;
 using ExternalData.EventSourced.Shared;
+using ExternalData.EventSourced.SourceTypes;
 using JasperFx.Events;
 using Marten;
 using Wolverine;
@@ -14,6 +15,9 @@ public sealed record SyncDue(string ProjectId, Guid SourceId, Guid SchemaId, Dat
 
 public static class SyncScheduler
 {
+    /// <summary>Whether the engine can read the source's tables (its type is an <see cref="SourceTypes.Sync.ITableReader"/>).</summary>
+    public static bool Readable(SourceTypeRegistry registry, Source source) => registry.Get(source.SourceType) is SourceTypes.Sync.ITableReader;
+
     /// <summary>The message that asks a source's schemas to be looked at again, or nothing when none changed.</summary>
     public static OutgoingMessages Arm(string projectId, Guid sourceId, IEnumerable<Guid> schemaIds)
     {
@@ -25,11 +29,11 @@ public static class SyncScheduler
     /// the next due time armed (its durable scheduled message) or disarmed. Appends only; the caller's transaction commits.</summary>
     public static void Apply(
         ScheduleDecision decision, Source source, SourceSchema schema, IEventStream<SchemaSync> stream, IDocumentSession session, Caller caller,
-        OutgoingMessages messages, DateTimeOffset now)
+        OutgoingMessages messages, DateTimeOffset now, bool readable)
     {
         switch (decision)
         {
-            case RunNow run when SyncRuns.Start(source, schema, stream.Aggregate, run.Trigger, caller, Guid.CreateVersion7(now), now) is { } start:
+            case RunNow run when SyncRuns.Start(source, schema, stream.Aggregate, run.Trigger, caller, Guid.CreateVersion7(now), now, readable) is { } start:
                 stream.AppendOne(start.RunStarted);
                 session.Events.StartStream<SyncJob>(start.JobStarted.JobId, start.JobStarted);
                 messages.Add(start.Run);
@@ -48,7 +52,7 @@ public static class SyncScheduler
 
 public static class ArmSyncSchedulesHandler
 {
-    public static async Task<OutgoingMessages> Handle(ArmSyncSchedules command, IDocumentSession session, DateTimeOffset now, CancellationToken ct)
+    public static async Task<OutgoingMessages> Handle(ArmSyncSchedules command, IDocumentSession session, SourceTypeRegistry registry, DateTimeOffset now, CancellationToken ct)
     {
         var messages = new OutgoingMessages();
         if (await session.LoadAsync<Source>(command.SourceId, ct) is not { } source) return messages;
@@ -56,7 +60,8 @@ public static class ArmSyncSchedulesHandler
         foreach (var schema in schemas)
         {
             var stream = await session.Events.FetchForWriting<SchemaSync>(schema.Id, ct);
-            SyncScheduler.Apply(SyncSchedule.Decide(source, schema, stream.Aggregate, now), source, schema, stream, session, command.Caller, messages, now);
+            SyncScheduler.Apply(SyncSchedule.Decide(source, schema, stream.Aggregate, now), source, schema, stream, session, command.Caller, messages, now,
+                SyncScheduler.Readable(registry, source));
         }
 
         return messages;
@@ -65,14 +70,14 @@ public static class ArmSyncSchedulesHandler
 
 public static class SyncDueHandler
 {
-    public static async Task<OutgoingMessages> Handle(SyncDue due, IDocumentSession session, DateTimeOffset now, CancellationToken ct)
+    public static async Task<OutgoingMessages> Handle(SyncDue due, IDocumentSession session, SourceTypeRegistry registry, DateTimeOffset now, CancellationToken ct)
     {
         var messages = new OutgoingMessages();
         var stream = await session.Events.FetchForWriting<SchemaSync>(due.SchemaId, ct);
         var source = await session.LoadAsync<Source>(due.SourceId, ct);
         var schema = await session.LoadAsync<SourceSchema>(due.SchemaId, ct);
         var decision = SyncSchedule.WhenDue(source, schema, stream.Aggregate, due.DueAt);
-        if (source is not null && schema is not null) SyncScheduler.Apply(decision, source, schema, stream, session, due.Caller, messages, now);
+        if (source is not null && schema is not null) SyncScheduler.Apply(decision, source, schema, stream, session, due.Caller, messages, now, SyncScheduler.Readable(registry, source));
         else if (decision is Disarm) stream.AppendOne(new SyncScheduled(due.SchemaId, due.SourceId, null, "", now));
         return messages;
     }

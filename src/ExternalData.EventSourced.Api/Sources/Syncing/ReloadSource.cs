@@ -35,14 +35,16 @@ public static class ReloadSourceHandler
         return new SyncTargets(source, targets);
     }
 
-    public static (Checked<SyncRunsStarted>, OutgoingMessages) Handle(ReloadSource command, Checked<SyncTargets> targets, IDocumentSession session, DateTimeOffset now)
+    public static (Checked<SyncRunsStarted>, OutgoingMessages) Handle(
+        ReloadSource command, Checked<SyncTargets> targets, IDocumentSession session, SourceTypes.SourceTypeRegistry registry, DateTimeOffset now)
     {
         if (targets.Problem is { } problem) return (problem, []);
         var messages = new OutgoingMessages();
         var jobs = new List<Guid>();
         foreach (var (schema, stream) in targets.Value!.Schemas)
         {
-            if (SyncRuns.Start(targets.Value.Source, schema, stream.Aggregate, SyncTriggers.Manual, command.Caller, Guid.CreateVersion7(now), now) is not { } start) continue;
+            var readable = registry.Get(targets.Value.Source.SourceType) is SourceTypes.Sync.ITableReader;
+            if (SyncRuns.Start(targets.Value.Source, schema, stream.Aggregate, SyncTriggers.Manual, command.Caller, Guid.CreateVersion7(now), now, readable) is not { } start) continue;
             stream.AppendOne(start.RunStarted);
             session.Events.StartStream<SyncJob>(start.JobStarted.JobId, start.JobStarted);
             messages.Add(start.Run);

@@ -33,7 +33,7 @@ public static class SchemaSyncActions
 
     /// <summary>The decision, pure: the events for the sync stream and the jobs' streams, and the messages to send.</summary>
     public static (Checked<SchemaSyncActed> Outcome, IReadOnlyList<object> SyncEvents, IReadOnlyList<(Guid JobId, object Event, bool Starts)> JobEvents, RunSyncJob? Run)
-        Decide(ActOnSchemaSync command, Source source, SourceSchema schema, SchemaSync? state, Guid newJobId, DateTimeOffset now)
+        Decide(ActOnSchemaSync command, Source source, SourceSchema schema, SchemaSync? state, Guid newJobId, DateTimeOffset now, bool readable = true)
     {
         var caller = command.Caller;
         var running = state?.RunningJobId;
@@ -51,7 +51,7 @@ public static class SchemaSyncActions
 
         RunSyncJob? Start(string trigger, SchemaSync? from)
         {
-            if (SyncRuns.Start(source, schema, from, trigger, caller, newJobId, now) is not { } start) return null;
+            if (SyncRuns.Start(source, schema, from, trigger, caller, newJobId, now, readable) is not { } start) return null;
             syncEvents.Add(start.RunStarted);
             jobEvents.Add((newJobId, start.JobStarted, true));
             return start.Run;
@@ -91,11 +91,13 @@ public static class ActOnSchemaSyncHandler
         return new SchemaSyncTarget(source, schema, await session.Events.FetchForWriting<SchemaSync>(schema.Id, ct));
     }
 
-    public static (Checked<SchemaSyncActed>, OutgoingMessages) Handle(ActOnSchemaSync command, Checked<SchemaSyncTarget> target, IDocumentSession session, DateTimeOffset now)
+    public static (Checked<SchemaSyncActed>, OutgoingMessages) Handle(
+        ActOnSchemaSync command, Checked<SchemaSyncTarget> target, IDocumentSession session, SourceTypes.SourceTypeRegistry registry, DateTimeOffset now)
     {
         if (target.Problem is { } problem) return (problem, []);
         var (source, schema, stream) = target.Value!;
-        var (outcome, syncEvents, jobEvents, run) = SchemaSyncActions.Decide(command, source, schema, stream.Aggregate, Guid.CreateVersion7(now), now);
+        var (outcome, syncEvents, jobEvents, run) = SchemaSyncActions.Decide(command, source, schema, stream.Aggregate, Guid.CreateVersion7(now), now,
+            registry.Get(source.SourceType) is SourceTypes.Sync.ITableReader);
         if (outcome.Problem is not null) return (outcome, []);
 
         foreach (var e in syncEvents) stream.AppendOne(e);
