@@ -43,15 +43,20 @@ public abstract class IntegrationContext(AppFixture app)
         return new JsonObject { ["source_type"] = "Postgres", ["prefix"] = prefix, ["description"] = description, ["payload"] = payload };
     }
 
-    /// <summary>Waits until the source has at least <paramref name="runs"/> jobs and none is running: the runs its enabled
-    /// tables start by themselves have ended, so reads compared before and after something else see none land mid-way.</summary>
+    /// <summary>Waits until the source has at least <paramref name="runs"/> jobs, none is running, and every table that ran
+    /// has its next run armed: what its enabled tables start by themselves is over, so reads compared before and after
+    /// something else see nothing land mid-way.</summary>
     protected async Task RunsSettledAsync(string id, int runs = 1)
     {
         var deadline = DateTimeOffset.UtcNow.AddSeconds(60);
         while (true)
         {
             var jobs = (await Api.GetAsync($"{SourceUrl(id)}jobs/")).Json.AsArray();
-            if (jobs.Count >= runs && jobs.All(j => j!["status"]!.GetValue<string>() != "Running")) return;
+            // A run's end arms the table's next run a moment later: settled means that is done too.
+            if (jobs.Count >= runs && jobs.All(j => j!["status"]!.GetValue<string>() != "Running")
+                && (await Api.GetAsync(SourceUrl(id))).Json["schemas"]!.AsArray()
+                    .Where(t => t!["should_sync"]!.GetValue<bool>() && t["status"]?.GetValue<string>() is "Completed" or "Failed")
+                    .All(t => t!["next_sync_at"] is not null)) return;
             if (DateTimeOffset.UtcNow > deadline) throw new TimeoutException($"runs of {id} did not settle: {jobs.ToJsonString()}");
             await Task.Delay(100);
         }
