@@ -95,6 +95,7 @@ public static class RunSyncJobHandler
         var context = new RunContext(run, job, schema, state, store, connection, target, clock, settings);
         try
         {
+            await WarehouseTables.EnsureSchemaAsync(connection, target.Schema, settings.SeparateWarehouse, ct);
             var chosen = schema.Settings;
             await using var read = await reader.OpenAsync(new TableReadRequest(config, schema.Name, chosen.EnabledColumns, RowFiltersOf(chosen)), ct);
             var key = chosen.SyncType is SyncTypes.Incremental or SyncTypes.Xmin ? MergeKey(chosen, read.Shape, schema.Name) : null;

@@ -36,22 +36,34 @@ public static class WarehouseTables
 
     public static string Quote(string identifier) => $"\"{identifier.Replace("\"", "\"\"", StringComparison.Ordinal)}\"";
 
+    /// <summary>The project's warehouse schema, and with a separate warehouse its marks table (ADR 0044). Two runs of one
+    /// project may race to create either (IF NOT EXISTS is not atomic in PostgreSQL): the loser finds it there.</summary>
+    public static async Task EnsureSchemaAsync(NpgsqlConnection connection, string schema, bool withMarks, CancellationToken ct)
+    {
+        await CreateRacingAsync(connection, $"CREATE SCHEMA IF NOT EXISTS {Quote(schema)}", ct);
+        if (withMarks)
+            await CreateRacingAsync(connection,
+                $"CREATE TABLE IF NOT EXISTS {Qualified(schema, Marks)} (schema_id uuid PRIMARY KEY, job_id uuid NOT NULL, field text NOT NULL, watermark text NOT NULL, marked_at timestamptz NOT NULL)", ct);
+    }
+
+    private static async Task CreateRacingAsync(NpgsqlConnection connection, string sql, CancellationToken ct)
+    {
+        try
+        {
+            await ExecuteAsync(connection, null, sql, ct);
+        }
+        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UniqueViolation or PostgresErrorCodes.DuplicateSchema or PostgresErrorCodes.DuplicateTable)
+        {
+            // Another run of the project created it between our check and our create: it is there.
+        }
+    }
+
     /// <summary>A staging table with the run's columns and <c>_ph_synced_at</c>, in the project's schema.</summary>
     public static async Task<string> CreateStagingAsync(NpgsqlConnection connection, string schema, Guid jobId, TableShape shape, CancellationToken ct)
     {
         var staging = $"_stage_{jobId:N}";
         var columns = string.Join(", ", shape.Columns.Select(c => $"{Quote(c.Name)} {c.Type}"));
-        try
-        {
-            await ExecuteAsync(connection, null, $"CREATE SCHEMA IF NOT EXISTS {Quote(schema)}", ct);
-        }
-        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UniqueViolation or PostgresErrorCodes.DuplicateSchema)
-        {
-            // Two runs of one project's first tables raced to create its schema (IF NOT EXISTS is not atomic): it is there.
-        }
-
         await ExecuteAsync(connection, null, $"""
-            CREATE TABLE IF NOT EXISTS {Qualified(schema, Marks)} (schema_id uuid PRIMARY KEY, job_id uuid NOT NULL, field text NOT NULL, watermark text NOT NULL, marked_at timestamptz NOT NULL);
             DROP TABLE IF EXISTS {Quote(schema)}.{Quote(staging)};
             CREATE TABLE {Quote(schema)}.{Quote(staging)} ({columns}{(columns.Length > 0 ? ", " : "")}{MetadataSyncedAt} timestamptz NOT NULL DEFAULT now());
             """, ct);
