@@ -27,6 +27,17 @@ public sealed class bulk_update_atomicity_property(AppFixture app) : Integration
     private static readonly Gen<List<(int Table, List<(string Key, JsonNode? Value)> Fields)>> Batches =
         Gen.Select(Gen.Int[0, Tables.Length - 1], Field.List[1, 4], (t, f) => (t, f)).List[1, 4];
 
+    /// <summary>The source as its settings: what the background runs of tables enabled by earlier batches change (status,
+    /// run times, tables, errors, the next run) is left out, since it is not the batch's doing.</summary>
+    private static string Settings(JsonNode source)
+    {
+        string[] runDependent = ["status", "last_run_at", "last_synced_at", "latest_error", "table", "next_sync_at"];
+        var copy = source.DeepClone().AsObject();
+        foreach (var key in runDependent) copy.Remove(key);
+        foreach (var schema in copy["schemas"]!.AsArray()) foreach (var key in runDependent) schema!.AsObject().Remove(key);
+        return copy.ToJsonString();
+    }
+
     [Fact]
     public async Task a_batch_applies_fully_or_not_at_all()
     {
@@ -68,7 +79,7 @@ public sealed class bulk_update_atomicity_property(AppFixture app) : Integration
             {
                 refused++;
                 response.ShouldHaveStatus(HttpStatusCode.BadRequest);
-                after.ToJsonString().ShouldBe(JsonNode.Parse(before)!.ToJsonString());
+                Settings(after).ShouldBe(Settings(JsonNode.Parse(before)!));
                 (await EventCountAsync(id)).ShouldBe(eventsBefore);
             }
         }, iter: 60, threads: 1);
