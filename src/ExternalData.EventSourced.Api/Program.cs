@@ -88,7 +88,11 @@ builder.Host.UseWolverine(opts =>
     ClockTimeSource.Use(opts.CodeGeneration);
     // Writes lock their source's stream, so they queue rather than collide; should an append still lose a race
     // (a stream first written by another node, say), load → decide → append runs again, a bounded number of times (ADR 0017).
-    opts.OnException<ConcurrencyException>().Or<Marten.Exceptions.ExistingStreamIdCollisionException>().RetryTimes(3);
+    // Sync triggers append to many tables' sync streams at once, beside runs and schedules appending there too: a few more
+    // tries, spread out, so such a race is the service's to absorb, never a caller's error.
+    opts.OnException<ConcurrencyException>().Or<Marten.Exceptions.ExistingStreamIdCollisionException>()
+        .RetryWithCooldown(TimeSpan.FromMilliseconds(10), TimeSpan.FromMilliseconds(25), TimeSpan.FromMilliseconds(50), TimeSpan.FromMilliseconds(100),
+            TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(400));
     opts.ConfigureCredentials();
     // Nodes on one database share the durable work (scheduled expiries, clean-ups) and take over a dead node's; how
     // fast they notice one is Wolverine's to tune (ExternalData:Durability:StaleNodeTimeout and friends, docs/scale-out.md).
