@@ -105,6 +105,7 @@ builder.Host.UseWolverine(opts =>
     opts.LocalQueueFor<ArmSyncSchedules>().UseDurableInbox();
     opts.LocalQueueFor<SyncDue>().UseDurableInbox();
     opts.LocalQueueFor<DropWarehouseTable>().UseDurableInbox();
+    opts.LocalQueueFor<DisableFailingSchema>().UseDurableInbox();
 });
 builder.Services.AddWolverineHttp();
 

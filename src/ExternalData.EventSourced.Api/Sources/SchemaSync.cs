@@ -195,14 +195,16 @@ public static class SyncViews
 
     private sealed record EnabledSchema(Guid Id, Guid SourceId);
 
-    /// <summary>Running while any job runs; Error when the latest run of an enabled schema failed; Completed when every
-    /// enabled schema's latest run completed; Paused when none is enabled; before any run, PostHog's stored "Running".</summary>
+    /// <summary>Running while any job runs; Error when the latest run of an enabled schema failed, or of one disabled since
+    /// (the service disables a schema whose failure only a person can fix, and the source must not look idle for it);
+    /// Completed when every enabled schema's latest run completed; Paused when none is enabled; before any run, PostHog's
+    /// stored "Running".</summary>
     public static SourceSyncView Derive(Dictionary<Guid, SchemaSync> states, HashSet<Guid> enabled)
     {
         var runs = states.Values.Where(s => s.LastRunAt is not null).ToList();
         var latest = runs.Where(s => s.LatestError is not null).MaxBy(s => s.LastRunAt);
         var status = runs.Any(s => s.RunningJobId is not null) ? JobStatuses.Running
-            : enabled.Any(id => states.GetValueOrDefault(id)?.LastStatus == JobStatuses.Failed) ? "Error"
+            : runs.Any(s => s.LastStatus == JobStatuses.Failed) ? "Error"
             : enabled.Count == 0 ? "Paused"
             : enabled.All(id => states.GetValueOrDefault(id)?.LastStatus == JobStatuses.Completed) ? JobStatuses.Completed
             : "Running";

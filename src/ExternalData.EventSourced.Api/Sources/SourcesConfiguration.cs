@@ -24,6 +24,7 @@ public static class SourcesConfiguration
             .Duplicate(x => x.Prefix!)
             .UniqueIndex(UniqueIndexType.DuplicatedField, PrefixUniqueIndex, TenancyScope.PerTenant, x => x.WarehousePrefixKey!);
         options.Projections.Add<SourceSchemaProjection>(ProjectionLifecycle.Inline);
+        options.Schema.For<ScheduleReconciliation>();
         options.Schema.For<SourceSchema>().MultiTenanted().Duplicate(x => x.SourceId)
             // The inbound webhook finds its schema by source and table name, per delivery: indexed, so flat on wide sources.
             .Duplicate(x => x.Name);
@@ -53,6 +54,13 @@ public static class SourcesConfiguration
             {
                 PageSize = sp.GetRequiredService<IConfiguration>().GetValue("Sync:PageSize", 50_000),
                 WarehouseConnectionString = sp.GetRequiredService<IConfiguration>().GetConnectionString("Warehouse"),
+                TransientRetryDelays = sp.GetRequiredService<IConfiguration>()["Sync:TransientRetryDelays"] is { Length: > 0 } delays
+                    ? delays.Split(',').Select(d => TimeSpan.Parse(d.Trim(), System.Globalization.CultureInfo.InvariantCulture)).ToList()
+                    : new SyncRunSettings().TransientRetryDelays,
+            }).AddSingleton(sp => new SyncSchedulerSettings
+            {
+                ReconcileEvery = sp.GetRequiredService<IConfiguration>().GetValue("Sync:ReconcileEvery", TimeSpan.FromMinutes(5)),
+                OverdueGrace = sp.GetRequiredService<IConfiguration>().GetValue("Sync:OverdueGrace", TimeSpan.FromMinutes(2)),
             }).AddSingleton(new UniqueConstraintProblem(PrefixUniqueIndex, () => Problems.Conflict(
                 "Another source of this type with the same prefix was created at the same moment. Choose another prefix.", "prefix_taken", "prefix")))
             // Start-up work of this feature, before the service answers: a database from before one document per source

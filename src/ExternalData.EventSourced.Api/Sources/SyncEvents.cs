@@ -37,8 +37,10 @@ public sealed record SyncRunCancelled(Guid SchemaId, Guid JobId, string Reason, 
 /// <see cref="TableDropped"/> (delete_data). The next run is a full load.</summary>
 public sealed record SyncStateReset(Guid SchemaId, bool TableDropped, string Reason, Actor ResetBy, string ResetVia, DateTimeOffset ResetAt) : ISyncFact;
 
-/// <summary>The schema's next scheduled run is due at <see cref="DueAt"/> (null: none, the schema is manual only or disabled).</summary>
-public sealed record SyncScheduled(Guid SchemaId, Guid SourceId, DateTimeOffset? DueAt, string Frequency, DateTimeOffset ScheduledAt) : ISyncFact;
+/// <summary>The schema's next scheduled run is due at <see cref="DueAt"/> (null: none, the schema is manual only or disabled).
+/// <see cref="Reason"/> is set when the reconciler armed it again because the schedule was lost, and says how.</summary>
+public sealed record SyncScheduled(
+    Guid SchemaId, Guid SourceId, DateTimeOffset? DueAt, string Frequency, DateTimeOffset ScheduledAt, Actor? RecordedBy = null, string? RecordedVia = null, string? Reason = null) : ISyncFact;
 
 /// <summary>The run failed: what the user reads (<see cref="Error"/>, never a secret), its class, and whether a later run
 /// may well succeed. The warehouse is as the last completed run left it.</summary>

@@ -17,10 +17,13 @@ public sealed record RunSyncJob(string ProjectId, Guid SourceId, Guid SchemaId, 
 }
 
 /// <summary>Look again at some schemas' schedules: sent in the transaction of the create, setup or schema update that
-/// changed them, by a run that ended, and by the reconciler. The service's scheduler is the caller.</summary>
-public sealed record ArmSyncSchedules(string ProjectId, Guid SourceId, IReadOnlyList<Guid> SchemaIds) : ICommand
+/// changed them, by a run that ended, and by the reconciler with the <see cref="Reason"/> it found them lost (then even a
+/// schedule that looks armed is armed again). The service's scheduler, or its reconciler, is the caller.</summary>
+public sealed record ArmSyncSchedules(string ProjectId, Guid SourceId, IReadOnlyList<Guid> SchemaIds, string? Reason = null) : ICommand
 {
-    [JsonIgnore] public Caller Caller => SchedulerCaller(ProjectId, SourceId);
+    [JsonIgnore] public Caller Caller => Reason is null
+        ? SchedulerCaller(ProjectId, SourceId)
+        : Caller.System(ProjectId, "schedule-reconciler", $"schedule-{SourceId:N}", $"schedule lost: {Reason}");
 
     /// <summary>The service's scheduler, acting for a project.</summary>
     public static Caller SchedulerCaller(string projectId, Guid sourceId) =>

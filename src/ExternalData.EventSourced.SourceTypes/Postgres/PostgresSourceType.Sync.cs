@@ -28,7 +28,7 @@ public sealed partial class PostgresSourceType : ITableReader
     }
 
     // A wrong password or a refused host stays wrong until someone acts; an unreachable server may come back.
-    private static bool Retryable(string? code) => code is null or "connection_failed" or "timeout" or "connection_timeout";
+    private static bool Retryable(string? code) => code is null or "connection_failed" or "timeout" or "connection_timeout" or "connection_refused" or "too_many_connections";
 
     /// <summary>Discovery names a table <c>schema.table</c> when the source reads every schema, else by its bare name.</summary>
     private static (string Schema, string Name) Split(string table, string? configuredSchema) =>
@@ -92,6 +92,14 @@ public sealed partial class PostgresSourceType : ITableReader
             return await Guard(() => command.ExecuteScalarAsync(ct)) as string;
         }
 
+        public async Task<long> DuplicateKeysAsync(IReadOnlyList<string> key, CancellationToken ct)
+        {
+            var columns = string.Join(", ", key.Select(k => Quote(Column(k).Name)));
+            await using var command = new NpgsqlCommand(
+                $"SELECT count(*) FROM (SELECT 1 FROM {qualified}{Where(filters is null ? [] : [filters])} GROUP BY {columns} HAVING count(*) > 1) d", connection);
+            return (long)(await Guard(() => command.ExecuteScalarAsync(ct)))!;
+        }
+
         private WarehouseColumn Column(string name) => shape.Column(name)
             ?? throw new SourceReadException($"The column '{name}' is not among the columns this schema syncs. Add it to enabled_columns or pick another.", false, "column_missing");
 
@@ -148,17 +156,39 @@ public sealed partial class PostgresSourceType : ITableReader
         {
             return await read();
         }
-        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
+        catch (PostgresException e) when (Failure(e) is { } failure)
         {
-            throw new SourceReadException($"Permission denied reading the table: {e.MessageText}. Grant SELECT on it to the source's user.", false, "permission_denied");
-        }
-        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UndefinedTable or PostgresErrorCodes.UndefinedColumn)
-        {
-            throw new SourceReadException($"The table or one of its columns is gone upstream: {e.MessageText}. Refresh the source's schemas.", false, "table_missing");
+            throw failure;
         }
         catch (Exception e) when (e is NpgsqlException { IsTransient: true } or IOException or TimeoutException || e.InnerException is IOException or TimeoutException)
         {
-            throw new SourceReadException("The connection to the source was lost while reading; the next run retries.", true, "connection_lost");
+            throw new SourceReadException("The connection to the source was lost while reading.", true, "connection_lost");
         }
     }
+
+    /// <summary>
+    /// What a server's refusal means for a run (SYNC.md §5). A refusal that stays until someone acts (a revoked grant, a
+    /// table or column gone) is not retryable and says what to do; one the server may soon take back (too many connections,
+    /// a restart, a statement timeout, a serialization failure) is. The server's own message text names only the
+    /// table or column, never a credential; the rest of the exception (its connection string, its detail) is not used.
+    /// </summary>
+    private static SourceReadException? Failure(PostgresException e) => e.SqlState switch
+    {
+        PostgresErrorCodes.InsufficientPrivilege =>
+            new SourceReadException($"Permission denied reading the table: {e.MessageText}. Grant SELECT on it to the source's user, then enable the schema again.", false, "permission_denied"),
+        PostgresErrorCodes.UndefinedTable =>
+            new SourceReadException($"The table is gone upstream ({e.MessageText}). Refresh the source's schemas; if it was renamed, enable the new name.", false, "table_missing"),
+        PostgresErrorCodes.UndefinedColumn =>
+            new SourceReadException($"A column this schema reads is gone upstream ({e.MessageText}). Refresh the source's schemas and update enabled_columns or the incremental field.", false, "column_missing"),
+        PostgresErrorCodes.InvalidPassword or PostgresErrorCodes.InvalidAuthorizationSpecification =>
+            new SourceReadException("The database rejected the username or password. Update the source's credentials, then enable the schema again.", false, "invalid_credentials"),
+        PostgresErrorCodes.TooManyConnections or PostgresErrorCodes.CannotConnectNow or PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown
+            or PostgresErrorCodes.ConnectionFailure or PostgresErrorCodes.ConnectionException =>
+            new SourceReadException("The source database was unavailable (restarting, or out of connections).", true, "source_unavailable"),
+        PostgresErrorCodes.QueryCanceled or PostgresErrorCodes.LockNotAvailable =>
+            new SourceReadException("A read of the source timed out.", true, "timeout"),
+        PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected =>
+            new SourceReadException("A read of the source conflicted with a concurrent change.", true, "conflict"),
+        _ => null,
+    };
 }

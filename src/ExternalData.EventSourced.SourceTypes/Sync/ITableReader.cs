@@ -81,4 +81,8 @@ public interface ITableRead : IAsyncDisposable
 
     /// <summary>The highest value of <paramref name="column"/> among the rows the filters keep, as text; null when none.</summary>
     Task<string?> MaxAsync(string column, CancellationToken ct);
+
+    /// <summary>How many values of <paramref name="key"/> more than one of the rows the filters keep share: 0 when the key is
+    /// unique. A merge on a key that is not would keep one row of each and silently drop the others.</summary>
+    Task<long> DuplicateKeysAsync(IReadOnlyList<string> key, CancellationToken ct);
 }

@@ -24,9 +24,12 @@ public abstract class SyncContext(AppFixture app, string tables, string prefix) 
 
     /// <summary>Creates the source and waits for the first runs its enabled tables start by themselves (SYNC.md §5); later
     /// job counts and lists leave those out (see <see cref="FirstRun"/>).</summary>
-    protected async Task<string> CreateAsync(string prefix, params JsonObject[] schemas)
+    protected Task<string> CreateAsync(string prefix, params JsonObject[] schemas) => CreateWithAsync(Db.Config(), prefix, schemas);
+
+    /// <summary><see cref="CreateAsync"/> with a config of the test's own (another user, another server).</summary>
+    protected async Task<string> CreateWithAsync(JsonObject config, string prefix, params JsonObject[] schemas)
     {
-        var id = (await CreateSourceAsync(prefix: prefix, config: Db.Config(), schemas: new JsonArray(schemas.Select(s => (JsonNode)s).ToArray())))["id"]!.GetValue<string>();
+        var id = (await CreateSourceAsync(prefix: prefix, config: config, schemas: new JsonArray(schemas.Select(s => (JsonNode)s).ToArray())))["id"]!.GetValue<string>();
         _firstRuns[id] = [];
         _firstRuns[id] = await JobsWhenDoneAsync(id, schemas.Count(s => s["should_sync"]?.GetValue<bool>() == true));
         return id;

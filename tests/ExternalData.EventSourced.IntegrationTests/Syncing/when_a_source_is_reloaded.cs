@@ -137,7 +137,11 @@ public sealed class when_a_source_is_reloaded(AppFixture app) : SyncContext(app,
         schema["table"]!["row_count"]!.GetValue<long>().ShouldBe(1000);
         (await Api.GetAsync(SourceUrl(id))).Json["status"]!.GetValue<string>().ShouldBe("Error");
 
+        schema["should_sync"]!.GetValue<bool>().ShouldBeFalse("a table gone upstream stops the schema until someone acts");
+
         await Db.ExecuteAsync("ALTER TABLE public.keyless_gone RENAME TO keyless;");
+        (await Api.PatchAsync($"/api/projects/{ProjectId}/external_data_schemas/{schema["id"]!.GetValue<string>()}/", new JsonObject { ["should_sync"] = true }))
+            .ShouldHaveStatus(HttpStatusCode.OK);
         (await ReloadAndWaitAsync(id, 3))[0]["status"]!.GetValue<string>().ShouldBe("Completed");
         (await Api.GetAsync(SourceUrl(id))).Json["schemas"]!.AsArray().Single(s => s!["name"]!.GetValue<string>() == "keyless")!["latest_error"].ShouldBeNull();
     }

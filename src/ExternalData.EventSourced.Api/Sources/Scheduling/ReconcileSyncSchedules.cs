@@ -1,46 +1,120 @@
+using System.Text.Json;
 using Marten;
+using Npgsql;
 using Wolverine;
+using Wolverine.Util;
 
 namespace ExternalData.EventSourced.Sources;
 
-/// <summary>Look over every project's schedules for one that went missing: a schema enabled but never armed, or armed
-/// for a time long past (its due message lost). Sent at start-up and then by itself every few minutes, in memory: each
-/// node runs one loop, and a restart starts a new one rather than piling up old ones.</summary>
+/// <summary>Look over every project's schedules for one that went missing: a schema enabled but never armed, armed for a
+/// time long past, or armed with no due message left in the store to fire it (PostHog #82900: a schedule that stops without
+/// a word). Each node sends itself one every <see cref="SyncSchedulerSettings.ReconcileEvery"/>, in memory; one node at a
+/// time does the work (a database lock), and no more often than that across the cluster.</summary>
 public sealed record ReconcileSyncSchedules;
+
+/// <summary><c>Sync:ReconcileEvery</c> (how often the schedules are checked, 5 min) and <c>Sync:OverdueGrace</c> (how late a
+/// due run may be before it counts as lost, 2 min).</summary>
+public sealed class SyncSchedulerSettings
+{
+    public TimeSpan ReconcileEvery { get; set; } = TimeSpan.FromMinutes(5);
+    public TimeSpan OverdueGrace { get; set; } = TimeSpan.FromMinutes(2);
+}
+
+/// <summary>When the schedules were last reconciled, by which node: one document for the whole service.</summary>
+public sealed class ScheduleReconciliation
+{
+    public const string SingletonId = "sync-schedules";
+    public string Id { get; set; } = SingletonId;
+    public DateTimeOffset LastRunAt { get; set; }
+    public string Node { get; set; } = "";
+    public int Rearmed { get; set; }
+}
 
 public static class ReconcileSyncSchedulesHandler
 {
-    public static readonly TimeSpan Every = TimeSpan.FromMinutes(5);
+    // Any fixed number: the advisory lock that lets one node at a time reconcile.
+    private const long LockKey = 0x5ced_0001;
 
-    public static async Task<OutgoingMessages> Handle(ReconcileSyncSchedules _, IDocumentStore store, DateTimeOffset now, CancellationToken ct)
+    public static async Task<OutgoingMessages> Handle(
+        ReconcileSyncSchedules _, IDocumentStore store, SyncSchedulerSettings settings, SourceTypes.SourceTypeRegistry registry, ILogger<ReconcileSyncSchedules> logger,
+        DateTimeOffset now, CancellationToken ct)
     {
-        await using var session = store.QuerySession();
+        var messages = new OutgoingMessages { new ReconcileSyncSchedules().DelayedFor(settings.ReconcileEvery) };
+        await using var connection = store.Storage.Database.CreateConnection();
+        await connection.OpenAsync(ct);
+        await using var transaction = await connection.BeginTransactionAsync(ct);
+        await using (var take = new NpgsqlCommand($"SELECT pg_try_advisory_xact_lock({LockKey})", connection, transaction))
+            if (!(bool)(await take.ExecuteScalarAsync(ct))!) return messages;
+        await using var session = store.LightweightSession(Marten.Services.SessionOptions.ForTransaction(transaction));
+        var last = await session.LoadAsync<ScheduleReconciliation>(ScheduleReconciliation.SingletonId, ct);
+        // Another node did it a moment ago: the cluster reconciles once per interval, not once per node.
+        if (last is not null && now - last.LastRunAt < settings.ReconcileEvery / 2) return messages;
+
         var enabled = await session.Query<SourceSchema>()
             .Where(s => s.AnyTenant() && !s.Removed && s.Settings.ShouldSync && s.Settings.SyncFrequency != null
                         && s.Settings.SyncType != SyncTypes.Cdc && s.Settings.SyncType != SyncTypes.Webhook)
             .Select(s => new EnabledSchema(s.Id, s.SourceId)).ToListAsync(ct);
         var states = (await session.Query<SchemaSync>().Where(s => s.AnyTenant()).ToListAsync(ct)).ToDictionary(s => s.Id);
-        var projects = (await session.Query<Source>().Where(s => s.AnyTenant()).Select(s => new SourceProject(s.Id, s.ProjectId)).ToListAsync(ct))
-            .ToDictionary(s => s.Id, s => s.ProjectId);
+        // Only sources whose tables the engine can read have schedules to lose.
+        var projects = (await session.Query<Source>().Where(s => s.AnyTenant()).Select(s => new SourceProject(s.Id, s.ProjectId, s.SourceType)).ToListAsync(ct))
+            .Where(s => registry.TryGet(s.SourceType, out var type) && type is SourceTypes.Sync.ITableReader).ToDictionary(s => s.Id, s => s.ProjectId);
+        var fired = await ScheduledDueAsync(connection, transaction, store.Options.DatabaseSchemaName, ct);
 
-        var messages = new OutgoingMessages();
-        foreach (var bySource in enabled.Where(s => Lost(states.GetValueOrDefault(s.Id), now)).GroupBy(s => s.SourceId))
-            if (projects.TryGetValue(bySource.Key, out var project))
-                messages.AddRange(SyncScheduler.Arm(project, bySource.Key, bySource.Select(s => s.Id)));
-        messages.Add(new ReconcileSyncSchedules().DelayedFor(Every));
+        var rearmed = 0;
+        foreach (var bySource in enabled.Select(s => (s.Id, s.SourceId, Why: Lost(states.GetValueOrDefault(s.Id), fired, now, settings.OverdueGrace)))
+                     .Where(s => s.Why is not null).GroupBy(s => s.SourceId))
+        {
+            if (!projects.TryGetValue(bySource.Key, out var project)) continue;
+            foreach (var schema in bySource)
+                logger.LogWarning("Schedule of schema {Schema} (source {Source}) was lost: {Why}; re-arming it", schema.Id, bySource.Key, schema.Why);
+            rearmed += bySource.Count();
+            messages.Add(new ArmSyncSchedules(project, bySource.Key, bySource.Select(s => s.Id).ToList(),
+                Reason: string.Join("; ", bySource.Select(s => s.Why).Distinct())).ForProject());
+        }
+
+        session.Store(new ScheduleReconciliation { LastRunAt = now, Node = Environment.MachineName, Rearmed = rearmed });
+        await session.SaveChangesAsync(ct);
+        await transaction.CommitAsync(ct);
         return messages;
     }
 
-    /// <summary>Not running, and either never armed or armed for a time past by more than the grace: the arm handler
-    /// decides the rest (a schema with no frequency, or a CDC one, stays unarmed).</summary>
-    private static bool Lost(SchemaSync? state, DateTimeOffset now) =>
-        state is null ? true
-        : state.RunningJobId is not null ? false
-        : state.NextRunAt is null || state.NextRunAt < now - SyncSchedule.Grace;
+    /// <summary>Why an enabled schema's schedule is lost, or null when it is not: never armed; armed for a time past by more
+    /// than the grace; or armed for later with no due message for that time left in the store. A running schema is not
+    /// lost: its run's end arms the next.</summary>
+    public static string? Lost(SchemaSync? state, ILookup<Guid, DateTimeOffset> scheduled, DateTimeOffset now, TimeSpan grace) =>
+        state is null ? "it was never armed"
+        : state.RunningJobId is not null ? null
+        : state.NextRunAt is not { } next ? "it was not armed"
+        : next < now - grace ? $"its run due at {next:O} did not fire"
+        : next > now && !scheduled[state.Id].Any(due => (due - next).Duration() <= TimeSpan.FromMilliseconds(1)) ? $"the message due at {next:O} is gone from the store"
+        : null;
+
+    /// <summary>Which schemas have a due message waiting, for which time: read from Wolverine's own inbox table.</summary>
+    private static async Task<ILookup<Guid, DateTimeOffset>> ScheduledDueAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, CancellationToken ct)
+    {
+        var due = new List<SyncDue>();
+        await using var command = new NpgsqlCommand(
+            $"SELECT body FROM \"{schema}\".wolverine_incoming_envelopes WHERE message_type = @type AND status = 'Scheduled'", connection, transaction);
+        command.Parameters.AddWithValue("type", typeof(SyncDue).ToMessageTypeName());
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            try
+            {
+                if (JsonSerializer.Deserialize<SyncDue>(await reader.GetFieldValueAsync<byte[]>(0, ct)) is { } message) due.Add(message);
+            }
+            catch (JsonException)
+            {
+                // Not ours to read: the schema it is for is then judged lost and armed again, which is harmless.
+            }
+        }
+
+        return due.ToLookup(d => d.SchemaId, d => d.DueAt);
+    }
 
     private sealed record EnabledSchema(Guid Id, Guid SourceId);
 
-    private sealed record SourceProject(Guid Id, string ProjectId);
+    private sealed record SourceProject(Guid Id, string ProjectId, string SourceType);
 }
 
 /// <summary>Starts this node's reconcile loop once every hosted service (Wolverine's among them) has started.</summary>

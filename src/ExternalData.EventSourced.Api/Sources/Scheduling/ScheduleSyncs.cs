@@ -29,7 +29,7 @@ public static class SyncScheduler
     /// the next due time armed (its durable scheduled message) or disarmed. Appends only; the caller's transaction commits.</summary>
     public static void Apply(
         ScheduleDecision decision, Source source, SourceSchema schema, IEventStream<SchemaSync> stream, IDocumentSession session, Caller caller,
-        OutgoingMessages messages, DateTimeOffset now, bool readable)
+        OutgoingMessages messages, DateTimeOffset now, bool readable, string? reason = null)
     {
         switch (decision)
         {
@@ -39,12 +39,12 @@ public static class SyncScheduler
                 messages.Add(start.Run);
                 break;
             case ArmAt arm:
-                stream.AppendOne(new SyncScheduled(schema.Id, source.Id, arm.DueAt, schema.Settings.SyncFrequency ?? "", now));
+                stream.AppendOne(new SyncScheduled(schema.Id, source.Id, arm.DueAt, schema.Settings.SyncFrequency ?? "", now, caller.Actor, caller.Channel, reason));
                 messages.Add(new SyncDue(caller.ProjectId, source.Id, schema.Id, arm.DueAt)
                     .WithDeliveryOptions(new DeliveryOptions { TenantId = caller.ProjectId }).ScheduledAt(arm.DueAt));
                 break;
             case Disarm:
-                stream.AppendOne(new SyncScheduled(schema.Id, source.Id, null, schema.Settings.SyncFrequency ?? "", now));
+                stream.AppendOne(new SyncScheduled(schema.Id, source.Id, null, schema.Settings.SyncFrequency ?? "", now, caller.Actor, caller.Channel, reason));
                 break;
         }
     }
@@ -60,8 +60,8 @@ public static class ArmSyncSchedulesHandler
         foreach (var schema in schemas)
         {
             var stream = await session.Events.FetchForWriting<SchemaSync>(schema.Id, ct);
-            SyncScheduler.Apply(SyncSchedule.Decide(source, schema, stream.Aggregate, now), source, schema, stream, session, command.Caller, messages, now,
-                SyncScheduler.Readable(registry, source));
+            SyncScheduler.Apply(SyncSchedule.Decide(source, schema, stream.Aggregate, now, rearm: command.Reason is not null), source, schema, stream, session,
+                command.Caller, messages, now, SyncScheduler.Readable(registry, source), command.Reason);
         }
 
         return messages;
@@ -78,7 +78,7 @@ public static class SyncDueHandler
         var schema = await session.LoadAsync<SourceSchema>(due.SchemaId, ct);
         var decision = SyncSchedule.WhenDue(source, schema, stream.Aggregate, due.DueAt);
         if (source is not null && schema is not null) SyncScheduler.Apply(decision, source, schema, stream, session, due.Caller, messages, now, SyncScheduler.Readable(registry, source));
-        else if (decision is Disarm) stream.AppendOne(new SyncScheduled(due.SchemaId, due.SourceId, null, "", now));
+        else if (decision is Disarm) stream.AppendOne(new SyncScheduled(due.SchemaId, due.SourceId, null, "", now, due.Caller.Actor, due.Caller.Channel));
         return messages;
     }
 }

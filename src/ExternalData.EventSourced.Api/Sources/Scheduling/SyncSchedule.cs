@@ -27,9 +27,6 @@ public static class SyncSchedule
 {
     public const string Never = "never";
 
-    /// <summary>Late by more than this, an armed schedule is overdue: its due message was lost, so the reconciler runs it.</summary>
-    public static readonly TimeSpan Grace = TimeSpan.FromMinutes(2);
-
     public static TimeSpan? Interval(string? frequency) => frequency switch
     {
         null or Never => null,
@@ -59,8 +56,9 @@ public static class SyncSchedule
         source is not null && !source.IsDirect && schema is { Removed: false, Settings.ShouldSync: true }
         && schema.Settings.SyncType is not (SyncTypes.Cdc or SyncTypes.Webhook);
 
-    /// <summary>The decision for a schema whose schedule may have changed (enabled, disabled, frequency edited, a run ended).</summary>
-    public static ScheduleDecision Decide(Source? source, SourceSchema? schema, SchemaSync? state, DateTimeOffset now)
+    /// <summary>The decision for a schema whose schedule may have changed (enabled, disabled, frequency edited, a run ended).
+    /// <paramref name="rearm"/>: the schedule was found lost, so a due time that looks armed is armed again.</summary>
+    public static ScheduleDecision Decide(Source? source, SourceSchema? schema, SchemaSync? state, DateTimeOffset now, bool rearm = false)
     {
         if (!IsScheduled(source, schema) || Interval(schema!.Settings.SyncFrequency) is null && state?.LastRunAt is not null)
             return state?.NextRunAt is not null ? new Disarm() : ScheduleDecision.Nothing;
@@ -69,7 +67,7 @@ public static class SyncSchedule
             return Interval(schema.Settings.SyncFrequency) is null ? ScheduleDecision.Nothing : new RunNow(SyncTriggers.Create);
         var next = NextAfter(schema.Settings, lastRun)!.Value;
         if (next <= now) return new RunNow(SyncTriggers.Schedule);
-        return state.NextRunAt == next ? ScheduleDecision.Nothing : new ArmAt(next);
+        return state.NextRunAt == next && !rearm ? ScheduleDecision.Nothing : new ArmAt(next);
     }
 
     /// <summary>The decision when a due message arrives: only the schedule's current due time runs (an older one is stale:

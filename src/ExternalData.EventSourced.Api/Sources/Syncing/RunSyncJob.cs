@@ -26,6 +26,11 @@ public sealed class SyncRunSettings
     public NpgsqlConnection Warehouse(IDocumentStore store) =>
         SeparateWarehouse ? new NpgsqlConnection(WarehouseConnectionString) : store.Storage.Database.CreateConnection();
 
+    /// <summary>How long a run waits before each new try after a transient failure of the source (a lost connection, a
+    /// restart, too many connections, a timeout); once they are used up the job fails with a neutral text and the schedule
+    /// goes on (SYNC.md §5). <c>Sync:TransientRetryDelays</c>, comma-separated time spans.</summary>
+    public IReadOnlyList<TimeSpan> TransientRetryDelays { get; set; } = [TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30), TimeSpan.FromMinutes(2)];
+
     public Func<RunSyncJob, int, Task>? AfterBatchCommitted { get; set; }
 
     /// <summary>With a separate warehouse, after a page's rows (and mark) committed there and before its events: where a
@@ -46,16 +51,25 @@ public static class RunSyncJobHandler
     public static void Configure(HandlerChain chain) => chain.ExecutionTimeoutInSeconds = (int)TimeSpan.FromHours(12).TotalSeconds;
 
     /// <summary>Runs the job, then has the scheduler arm the schema's next run (also when the job had ended already: a
-    /// delivery after a crash re-arms what the crash may have lost).</summary>
-    public static async Task<DeliveryMessage<ArmSyncSchedules>> Handle(
+    /// delivery after a crash re-arms what the crash may have lost). A failure nothing but a person can fix also disables
+    /// the schema, through the schema-update use case with the run loop as its caller.</summary>
+    public static async Task<OutgoingMessages> Handle(
         RunSyncJob run, IDocumentStore store, SourceTypeRegistry registry, SecretsCipher cipher, TimeProvider clock, SyncRunSettings settings,
         ILogger<RunSyncJob> logger, CancellationToken ct)
     {
-        await RunAsync(run, store, registry, cipher, clock, settings, logger, ct);
-        return new ArmSyncSchedules(run.ProjectId, run.SourceId, [run.SchemaId]).ForProject();
+        var failure = await RunAsync(run, store, registry, cipher, clock, settings, logger, ct);
+        var messages = new OutgoingMessages { new ArmSyncSchedules(run.ProjectId, run.SourceId, [run.SchemaId]).ForProject() };
+        if (failure is { Retryable: false, DisablesSchema: true })
+            messages.Add(new DisableFailingSchema(run.ProjectId, run.SourceId, run.SchemaId, run.JobId, failure.ErrorClass)
+                .WithDeliveryOptions(new DeliveryOptions { TenantId = run.ProjectId }));
+        return messages;
     }
 
-    private static async Task RunAsync(
+    /// <summary>How a run ended badly: its class, whether a later run may well succeed, and whether the schema must stop
+    /// until someone acts (not when the schema or source is simply gone).</summary>
+    private sealed record RunFailure(string ErrorClass, bool Retryable, bool DisablesSchema = true);
+
+    private static async Task<RunFailure?> RunAsync(
         RunSyncJob run, IDocumentStore store, SourceTypeRegistry registry, SecretsCipher cipher, TimeProvider clock, SyncRunSettings settings,
         ILogger<RunSyncJob> logger, CancellationToken ct)
     {
@@ -67,74 +81,102 @@ public static class RunSyncJobHandler
         await using (var query = store.QuerySession(run.ProjectId))
         {
             // Delivered again after a crash, or after the job ended: only a job still running is run.
-            if (await query.LoadAsync<SyncJob>(run.JobId, ct) is not { Status: JobStatuses.Running } running) return;
+            if (await query.LoadAsync<SyncJob>(run.JobId, ct) is not { Status: JobStatuses.Running } running) return null;
             job = running;
             source = await query.LoadAsync<Source>(run.SourceId, ct);
             schema = await query.LoadAsync<SourceSchema>(run.SchemaId, ct);
             state = await query.LoadAsync<SchemaSync>(run.SchemaId, ct);
             if (source is null || schema is null || state?.RunningJobId != run.JobId)
-            {
-                await FailAsync(store, run, "The source or the table was deleted before the run could start.", "source_deleted", false, clock, ct);
-                return;
-            }
+                return await FailAsync(store, run, new RunFailure("source_deleted", false, DisablesSchema: false), "The source or the table was deleted before the run could start.", clock, ct);
 
             config = await StoredConfig.LoadAsync(source, query, cipher, ct);
         }
 
         if (registry.Get(source.SourceType) is not ITableReader reader)
-        {
-            await FailAsync(store, run, $"Syncing {source.SourceType} tables is not available yet.", "not_supported", false, clock, ct);
-            return;
-        }
+            return await FailAsync(store, run, new RunFailure("not_supported", false, DisablesSchema: false), $"Syncing {source.SourceType} tables is not available yet.", clock, ct);
 
         var target = new Target(WarehouseTables.SchemaFor(run.ProjectId),
             // The name is fixed when the table is first created and never recomputed (SYNC.md §1).
             state.Table?.Name ?? WarehouseTables.NameFor(source.Prefix, source.SourceType, schema.Name));
         await using var connection = settings.Warehouse(store);
         await connection.OpenAsync(ct);
-        var context = new RunContext(run, job, schema, state, store, connection, target, clock, settings);
+        var chosen = schema.Settings;
+        var request = new TableReadRequest(config, schema.Name, chosen.EnabledColumns, RowFiltersOf(chosen));
+        await using var context = new RunContext(run, job, schema, state, store, connection, target, clock, settings, logger, c => reader.OpenAsync(request, c));
         try
         {
             await WarehouseTables.EnsureSchemaAsync(connection, target.Schema, settings.SeparateWarehouse, ct);
-            var chosen = schema.Settings;
-            await using var read = await reader.OpenAsync(new TableReadRequest(config, schema.Name, chosen.EnabledColumns, RowFiltersOf(chosen)), ct);
-            var key = chosen.SyncType is SyncTypes.Incremental or SyncTypes.Xmin ? MergeKey(chosen, read.Shape, schema.Name) : null;
+            var shape = await context.FromSourceAsync(read => Task.FromResult(read.Shape), ct);
+            if (chosen.SyncType is SyncTypes.Incremental or SyncTypes.Append && chosen.IncrementalField is { } cursorField && shape.Column(cursorField) is null)
+                throw new SourceReadException(
+                    $"The incremental field '{cursorField}' of '{schema.Name}' is gone upstream (or not among enabled_columns). Pick another incremental field, or sync the table as a full refresh, then enable the schema again.",
+                    false, "cursor_missing");
+            var key = chosen.SyncType is SyncTypes.Incremental or SyncTypes.Xmin ? MergeKey(chosen, shape, schema.Name) : null;
+            // A table's own primary key is unique by its constraint; a key the user chose is probed before anything merges on it.
+            if (key is not null && !key.ToHashSet().SetEquals(shape.PrimaryKey)
+                && await context.FromSourceAsync(read => read.DuplicateKeysAsync(key, ct), ct) is > 0 and var duplicated)
+                throw DuplicateKeysException.For(key, duplicated);
             var delta = job.Mode != SyncModes.Full;
-            if (delta && !await WarehouseTables.PrepareTargetAsync(connection, target.Schema, target.Name, run.SchemaId, read.Shape, key, ct))
-                (delta, context.Note) = (false, "The warehouse table was gone, so this run loaded the whole table.");
-            if (delta && chosen.SyncType == SyncTypes.Xmin && await read.SnapshotCeilingAsync(ct) - state.XminCeiling >= XidWraparound)
+            if (delta)
+            {
+                var (present, drift) = await WarehouseTables.PrepareTargetAsync(connection, target.Schema, target.Name, run.SchemaId, shape, key, ct);
+                if (!present) (delta, context.Note) = (false, "The warehouse table was gone, so this run loaded the whole table.");
+                else if (drift is { None: false }) context.Note = DriftNote(drift);
+            }
+            if (delta && chosen.SyncType == SyncTypes.Xmin && await context.FromSourceAsync(read => read.SnapshotCeilingAsync(ct), ct) - state.XminCeiling >= XidWraparound)
                 (delta, context.Note) = (false, "Over 2^31 transactions ran upstream since the last run, past what xmin can compare, so this run loaded the whole table.");
-            if (delta) await LoadChangesAsync(context, read, key, ct);
-            else await LoadAllAsync(context, read, key, ct);
+            if (delta) await LoadChangesAsync(context, key, ct);
+            else await LoadAllAsync(context, key, ct);
             logger.LogInformation("Synced {Schema} of source {Source} into {Warehouse}.{Table} (job {Job})", schema.Name, source.Id, target.Schema, target.Name, run.JobId);
+            return null;
         }
         catch (RunStopped stopped)
         {
             if (stopped.Reason is { } reason) await CancelAsync(store, run, reason, clock, CancellationToken.None);
+            return null;
+        }
+        catch (SourceReadException e) when (e.Retryable)
+        {
+            // Tried again and again within the run; the next scheduled run tries anew.
+            return await FailAsync(store, run, new RunFailure(e.ErrorClass, true),
+                $"{e.Message} The run tried {settings.TransientRetryDelays.Count + 1} times and stopped; the next scheduled run tries again.", clock, CancellationToken.None);
         }
         catch (SourceReadException e)
         {
-            await FailAsync(store, run, e.Message, e.ErrorClass, e.Retryable, clock, CancellationToken.None);
+            return await FailAsync(store, run, new RunFailure(e.ErrorClass, false), e.Message, clock, CancellationToken.None);
         }
         catch (WarehouseConflictException e)
         {
-            await FailAsync(store, run, e.Message, "warehouse_conflict", false, clock, CancellationToken.None);
+            return await FailAsync(store, run, new RunFailure("warehouse_conflict", false), e.Message, clock, CancellationToken.None);
         }
         catch (DuplicateKeysException e)
         {
-            await FailAsync(store, run, e.Message, "duplicate_primary_keys", false, clock, CancellationToken.None);
+            return await FailAsync(store, run, new RunFailure("duplicate_primary_keys", false), e.Message, clock, CancellationToken.None);
+        }
+        catch (IncompatibleColumnChangeException e)
+        {
+            return await FailAsync(store, run, new RunFailure("incompatible_type_change", false), e.Message, clock, CancellationToken.None);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            // Not the source's fault, and its text may name our internals: logged here, a neutral sentence for the user.
+            // Not the source's fault, and its text may name our internals: logged here, a neutral sentence for the user, and
+            // never a reason to disable the schema. If the service's database is down, the fail below throws too, and the
+            // message is delivered again once it is back: the job is still running then, so it runs again.
             logger.LogError(e, "Sync job {Job} of schema {Schema} failed on the service's side", run.JobId, run.SchemaId);
-            await FailAsync(store, run, "The run failed on the service's side, not the source's; the next run tries again.", "internal", true, clock, CancellationToken.None);
+            return await FailAsync(store, run, new RunFailure("internal", true),
+                "The run failed on the service's side, not the source's; the next run tries again.", clock, CancellationToken.None);
         }
         finally
         {
             foreach (var leftover in context.Leftovers) await DropQuietlyAsync(connection, leftover, logger);
         }
     }
+
+    private static string DriftNote(ColumnDriftPlan drift) => string.Join(" ", new[]
+    {
+        drift.Added.Count > 0 ? $"New upstream columns added: {string.Join(", ", drift.Added.Select(c => $"{c.Name} ({c.Type})"))}." : null,
+        drift.Widened.Count > 0 ? $"Widened: {string.Join(", ", drift.Widened.Select(w => $"{w.Column} {w.From} → {w.To}"))}." : null,
+    }.Where(n => n is not null));
 
     private sealed record Target(string Schema, string Name);
 
@@ -143,26 +185,71 @@ public static class RunSyncJobHandler
 
     private sealed record RunContext(
         RunSyncJob Run, SyncJob Job, SourceSchema Schema, SchemaSync State, IDocumentStore Store, NpgsqlConnection Connection, Target Target,
-        TimeProvider Clock, SyncRunSettings Settings)
+        TimeProvider Clock, SyncRunSettings Settings, ILogger Logger, Func<CancellationToken, Task<ITableRead>> Open) : IAsyncDisposable
     {
+        private ITableRead? _read;
+
         /// <summary>Tables the run made for itself and drops at its end, whatever the end.</summary>
         public List<string> Leftovers { get; } = [];
         /// <summary>Why the run loads everything although it planned to read only the changes.</summary>
         public string? Note { get; set; }
         public string? Field => Schema.Settings.IncrementalField;
+
+        /// <summary>
+        /// One unit of reading the source (a page with its commit, or a probe): a transient failure of the source drops the
+        /// connection, rolls the unit back (its transaction is disposed on the way out), waits and tries the unit again on a
+        /// new connection, as often as <see cref="SyncRunSettings.TransientRetryDelays"/> says. Committed pages stay
+        /// committed, so a retry re-reads at most the page in flight.
+        /// </summary>
+        public async Task<T> FromSourceAsync<T>(Func<ITableRead, Task<T>> unit, CancellationToken ct)
+        {
+            for (var attempt = 0; ; attempt++)
+            {
+                try
+                {
+                    _read ??= await Open(ct);
+                    return await unit(_read);
+                }
+                catch (SourceReadException e) when (e.Retryable && attempt < Settings.TransientRetryDelays.Count)
+                {
+                    Logger.LogWarning("Sync job {Job}: {Error} ({Class}); trying again in {Delay}", Run.JobId, e.Message, e.ErrorClass, Settings.TransientRetryDelays[attempt]);
+                    await DropReadAsync();
+                    await Task.Delay(Settings.TransientRetryDelays[attempt], Clock, ct);
+                }
+            }
+        }
+
+        private async Task DropReadAsync()
+        {
+            if (_read is null) return;
+            try
+            {
+                await _read.DisposeAsync();
+            }
+            catch (Exception e) when (e is NpgsqlException or IOException or InvalidOperationException)
+            {
+                // The connection is broken already; there is nothing left to close cleanly.
+            }
+
+            _read = null;
+        }
+
+        public ValueTask DisposeAsync() => new(DropReadAsync());
     }
 
     /// <summary>Everything, into a staging table swapped in at the end (SYNC.md §3.1; also the first run of the other types and
     /// a resync). A cursor-based schema's next start is taken before reading, so a row updated during the load is read again
     /// next time, never missed; an append schema's is the highest value loaded, so nothing loaded is appended again.</summary>
-    private static async Task LoadAllAsync(RunContext context, ITableRead read, IReadOnlyList<string>? key, CancellationToken ct)
+    private static async Task LoadAllAsync(RunContext context, IReadOnlyList<string>? key, CancellationToken ct)
     {
         var (run, connection, target) = (context.Run, context.Connection, context.Target);
         var syncType = context.Schema.Settings.SyncType;
-        var ceiling = syncType == SyncTypes.Xmin ? await read.SnapshotCeilingAsync(ct) : (long?)null;
-        var watermark = syncType == SyncTypes.Incremental && context.Field is { } field ? await read.MaxAsync(field, ct) : null;
+        var ceiling = syncType == SyncTypes.Xmin ? await context.FromSourceAsync(read => read.SnapshotCeilingAsync(ct), ct) : (long?)null;
+        var watermark = syncType == SyncTypes.Incremental && context.Field is { } field ? await context.FromSourceAsync(read => read.MaxAsync(field, ct), ct) : null;
 
-        var staging = await WarehouseTables.CreateStagingAsync(connection, target.Schema, run.JobId, read.Shape, ct);
+        var shape = await context.FromSourceAsync(read => Task.FromResult(read.Shape), ct);
+        var kept = await WarehouseTables.DroppedUpstreamAsync(connection, target.Schema, target.Name, run.SchemaId, shape, ct);
+        var staging = await WarehouseTables.CreateStagingAsync(connection, target.Schema, run.JobId, shape, kept, ct);
         var stagingTable = WarehouseTables.Qualified(target.Schema, staging);
         context.Leftovers.Add(stagingTable);
         long total = 0;
@@ -170,20 +257,25 @@ public static class RunSyncJobHandler
         string? after = null;
         while (true)
         {
-            KeysetPage? page = null;
-            if (read.PageColumnFor(RowSelection.All) is not null && (page = await read.NextPageAsync(RowSelection.All, after, context.Settings.PageSize, ct)) is null) break;
-
-            await using var transaction = await connection.BeginTransactionAsync(ct);
-            await using (var copy = await WarehouseTables.CopyIntoAsync(connection, target.Schema, staging, read.Shape, ct))
-                await read.CopyAsync(RowSelection.All, page, copy, ct);
-            var rows = page?.Rows ?? await CountAsync(connection, transaction, target.Schema, staging, ct);
-            total += rows;
-            batch++;
-            await CommitAsync(context, transaction, null, async session =>
+            var (done, page) = await context.FromSourceAsync(async read =>
             {
-                await HeldAsync(context, session, ct);
-                session.Events.Append(run.JobId, new SyncBatchLoaded(run.JobId, batch, rows, total, page?.LastKey, context.Clock.GetUtcNow(), run.Recorder.Actor, run.Recorder.Channel));
+                KeysetPage? page = null;
+                if (read.PageColumnFor(RowSelection.All) is not null && (page = await read.NextPageAsync(RowSelection.All, after, context.Settings.PageSize, ct)) is null)
+                    return (true, null);
+
+                await using var transaction = await connection.BeginTransactionAsync(ct);
+                await PipeAsync(await WarehouseTables.CopyIntoAsync(connection, target.Schema, staging, shape, ct), into => read.CopyAsync(RowSelection.All, page, into, ct));
+                var rows = page?.Rows ?? await CountAsync(connection, transaction, target.Schema, staging, ct);
+                await CommitAsync(context, transaction, null, async session =>
+                {
+                    await HeldAsync(context, session, ct);
+                    session.Events.Append(run.JobId, new SyncBatchLoaded(run.JobId, batch + 1, rows, total + rows, page?.LastKey, context.Clock.GetUtcNow(), run.Recorder.Actor, run.Recorder.Channel));
+                }, ct);
+                total += rows;
+                batch++;
+                return (false, page);
             }, ct);
+            if (done) break;
             if (context.Settings.AfterBatchCommitted is { } hook) await hook(run, batch);
 
             if (page is null) break;
@@ -201,10 +293,10 @@ public static class RunSyncJobHandler
 
     /// <summary>Only what changed since the last run (SYNC.md §3.2–§3.4), page by page, each merged (or appended) into the
     /// table in one transaction with its watermark: a crash then the next run neither loses nor repeats a row.</summary>
-    private static async Task LoadChangesAsync(RunContext context, ITableRead read, IReadOnlyList<string>? key, CancellationToken ct)
+    private static async Task LoadChangesAsync(RunContext context, IReadOnlyList<string>? key, CancellationToken ct)
     {
         var (run, connection, target, settings) = (context.Run, context.Connection, context.Target, context.Schema.Settings);
-        var ceiling = settings.SyncType == SyncTypes.Xmin ? await read.SnapshotCeilingAsync(ct) : (long?)null;
+        var ceiling = settings.SyncType == SyncTypes.Xmin ? await context.FromSourceAsync(read => read.SnapshotCeilingAsync(ct), ct) : (long?)null;
         // A separate warehouse commits a page before its events: its own mark is then the freshest watermark (ADR 0044).
         var from = context.Settings.SeparateWarehouse
             ? await WarehouseTables.MarkAsync(connection, target.Schema, run.SchemaId, context.Field, ct) ?? context.State.Watermark
@@ -216,34 +308,39 @@ public static class RunSyncJobHandler
             _ => new ChangedRows(context.State.XminCeiling!.Value),
         };
         var cursor = selection as CursorRows;
-        var batchTable = await WarehouseTables.CreateBatchTableAsync(connection, run.JobId, read.Shape, ct);
+        var shape = await context.FromSourceAsync(read => Task.FromResult(read.Shape), ct);
+        var batchTable = await WarehouseTables.CreateBatchTableAsync(connection, run.JobId, shape, ct);
         context.Leftovers.Add("pg_temp." + WarehouseTables.Quote(batchTable));
-        var pageColumn = read.PageColumnFor(selection);
         // A cursor run resumes from the watermark its committed pages advanced; an xmin run from its last committed key.
         var after = cursor is null ? context.Job.Position : null;
         var (batch, total) = (context.Job.Batches, context.Job.RowsSynced);
         string? watermark = cursor?.From;
         while (true)
         {
-            KeysetPage? page = null;
-            if (pageColumn is not null && (page = await read.NextPageAsync(selection, after, context.Settings.PageSize, ct)) is null) break;
-
-            await using var transaction = await connection.BeginTransactionAsync(ct);
-            await using (var copy = await WarehouseTables.CopyIntoBatchAsync(connection, batchTable, read.Shape, ct))
-                await read.CopyAsync(selection, page, copy, ct);
-            var rows = key is not null
-                ? await WarehouseTables.MergeBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, read.Shape, key, ct)
-                : await WarehouseTables.AppendBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, read.Shape, ct);
-            total += rows;
-            batch++;
-            await CommitAsync(context, transaction, cursor is not null ? page?.LastKey : null, async session =>
+            var (done, page) = await context.FromSourceAsync(async read =>
             {
-                var sync = await HeldAsync(context, session, ct);
-                var now = context.Clock.GetUtcNow();
-                session.Events.Append(run.JobId, new SyncBatchLoaded(run.JobId, batch, rows, total, page?.LastKey, now, run.Recorder.Actor, run.Recorder.Channel));
-                if (cursor is not null && page is not null)
-                    sync.AppendOne(new SyncWatermarkAdvanced(run.SchemaId, run.JobId, batch, cursor.Column, page.LastKey, now, run.Recorder.Actor, run.Recorder.Channel));
+                KeysetPage? page = null;
+                if (read.PageColumnFor(selection) is not null && (page = await read.NextPageAsync(selection, after, context.Settings.PageSize, ct)) is null)
+                    return (true, null);
+
+                await using var transaction = await connection.BeginTransactionAsync(ct);
+                await PipeAsync(await WarehouseTables.CopyIntoBatchAsync(connection, batchTable, shape, ct), into => read.CopyAsync(selection, page, into, ct));
+                var rows = key is not null
+                    ? await WarehouseTables.MergeBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, shape, key, ct)
+                    : await WarehouseTables.AppendBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, shape, ct);
+                await CommitAsync(context, transaction, cursor is not null ? page?.LastKey : null, async session =>
+                {
+                    var sync = await HeldAsync(context, session, ct);
+                    var now = context.Clock.GetUtcNow();
+                    session.Events.Append(run.JobId, new SyncBatchLoaded(run.JobId, batch + 1, rows, total + rows, page?.LastKey, now, run.Recorder.Actor, run.Recorder.Channel));
+                    if (cursor is not null && page is not null)
+                        sync.AppendOne(new SyncWatermarkAdvanced(run.SchemaId, run.JobId, batch + 1, cursor.Column, page.LastKey, now, run.Recorder.Actor, run.Recorder.Channel));
+                }, ct);
+                total += rows;
+                batch++;
+                return (false, page);
             }, ct);
+            if (done) break;
             if (context.Settings.AfterBatchCommitted is { } hook) await hook(run, batch);
 
             if (page is null) break;
@@ -254,6 +351,25 @@ public static class RunSyncJobHandler
         await using var finish = await connection.BeginTransactionAsync(ct);
         var table = await WarehouseTables.DescribeAsync(connection, finish, target.Schema, target.Name, run.SchemaId, ct);
         await CompleteAsync(context, finish, table, total, batch, watermark, ceiling, ct);
+    }
+
+    /// <summary>Fills a COPY into the warehouse from the source. If the source fails part-way, the COPY is cancelled (a
+    /// half-written row must never reach the server as if whole) and the source's failure, not the cancel's, goes up.</summary>
+    private static async Task PipeAsync(NpgsqlRawCopyStream into, Func<Stream, Task> fill)
+    {
+        try
+        {
+            await fill(into);
+        }
+        catch
+        {
+            await into.CancelAsync();
+            throw;
+        }
+        finally
+        {
+            await into.DisposeAsync();
+        }
     }
 
     private static Task CompleteAsync(
@@ -338,16 +454,18 @@ public static class RunSyncJobHandler
         await transaction.CommitAsync(ct);
     }
 
-    private static async Task FailAsync(IDocumentStore store, RunSyncJob run, string error, string errorClass, bool retryable, TimeProvider clock, CancellationToken ct)
+    private static async Task<RunFailure?> FailAsync(IDocumentStore store, RunSyncJob run, RunFailure failure, string error, TimeProvider clock, CancellationToken ct)
     {
         await using var session = store.LightweightSession(run.ProjectId);
         CallerMetadata.Stamp(session, run.Recorder);
         var now = clock.GetUtcNow();
-        session.Events.Append(run.JobId, new SyncJobFailed(run.JobId, error, errorClass, now, run.Recorder.Actor, run.Recorder.Channel));
+        session.Events.Append(run.JobId, new SyncJobFailed(run.JobId, error, failure.ErrorClass, now, run.Recorder.Actor, run.Recorder.Channel));
         var sync = await session.Events.FetchForWriting<SchemaSync>(run.SchemaId, ct);
-        if (sync.Aggregate?.RunningJobId == run.JobId)
-            sync.AppendOne(new SyncRunFailed(run.SchemaId, run.JobId, error, errorClass, retryable, now, run.Recorder.Actor, run.Recorder.Channel));
+        var held = sync.Aggregate?.RunningJobId == run.JobId;
+        if (held) sync.AppendOne(new SyncRunFailed(run.SchemaId, run.JobId, error, failure.ErrorClass, failure.Retryable, now, run.Recorder.Actor, run.Recorder.Channel));
         await session.SaveChangesAsync(ct);
+        // A run that no longer held its schema (cancelled, resynced meanwhile) has no say over the schema's settings.
+        return held ? failure : failure with { DisablesSchema = false };
     }
 
     private static async Task CancelAsync(IDocumentStore store, RunSyncJob run, string reason, TimeProvider clock, CancellationToken ct)

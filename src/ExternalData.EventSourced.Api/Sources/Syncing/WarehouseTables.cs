@@ -58,16 +58,27 @@ public static class WarehouseTables
         }
     }
 
-    /// <summary>A staging table with the run's columns and <c>_ph_synced_at</c>, in the project's schema.</summary>
-    public static async Task<string> CreateStagingAsync(NpgsqlConnection connection, string schema, Guid jobId, TableShape shape, CancellationToken ct)
+    /// <summary>A staging table with the run's columns, the <paramref name="kept"/> columns of the table it replaces that
+    /// upstream no longer has (they stay, NULL, so nothing downstream that names them breaks), and <c>_ph_synced_at</c>.</summary>
+    public static async Task<string> CreateStagingAsync(
+        NpgsqlConnection connection, string schema, Guid jobId, TableShape shape, IReadOnlyList<WarehouseTableColumn> kept, CancellationToken ct)
     {
         var staging = $"_stage_{jobId:N}";
-        var columns = string.Join(", ", shape.Columns.Select(c => $"{Quote(c.Name)} {c.Type}"));
+        var columns = string.Join(", ", shape.Columns.Select(c => $"{Quote(c.Name)} {c.Type}").Concat(kept.Select(c => $"{Quote(c.Name)} {c.Type}")));
         await ExecuteAsync(connection, null, $"""
             DROP TABLE IF EXISTS {Quote(schema)}.{Quote(staging)};
             CREATE TABLE {Quote(schema)}.{Quote(staging)} ({columns}{(columns.Length > 0 ? ", " : "")}{MetadataSyncedAt} timestamptz NOT NULL DEFAULT now());
             """, ct);
         return staging;
+    }
+
+    /// <summary>The columns of the schema's current table that upstream no longer has (none when there is no table yet).</summary>
+    public static async Task<IReadOnlyList<WarehouseTableColumn>> DroppedUpstreamAsync(
+        NpgsqlConnection connection, string schema, string name, Guid schemaId, TableShape shape, CancellationToken ct)
+    {
+        await using var transaction = await connection.BeginTransactionAsync(ct);
+        if (!await IsOursAsync(connection, transaction, schema, name, schemaId, ct)) return [];
+        return (await ColumnsAsync(connection, transaction, schema, name, ct)).Where(c => shape.Column(c.Name) is null && !WarehouseColumnDrift.IsMetadata(c.Name)).ToList();
     }
 
     /// <summary>Opens a binary COPY of the run's columns into the staging table; <c>_ph_synced_at</c> takes its default.</summary>
@@ -91,19 +102,23 @@ public static class WarehouseTables
         return await DescribeAsync(connection, transaction, schema, name, schemaId, ct);
     }
 
-    /// <summary>Checks the schema's table is there and this service's; adds (nullable) any column the run brings that it lacks,
-    /// and the unique index a merge needs. False when the table is gone (a user dropped it): the run loads it anew.</summary>
-    public static async Task<bool> PrepareTargetAsync(
+    /// <summary>Checks the schema's table is there and this service's, and follows upstream's changes of shape (SYNC.md §5,
+    /// <see cref="WarehouseColumnDrift"/>): adds a new column (nullable), widens a widened one in place, refuses an incompatible
+    /// change naming the column; then the unique index a merge needs. False when the table is gone (a user dropped it):
+    /// the run loads it anew. Returns what changed, for the job's note.</summary>
+    public static async Task<(bool Present, ColumnDriftPlan? Drift)> PrepareTargetAsync(
         NpgsqlConnection connection, string schema, string name, Guid schemaId, TableShape shape, IReadOnlyList<string>? mergeKey, CancellationToken ct)
     {
         await using var transaction = await connection.BeginTransactionAsync(ct);
-        if (!await IsOursAsync(connection, transaction, schema, name, schemaId, ct)) return false;
-        var present = (await DescribeAsync(connection, transaction, schema, name, schemaId, ct)).Columns.Select(c => c.Name).ToHashSet();
-        foreach (var column in shape.Columns.Where(c => !present.Contains(c.Name)))
+        if (!await IsOursAsync(connection, transaction, schema, name, schemaId, ct)) return (false, null);
+        var drift = WarehouseColumnDrift.Plan(await ColumnsAsync(connection, transaction, schema, name, ct), shape.Columns);
+        foreach (var column in drift.Added)
             await ExecuteAsync(connection, transaction, $"ALTER TABLE {Quote(schema)}.{Quote(name)} ADD COLUMN {Quote(column.Name)} {column.Type}", ct);
+        foreach (var (column, _, to) in drift.Widened)
+            await ExecuteAsync(connection, transaction, $"ALTER TABLE {Quote(schema)}.{Quote(name)} ALTER COLUMN {Quote(column)} TYPE {to}", ct);
         if (mergeKey is not null) await EnsureKeyIndexAsync(connection, transaction, schema, name, schemaId, mergeKey, ct);
         await transaction.CommitAsync(ct);
-        return true;
+        return (true, drift);
     }
 
     /// <summary>The unique index a merge by <paramref name="key"/> needs (SYNC.md §1 Indexes).</summary>
@@ -156,8 +171,7 @@ public static class WarehouseTables
         }
     }
 
-    private static DuplicateKeysException DuplicateKeys(IReadOnlyList<string> key) => new(
-        $"The source holds more than one row for one primary key ({string.Join(", ", key)}), so the rows cannot be merged without dropping some. Make the key unique upstream or set primary_key_columns to a unique key, then resync.");
+    private static DuplicateKeysException DuplicateKeys(IReadOnlyList<string> key) => DuplicateKeysException.For(key, null);
 
     public static Task<long> AppendBatchAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string batch, string schema, string name, TableShape shape, CancellationToken ct)
     {
@@ -229,20 +243,23 @@ public static class WarehouseTables
 
     public static async Task<WarehouseTable> DescribeAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string name, Guid schemaId, CancellationToken ct)
     {
-        var columns = new List<WarehouseTableColumn>();
-        await using (var command = new NpgsqlCommand("""
-            SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull
-              FROM pg_attribute a WHERE a.attrelid = to_regclass(@relation) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
-            """, connection, transaction))
-        {
-            command.Parameters.AddWithValue("relation", $"{Quote(schema)}.{Quote(name)}");
-            await using var reader = await command.ExecuteReaderAsync(ct);
-            while (await reader.ReadAsync(ct)) columns.Add(new WarehouseTableColumn(reader.GetString(0), reader.GetString(1), reader.GetBoolean(2)));
-        }
-
+        var columns = await ColumnsAsync(connection, transaction, schema, name, ct);
         await using var count = new NpgsqlCommand($"SELECT count(*) FROM {Quote(schema)}.{Quote(name)}", connection, transaction);
         var rows = (long)(await count.ExecuteScalarAsync(ct))!;
         return new WarehouseTable(schemaId, schema, name, columns, rows);
+    }
+
+    private static async Task<List<WarehouseTableColumn>> ColumnsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string name, CancellationToken ct)
+    {
+        var columns = new List<WarehouseTableColumn>();
+        await using var command = new NpgsqlCommand("""
+            SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull
+              FROM pg_attribute a WHERE a.attrelid = to_regclass(@relation) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+            """, connection, transaction);
+        command.Parameters.AddWithValue("relation", $"{Quote(schema)}.{Quote(name)}");
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        while (await reader.ReadAsync(ct)) columns.Add(new WarehouseTableColumn(reader.GetString(0), reader.GetString(1), reader.GetBoolean(2)));
+        return columns;
     }
 
     private static async Task<long> ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, CancellationToken ct)
@@ -256,4 +273,9 @@ public static class WarehouseTables
 public sealed class WarehouseConflictException(string message) : Exception(message);
 
 /// <summary>The source's rows are not unique on the merge key; merging would have to drop some of them silently.</summary>
-public sealed class DuplicateKeysException(string message) : Exception(message);
+public sealed class DuplicateKeysException(string message) : Exception(message)
+{
+    public static DuplicateKeysException For(IReadOnlyList<string> key, long? duplicated) => new(
+        $"The source holds more than one row for {(duplicated is { } n ? $"{n} value{(n == 1 ? "" : "s")} of" : "a value of")} the merge key ({string.Join(", ", key)}), so merging would silently drop rows. " +
+        "Make the key unique upstream or set primary_key_columns to a unique key, then enable the schema again.");
+}
