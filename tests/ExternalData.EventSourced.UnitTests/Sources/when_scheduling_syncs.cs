@@ -68,4 +68,32 @@ public sealed class when_scheduling_syncs
         SyncSchedule.WhenDue(Postgres, Schema(), Ran(Now.AddHours(-1), nextRunAt: due, running: true), due).ShouldBe(ScheduleDecision.Nothing);
         SyncSchedule.WhenDue(Postgres, Schema(enabled: false), Ran(Now.AddHours(-1), nextRunAt: due), due).ShouldBeOfType<Disarm>();
     }
+
+    [Fact]
+    public void the_reconciler_finds_a_schedule_lost_when_never_armed_overdue_or_its_message_is_gone()
+    {
+        var grace = TimeSpan.FromMinutes(2);
+        var due = Now.AddHours(3);
+        var armed = Ran(Now.AddHours(-3), due);
+        armed.Id = Guid.NewGuid();
+        var withMessage = new[] { (armed.Id, due) }.ToLookup(x => x.Item1, x => x.Item2);
+        var none = Array.Empty<(Guid, DateTimeOffset)>().ToLookup(x => x.Item1, x => x.Item2);
+
+        ReconcileSyncSchedulesHandler.Lost(armed, withMessage, Now, grace).ShouldBeNull("armed, its message waiting");
+        ReconcileSyncSchedulesHandler.Lost(armed, none, Now, grace).ShouldNotBeNull().ShouldContain("gone from the store");
+        ReconcileSyncSchedulesHandler.Lost(null, none, Now, grace).ShouldBe("it was never armed");
+        ReconcileSyncSchedulesHandler.Lost(Ran(Now.AddHours(-7)), none, Now, grace).ShouldBe("it was not armed");
+        ReconcileSyncSchedulesHandler.Lost(Ran(Now.AddHours(-7), Now.AddMinutes(-1)), none, Now, grace).ShouldBeNull("a minute late is within the grace");
+        ReconcileSyncSchedulesHandler.Lost(Ran(Now.AddHours(-7), Now.AddMinutes(-5)), none, Now, grace).ShouldNotBeNull().ShouldContain("did not fire");
+        ReconcileSyncSchedulesHandler.Lost(Ran(Now.AddHours(-7), running: true), none, Now, grace).ShouldBeNull("a running schema's end arms the next");
+    }
+
+    [Fact]
+    public void a_lost_schedule_is_armed_again_for_the_same_time()
+    {
+        var schema = Schema();
+        var state = Ran(Now.AddHours(-1), Now.AddHours(5));
+        SyncSchedule.Decide(Postgres, schema, state, Now).ShouldBe(ScheduleDecision.Nothing);
+        SyncSchedule.Decide(Postgres, schema, state, Now, rearm: true).ShouldBe(new ArmAt(Now.AddHours(5)));
+    }
 }

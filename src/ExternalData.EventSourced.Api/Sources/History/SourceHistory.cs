@@ -184,7 +184,8 @@ public static class SourceHistoryEndpoint
         SyncRunCancelled r => $"run {r.JobId} cancelled: {r.Reason}",
         SyncWatermarkAdvanced w => $"{w.Field} watermark advanced to {w.Watermark} (batch {w.Batch.ToString(CultureInfo.InvariantCulture)})",
         SyncStateReset r => r.TableDropped ? $"synced data deleted: {r.Reason}" : $"sync state reset: {r.Reason}",
-        SyncScheduled s => s.DueAt is { } due ? $"next run scheduled for {due:O} ({s.Frequency})" : "no run scheduled",
+        SyncScheduled s => (s.DueAt is { } due ? $"next run scheduled for {due:O} ({s.Frequency})" : "no run scheduled")
+            + (s.Reason is { } why ? $"; the schedule was lost ({why}) and is armed again" : ""),
         Credentials.CredentialsStashed c => $"{c.SourceType} credentials stored, usable once until {c.ExpiresAt.UtcDateTime.ToString("u", CultureInfo.InvariantCulture)}",
         Credentials.CredentialsConsumed c => $"stored credentials used to set up source {c.SourceId}; their key was destroyed",
         Credentials.CredentialsExpired => "stored credentials expired unused; their key was destroyed",

@@ -101,9 +101,11 @@ public static class ReconcileSyncSchedulesHandler
         {
             try
             {
-                if (JsonSerializer.Deserialize<SyncDue>(await reader.GetFieldValueAsync<byte[]>(0, ct)) is { } message) due.Add(message);
+                // The row holds Wolverine's envelope; the message's JSON is its data.
+                var envelope = Wolverine.Runtime.Serialization.EnvelopeSerializer.Deserialize(await reader.GetFieldValueAsync<byte[]>(0, ct));
+                if (envelope.Data is { } data && JsonSerializer.Deserialize<SyncDue>(data, MessageJson) is { } message) due.Add(message);
             }
-            catch (JsonException)
+            catch (Exception e) when (e is JsonException or InvalidOperationException or ArgumentException or IndexOutOfRangeException or EndOfStreamException)
             {
                 // Not ours to read: the schema it is for is then judged lost and armed again, which is harmless.
             }
@@ -111,6 +113,8 @@ public static class ReconcileSyncSchedulesHandler
 
         return due.ToLookup(d => d.SchemaId, d => d.DueAt);
     }
+
+    private static readonly JsonSerializerOptions MessageJson = new() { PropertyNameCaseInsensitive = true };
 
     private sealed record EnabledSchema(Guid Id, Guid SourceId);
 
