@@ -194,7 +194,8 @@ builder.Services.AddOpenApi(o =>
     o.AddOperationTransformer<ApiDocument>();
     o.AddDocumentTransformer<ExternalData.EventSourced.Mcp.McpToolsDocument>();
 });
-builder.Services.AddHealthChecks().AddCheck<DatabaseReadyCheck>("database", tags: ["ready"]).AddCheck<ProjectionLagCheck>("projections", tags: ["ready"]);
+builder.Services.AddHealthChecks().AddCheck<DatabaseReadyCheck>("database", tags: ["ready"]).AddCheck<ProjectionLagCheck>("projections", tags: ["ready"])
+    .AddCheck<SyncHealthCheck>("syncs", tags: ["ready"]);
 
 var app = builder.Build();
 

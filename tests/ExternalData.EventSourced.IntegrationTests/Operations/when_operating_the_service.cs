@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using ExternalData.EventSourced.IntegrationTests.Fixtures;
 using Shouldly;
@@ -16,6 +15,8 @@ public sealed class when_operating_the_service(AppFixture app) : IntegrationCont
         ready.ShouldHaveStatus(HttpStatusCode.OK);
         ready.Json["status"]!.GetValue<string>().ShouldBe("Healthy");
         ready.Json["checks"]!["database"]!["status"]!.GetValue<string>().ShouldBe("Healthy");
+        ready.Json["checks"]!["syncs"]!["data"]!["overdue_schedules"]!.GetValue<int>().ShouldBe(0);
+        ready.Json["checks"]!["syncs"]!["data"]!["failing_schemas"].ShouldNotBeNull();
     }
 
     /// <summary>An operator lists and rebuilds projections from the service binary, against the database a running
@@ -76,26 +77,5 @@ public sealed class when_operating_the_service(AppFixture app) : IntegrationCont
         stderr.ShouldContain("Unknown scope(s): admin");
     }
 
-    /// <summary>Runs the built service binary as an operator would, against the suite's database.</summary>
-    private async Task<(int ExitCode, string Stdout, string Stderr)> RunServiceCommandAsync(params string[] args)
-    {
-        var dll = Path.Combine(AppContext.BaseDirectory, "ExternalData.EventSourced.Api.dll");
-        var start = new ProcessStartInfo("dotnet", [dll, .. args])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = AppContext.BaseDirectory,
-        };
-        start.Environment["ASPNETCORE_ENVIRONMENT"] = "Testing";
-        start.Environment["DOTNET_ENVIRONMENT"] = "Testing";
-        start.Environment["ConnectionStrings__Marten"] = App.Server.ConnectionStringFor("postgres");
-        start.Environment["ExternalData__Database__Schema"] = App.Schema;
-        start.Environment[$"ExternalData__Encryption__MasterKeys__{AppFixture.MasterKeyId}"] = AppFixture.MasterKey;
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await process.WaitForExitAsync(timeout.Token);
-        return (process.ExitCode, await stdout, await stderr);
-    }
+    private Task<(int ExitCode, string Stdout, string Stderr)> RunServiceCommandAsync(params string[] args) => ServiceCommand.RunAsync(App, args);
 }

@@ -26,6 +26,7 @@ public sealed class when_a_schedule_is_lost(AppFixture app) : SyncContext(app, T
     public override async Task DisposeAsync()
     {
         Scheduler.ReconcileEvery = TimeSpan.FromMinutes(5);
+        Scheduler.OverdueGrace = TimeSpan.FromMinutes(2);
         await base.DisposeAsync();
     }
 
@@ -84,5 +85,68 @@ public sealed class when_a_schedule_is_lost(AppFixture app) : SyncContext(app, T
             .GetValue<DateTimeOffset>().ShouldBe(nextSyncAt, "armed again for the same time");
         await Task.Delay(TimeSpan.FromSeconds(2));
         (await ReArmsAsync(id)).Count.ShouldBe(1, "armed once, not on every pass");
+    }
+
+    [Fact]
+    public async Task readiness_reports_overdue_schedules_and_failing_schemas()
+    {
+        await CreateAsync("ready", FullRefresh("plain"));
+        var ready = (await App.Anonymous().GetAsync("/health/ready")).ShouldHaveStatus(HttpStatusCode.OK).Json["checks"]!["syncs"]!;
+        ready["data"]!["running_syncs"].ShouldNotBeNull();
+
+        // Every armed schedule counts as overdue once the grace reaches back past its due time: the count is what the check reads.
+        Scheduler.OverdueGrace = TimeSpan.FromHours(-7);
+        // Overdue schedules do not take the node out: still 200.
+        var degraded = (await App.Anonymous().GetAsync("/health/ready")).ShouldHaveStatus(HttpStatusCode.OK).Json;
+        degraded["checks"]!["syncs"]!["status"]!.GetValue<string>().ShouldBe("Degraded");
+        degraded["checks"]!["syncs"]!["data"]!["overdue_schedules"]!.GetValue<int>().ShouldBeGreaterThan(0);
+        degraded["checks"]!["syncs"]!["description"]!.GetValue<string>().ShouldContain("sync schedule(s) overdue");
+    }
+
+    [Fact]
+    public async Task the_syncs_command_lists_schemas_and_cancels_a_running_job()
+    {
+        var settings = App.Host.Services.GetRequiredService<SyncRunSettings>();
+        var id = await CreateAsync("operated", FullRefresh("plain"));
+        var schemaId = (await Api.GetAsync(SourceUrl(id))).Json["schemas"]!.AsArray().Single(s => s!["name"]!.GetValue<string>() == "plain")!["id"]!.GetValue<string>();
+
+        var (listExit, listed, listErr) = await ServiceCommand.RunAsync(App, "syncs", "list", "--project", ProjectId);
+        listExit.ShouldBe(0, listErr);
+        listed.Split('\n').Single(l => l.Contains(schemaId, StringComparison.Ordinal)).ShouldContain("Completed");
+
+        // A run held after its first batch, cancelled by the operator, stops at its next batch boundary.
+        using var held = new SemaphoreSlim(0);
+        using var release = new SemaphoreSlim(0);
+        settings.PageSize = 3;
+        settings.AfterBatchCommitted = async (_, batch) =>
+        {
+            if (batch != 1) return;
+            held.Release();
+            await release.WaitAsync(TimeSpan.FromSeconds(60));
+        };
+        try
+        {
+            (await Api.PostAsync($"{SourceUrl(id)}reload/", new JsonObject())).ShouldHaveStatus(HttpStatusCode.OK);
+            (await held.WaitAsync(TimeSpan.FromSeconds(30))).ShouldBeTrue("the run committed its first batch");
+            var (runningExit, running, _) = await ServiceCommand.RunAsync(App, "syncs", "list", "--running", "--project", ProjectId);
+            runningExit.ShouldBe(0);
+            running.ShouldContain(schemaId);
+            var (cancelExit, cancelled, cancelErr) = await ServiceCommand.RunAsync(App, "syncs", "cancel", "--schema", schemaId);
+            cancelExit.ShouldBe(0, cancelErr);
+            cancelled.ShouldContain("Cancelled the running job");
+        }
+        finally
+        {
+            release.Release();
+            settings.AfterBatchCommitted = null;
+            settings.PageSize = 50_000;
+        }
+
+        var job = (await JobsWhenDoneAsync(id, 1))[0];
+        job["status"]!.GetValue<string>().ShouldBe("Cancelled", job.ToJsonString());
+        job["rows_synced"]!.GetValue<long>().ShouldBeLessThan(10, "it stopped at a batch boundary");
+        (await ServiceCommand.RunAsync(App, "syncs", "cancel", "--schema", schemaId)).Stderr.ShouldContain("No running sync to cancel.");
+        var history = (await Api.GetAsync($"{SourceUrl(id)}history/?include=syncs&type=sync_run_cancelled")).Json["results"]!.AsArray();
+        history.ShouldHaveSingleItem()!["actor"]!["name"]!.GetValue<string>().ShouldBe("system:operator");
     }
 }

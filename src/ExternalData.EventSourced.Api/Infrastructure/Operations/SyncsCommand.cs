@@ -1,0 +1,102 @@
+using System.Globalization;
+using ExternalData.EventSourced.Infrastructure.Messaging;
+using ExternalData.EventSourced.Shared;
+using ExternalData.EventSourced.Sources;
+using JasperFx.CommandLine;
+using Marten;
+
+namespace ExternalData.EventSourced.Infrastructure.Operations;
+
+public sealed class SyncsInput : NetCoreInput
+{
+    [Description("list (the default) or cancel")]
+    public string Action { get; set; } = "list";
+
+    [Description("Only schemas of this project")]
+    public string ProjectFlag { get; set; } = "";
+
+    [Description("list: only schemas whose run is in progress")]
+    public bool RunningFlag { get; set; }
+
+    [Description("list: only schemas whose last run failed")]
+    public bool FailingFlag { get; set; }
+
+    [Description("cancel: the schema whose running job to cancel")]
+    public string SchemaFlag { get; set; } = "";
+}
+
+/// <summary>
+/// Operator command: <c>dotnet run -- syncs [list|cancel] [--project P] [--running] [--failing] [--schema ID]</c>. Lists the
+/// schemas' sync state across projects (status, last and next run, the running job, the latest error), and cancels a
+/// running job through the same use case as <c>POST external_data_schemas/{id}/cancel/</c>, recorded as
+/// <c>system:operator</c>. Safe beside running nodes: it reads the store and appends like any other caller.
+/// </summary>
+[Description("List sync runs and schedules, or cancel a running one", Name = "syncs")]
+public sealed class SyncsCommand : JasperFxAsyncCommand<SyncsInput>
+{
+    public override async Task<bool> Execute(SyncsInput input)
+    {
+        using var host = input.BuildHost();
+        var store = host.Services.GetRequiredService<IDocumentStore>();
+        return input.Action switch
+        {
+            "list" => await ListAsync(store, input),
+            "cancel" => await CancelAsync(store, host.Services.GetRequiredService<SourceTypes.SourceTypeRegistry>(), input),
+            _ => await FailAsync($"Unknown action '{input.Action}': list or cancel."),
+        };
+    }
+
+    private static async Task<bool> ListAsync(IDocumentStore store, SyncsInput input)
+    {
+        await using var session = store.QuerySession();
+        var schemas = await session.Query<SourceSchema>().Where(s => s.AnyTenant() && !s.Removed).ToListAsync();
+        var states = (await session.Query<SchemaSync>().Where(s => s.AnyTenant()).ToListAsync()).ToDictionary(s => s.Id);
+        var projects = (await session.Query<Source>().Where(s => s.AnyTenant()).ToListAsync()).ToDictionary(s => s.Id, s => s.ProjectId);
+        Console.WriteLine($"{"project",-10} {"schema id",-36} {"table",-24} {"type",-12} {"enabled",-7} {"status",-9} {"last run",-20} {"next run",-20} latest error");
+        foreach (var schema in schemas.OrderBy(s => projects.GetValueOrDefault(s.SourceId), StringComparer.Ordinal).ThenBy(s => s.Name, StringComparer.Ordinal))
+        {
+            var project = projects.GetValueOrDefault(schema.SourceId) ?? "?";
+            var state = states.GetValueOrDefault(schema.Id);
+            if (input.ProjectFlag.Length > 0 && project != input.ProjectFlag) continue;
+            if (input.RunningFlag && state?.RunningJobId is null) continue;
+            if (input.FailingFlag && state?.LastStatus != JobStatuses.Failed) continue;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{project,-10} {schema.Id,-36} {Cut(schema.Name, 24),-24} {schema.Settings.SyncType ?? "-",-12} {(schema.Settings.ShouldSync ? "yes" : "no"),-7} {state?.Status ?? "-",-9} {Time(state?.LastRunAt),-20} {Time(state?.NextRunAt),-20} {state?.LatestError ?? ""}"));
+        }
+
+        return true;
+    }
+
+    private static async Task<bool> CancelAsync(IDocumentStore store, SourceTypes.SourceTypeRegistry registry, SyncsInput input)
+    {
+        if (!Guid.TryParse(input.SchemaFlag, out var schemaId)) return await FailAsync("cancel needs --schema <schema id> (as 'syncs list' shows it).");
+        string project;
+        await using (var query = store.QuerySession())
+        {
+            var schema = await query.Query<SourceSchema>().Where(s => s.AnyTenant() && s.Id == schemaId).FirstOrDefaultAsync();
+            if (schema is null) return await FailAsync($"No schema {schemaId}.");
+            project = (await query.Query<Source>().Where(s => s.AnyTenant() && s.Id == schema.SourceId).Select(s => s.ProjectId).FirstOrDefaultAsync()) ?? "";
+        }
+
+        // The cancel use case's own load and decision, on a session for the schema's project; it sends no message.
+        await using var session = store.LightweightSession(project);
+        var command = new ActOnSchemaSync(schemaId, SchemaSyncAction.Cancel) { Caller = Caller.System(project, "operator", $"operator-{Guid.NewGuid():N}", "syncs cancel") };
+        CallerMetadata.Stamp(session, command.Caller);
+        var target = await ActOnSchemaSyncHandler.LoadAsync(command, session, CancellationToken.None);
+        var (outcome, _) = ActOnSchemaSyncHandler.Handle(command, target, session, registry, DateTimeOffset.UtcNow);
+        if (outcome.Problem is { } problem) return await FailAsync(problem.Detail ?? problem.Title ?? "refused");
+        await session.SaveChangesAsync();
+        Console.WriteLine($"Cancelled the running job of schema {schemaId}: it stops after its current batch.");
+        return true;
+    }
+
+    private static string Cut(string text, int length) => text.Length <= length ? text : text[..(length - 1)] + "…";
+
+    private static string Time(DateTimeOffset? at) => at?.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) ?? "-";
+
+    private static async Task<bool> FailAsync(string message)
+    {
+        await Console.Error.WriteLineAsync(message);
+        return false;
+    }
+}
