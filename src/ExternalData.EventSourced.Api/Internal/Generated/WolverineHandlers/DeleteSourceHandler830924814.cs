@@ -29,14 +29,14 @@ namespace Internal.Generated.WolverineHandlers
             ExternalData.EventSourced.Infrastructure.Messaging.CallerMetadata.Before<ExternalData.EventSourced.Sources.DeleteSource>(deleteSource, documentSession);
             // Loading Marten aggregate as part of the aggregate handler workflow
             var stream_source = await documentSession.Events.FetchForExclusiveWriting<ExternalData.EventSourced.Sources.Source>(((ExternalData.EventSourced.Sources.DeleteSource)context.Envelope.Message).SourceId, cancellation);
-            var checkedOfSourceRemoved = ExternalData.EventSourced.Sources.DeleteSourceHandler.Load(deleteSource, stream_source.Aggregate);
+            (var checkedOfSourceRemoved, var runningSyncs) = await ExternalData.EventSourced.Sources.DeleteSourceHandler.LoadAsync(deleteSource, stream_source.Aggregate, ((Marten.IQuerySession)documentSession), cancellation).ConfigureAwait(false);
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("message.handler", "ExternalData.EventSourced.Sources.DeleteSourceHandler");
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("handler.type", "ExternalData.EventSourced.Sources.DeleteSourceHandler");
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("wolverine.stream.id", ((ExternalData.EventSourced.Sources.DeleteSource)context.Envelope.Message).SourceId);
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("wolverine.stream.type", "ExternalData.EventSourced.Sources.Source");
             
             // The actual message execution
-            (var outgoing1, var outgoing2, var outgoing3, var outgoing4) = ExternalData.EventSourced.Sources.DeleteSourceHandler.Handle(deleteSource, stream_source.Aggregate, checkedOfSourceRemoved, now);
+            (var outgoing1, var outgoing2, var outgoing3, var outgoing4) = ExternalData.EventSourced.Sources.DeleteSourceHandler.Handle(deleteSource, stream_source.Aggregate, checkedOfSourceRemoved, runningSyncs, documentSession, now);
 
             
             // Outgoing, cascaded message
