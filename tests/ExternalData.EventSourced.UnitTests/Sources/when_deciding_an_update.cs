@@ -100,7 +100,7 @@ public sealed class when_deciding_an_update
         var source = GivenSource();
         var command = new DeleteSource(source.Id) { Caller = when_folding_a_source.Caller with { Channel = "mcp" } };
 
-        var (outcome, events, op, messages) = DeleteSourceHandler.Handle(command, source, DeleteSourceHandler.Load(command, source), Given.Now);
+        var (outcome, events, op, messages, cancelled) = DeleteSourceHandler.Handle(command, source, DeleteSourceHandler.Check(command, source), RunningSyncs.None, Given.Now);
 
         outcome.Problem.ShouldBeNull();
         events.ShouldHaveSingleItem().ShouldBe(new SourceDeleted(source.Id, when_folding_a_source.Alice, "mcp", Given.Now));
@@ -108,6 +108,23 @@ public sealed class when_deciding_an_update
         op.GetType().Name.ShouldStartWith("Delete");
         op.GetType().GenericTypeArguments.ShouldBe([typeof(DataKey)]);
         messages.ShouldBeEmpty();
+        cancelled.Appends.ShouldBeEmpty("nothing was running");
+    }
+
+    [Fact]
+    public void delete_cancels_the_running_syncs_as_the_caller_in_the_same_transaction()
+    {
+        var source = GivenSource();
+        var command = new DeleteSource(source.Id) { Caller = when_folding_a_source.Caller };
+        var (schemaId, jobId) = (Guid.NewGuid(), Guid.NewGuid());
+
+        var (_, _, _, _, cancelled) = DeleteSourceHandler.Handle(command, source, DeleteSourceHandler.Check(command, source),
+            new RunningSyncs([new RunningSync(schemaId, jobId)]), Given.Now);
+
+        cancelled.Appends.ShouldBe([
+            (schemaId, new SyncRunCancelled(schemaId, jobId, "Cancelled: the source was deleted.", when_folding_a_source.Alice, command.Caller.Channel, Given.Now)),
+            (jobId, new SyncJobCancelled(jobId, "Cancelled: the source was deleted.", when_folding_a_source.Alice, command.Caller.Channel, Given.Now)),
+        ]);
     }
 
     [Fact]
@@ -117,7 +134,7 @@ public sealed class when_deciding_an_update
         source.Cdc = new CdcSettings("posthog", "posthog_abc", "posthog_pub_abc", "0/1", true, 1024, 10240, Given.Now);
         var command = new DeleteSource(source.Id) { Caller = when_folding_a_source.Caller };
 
-        var (outcome, events, op, messages) = DeleteSourceHandler.Handle(command, source, DeleteSourceHandler.Load(command, source), Given.Now);
+        var (outcome, events, op, messages, cancelled) = DeleteSourceHandler.Handle(command, source, DeleteSourceHandler.Check(command, source), RunningSyncs.None, Given.Now);
 
         outcome.Problem.ShouldBeNull();
         events.ShouldHaveSingleItem().ShouldBeOfType<SourceDeleted>().CleanupPending.ShouldBeTrue();
@@ -129,10 +146,10 @@ public sealed class when_deciding_an_update
     public void a_stale_if_match_is_refused_before_anything_is_decided()
     {
         var source = GivenSource();
-        var outcome = DeleteSourceHandler.Load(new DeleteSource(source.Id) { ExpectedVersion = 7, Caller = when_folding_a_source.Caller }, source);
+        var outcome = DeleteSourceHandler.Check(new DeleteSource(source.Id) { ExpectedVersion = 7, Caller = when_folding_a_source.Caller }, source);
 
         outcome.Problem!.Status.ShouldBe(409);
         outcome.Problem.Extensions["code"].ShouldBe("stale_version");
-        DeleteSourceHandler.Load(new DeleteSource(source.Id) { Caller = when_folding_a_source.Caller }, null).Problem!.Status.ShouldBe(404);
+        DeleteSourceHandler.Check(new DeleteSource(source.Id) { Caller = when_folding_a_source.Caller }, null).Problem!.Status.ShouldBe(404);
     }
 }

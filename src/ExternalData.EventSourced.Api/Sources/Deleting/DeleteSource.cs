@@ -22,14 +22,19 @@ public sealed record SourceRemoved(Guid SourceId);
 /// <summary>The delete use case, whichever channel calls it.</summary>
 public static class DeleteSourceHandler
 {
-    /// <summary>Also which of its tables are running, so the delete can stop them in its own transaction.</summary>
+    public static Checked<SourceRemoved> Check(DeleteSource command, Source? source) =>
+        source is null ? Problems.NotFound()
+        : IfMatch.Check(command.ExpectedVersion, source.Version) is { } stale ? stale
+        : new SourceRemoved(source.Id);
+
+    /// <summary>The check, and which of the source's tables are running, so the delete can stop them in its own transaction.</summary>
     public static async Task<(Checked<SourceRemoved>, RunningSyncs)> LoadAsync(DeleteSource command, Source? source, Marten.IQuerySession session, CancellationToken ct)
     {
-        if (source is null) return (Problems.NotFound(), RunningSyncs.None);
-        if (IfMatch.Check(command.ExpectedVersion, source.Version) is { } stale) return (stale, RunningSyncs.None);
+        var removal = Check(command, source);
+        if (removal.Problem is not null) return (removal, RunningSyncs.None);
         var running = await Marten.QueryableExtensions.ToListAsync(
-            session.Query<SchemaSync>().Where(s => s.SourceId == source.Id && s.RunningJobId != null).Select(s => new RunningSync(s.Id, s.RunningJobId!.Value)), ct);
-        return (new SourceRemoved(source.Id), new RunningSyncs(running));
+            session.Query<SchemaSync>().Where(s => s.SourceId == source!.Id && s.RunningJobId != null).Select(s => new RunningSync(s.Id, s.RunningJobId!.Value)), ct);
+        return (removal, new RunningSyncs(running));
     }
 
     /// <summary>
@@ -39,23 +44,35 @@ public static class DeleteSourceHandler
     /// once more to drop its slot and publication: the key stays until <see cref="CleanUpDeletedSource"/> — committed
     /// with the deletion, durable, so a crash cannot lose it — has done that and recorded it.
     /// </summary>
-    public static (Checked<SourceRemoved>, Events, IMartenOp, OutgoingMessages) Handle(
+    public static (Checked<SourceRemoved>, Events, IMartenOp, OutgoingMessages, RunsCancelled) Handle(
         DeleteSource command, [WriteAggregate(Required = false, LoadStyle = ConcurrencyStyle.Exclusive)] Source? source, Checked<SourceRemoved> removal,
-        RunningSyncs running, Marten.IDocumentSession session, DateTimeOffset now)
+        RunningSyncs running, DateTimeOffset now)
     {
-        if (removal.Problem is not null) return (removal, [], MartenOps.Nothing(), []);
+        if (removal.Problem is not null) return (removal, [], MartenOps.Nothing(), [], RunsCancelled.None);
         var caller = command.Caller;
         const string reason = "Cancelled: the source was deleted.";
-        foreach (var (schemaId, jobId) in running.Schemas)
+        var cancelled = new RunsCancelled(running.Schemas.SelectMany(r => new (Guid, object)[]
         {
-            session.Events.Append(schemaId, new SyncRunCancelled(schemaId, jobId, reason, caller.Actor, caller.Channel, now));
-            session.Events.Append(jobId, new SyncJobCancelled(jobId, reason, caller.Actor, caller.Channel, now));
-        }
+            (r.SchemaId, new SyncRunCancelled(r.SchemaId, r.JobId, reason, caller.Actor, caller.Channel, now)),
+            (r.JobId, new SyncJobCancelled(r.JobId, reason, caller.Actor, caller.Channel, now)),
+        }).ToList());
 
         var cleanup = DeletedSourceCleanup.Needed(source!);
         var deleted = new SourceDeleted(command.SourceId, caller.Actor, caller.Channel, now, CleanupPending: cleanup);
-        if (!cleanup) return (removal, [deleted], MartenOps.Delete<DataKey>(command.SourceId), []);
-        return (removal, [deleted], MartenOps.Nothing(), [new CleanUpDeletedSource(command.SourceId, source!.Version + 1, 1, caller)]);
+        if (!cleanup) return (removal, [deleted], MartenOps.Delete<DataKey>(command.SourceId), [], cancelled);
+        return (removal, [deleted], MartenOps.Nothing(), [new CleanUpDeletedSource(command.SourceId, source!.Version + 1, 1, caller)], cancelled);
+    }
+}
+
+/// <summary>The facts that stop a deleted source's runs, for their own streams (the schemas' sync streams, the jobs'),
+/// appended in the delete's transaction.</summary>
+public sealed record RunsCancelled(IReadOnlyList<(Guid StreamId, object Event)> Appends) : ISideEffect
+{
+    public static readonly RunsCancelled None = new([]);
+
+    public void Execute(Marten.IDocumentSession session)
+    {
+        foreach (var (streamId, e) in Appends) session.Events.Append(streamId, e);
     }
 }
 

@@ -36,7 +36,7 @@ namespace Internal.Generated.WolverineHandlers
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("wolverine.stream.type", "ExternalData.EventSourced.Sources.Source");
             
             // The actual message execution
-            (var outgoing1, var outgoing2, var outgoing3, var outgoing4) = ExternalData.EventSourced.Sources.DeleteSourceHandler.Handle(deleteSource, stream_source.Aggregate, checkedOfSourceRemoved, runningSyncs, documentSession, now);
+            (var outgoing1, var outgoing2, var outgoing3, var outgoing4, var outgoing5) = ExternalData.EventSourced.Sources.DeleteSourceHandler.Handle(deleteSource, stream_source.Aggregate, checkedOfSourceRemoved, runningSyncs, now);
 
             
             // Outgoing, cascaded message
@@ -59,6 +59,13 @@ namespace Internal.Generated.WolverineHandlers
             
             // Outgoing, cascaded message
             await context.EnqueueCascadingAsync(outgoing4).ConfigureAwait(false);
+
+            if (outgoing5 != null)
+            {
+                
+                // Placed by Wolverine's ISideEffect policy
+                outgoing5.Execute(documentSession);
+            }
 
             
             // Save all pending changes to this Marten session

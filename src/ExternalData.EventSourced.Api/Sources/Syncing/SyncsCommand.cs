@@ -1,11 +1,10 @@
 using System.Globalization;
 using ExternalData.EventSourced.Infrastructure.Messaging;
 using ExternalData.EventSourced.Shared;
-using ExternalData.EventSourced.Sources;
 using JasperFx.CommandLine;
 using Marten;
 
-namespace ExternalData.EventSourced.Infrastructure.Operations;
+namespace ExternalData.EventSourced.Sources;
 
 public sealed class SyncsInput : NetCoreInput
 {
