@@ -168,7 +168,7 @@ public static class RunSyncJobHandler
         }
         finally
         {
-            foreach (var leftover in context.Leftovers) await DropQuietlyAsync(connection, leftover, logger);
+            foreach (var leftover in context.Leftovers) await DropQuietlyAsync(connection, settings.Warehouse(store), leftover, logger);
         }
     }
 
@@ -249,7 +249,7 @@ public static class RunSyncJobHandler
 
         var shape = await context.FromSourceAsync(read => Task.FromResult(read.Shape), ct);
         var kept = await WarehouseTables.DroppedUpstreamAsync(connection, target.Schema, target.Name, run.SchemaId, shape, ct);
-        var staging = await WarehouseTables.CreateStagingAsync(connection, target.Schema, run.JobId, shape, kept, ct);
+        var staging = await WarehouseTables.CreateStagingAsync(connection, target.Schema, run.SchemaId, run.JobId, shape, kept, ct);
         var stagingTable = WarehouseTables.Qualified(target.Schema, staging);
         context.Leftovers.Add(stagingTable);
         long total = 0;
@@ -486,16 +486,24 @@ public static class RunSyncJobHandler
         return (long)(await command.ExecuteScalarAsync(ct))!;
     }
 
-    private static async Task DropQuietlyAsync(NpgsqlConnection connection, string table, ILogger logger)
+    /// <summary>Drops a work table of the run on its own connection, or, when that one broke with the run (the database
+    /// restarted), on a new one; if neither can, the schema's next full load drops it.</summary>
+    private static async Task DropQuietlyAsync(NpgsqlConnection connection, NpgsqlConnection fresh, string table, ILogger logger)
     {
-        try
+        await using var _ = fresh;
+        foreach (var (on, open) in new[] { (connection, false), (fresh, true) })
         {
-            await using var command = new NpgsqlCommand($"DROP TABLE IF EXISTS {table}", connection);
-            await command.ExecuteNonQueryAsync(CancellationToken.None);
-        }
-        catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
-        {
-            logger.LogWarning("Could not drop the run's work table {Table}: {Error}", table, e.Message);
+            try
+            {
+                if (open) await on.OpenAsync(CancellationToken.None);
+                await using var command = new NpgsqlCommand($"DROP TABLE IF EXISTS {table}", on);
+                await command.ExecuteNonQueryAsync(CancellationToken.None);
+                return;
+            }
+            catch (Exception e) when (e is NpgsqlException or InvalidOperationException or IOException)
+            {
+                if (open) logger.LogWarning("Could not drop the run's work table {Table}: {Error}", table, e.Message);
+            }
         }
     }
 }

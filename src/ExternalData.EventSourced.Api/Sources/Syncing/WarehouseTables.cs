@@ -60,17 +60,35 @@ public static class WarehouseTables
 
     /// <summary>A staging table with the run's columns, the <paramref name="kept"/> columns of the table it replaces that
     /// upstream no longer has (they stay, NULL, so nothing downstream that names them breaks), and <c>_ph_synced_at</c>.</summary>
+    /// <remarks>A staging table is marked with its schema id, so the schema's next full load drops any an earlier run could
+    /// not (its connection died with the database, say) before making its own.</remarks>
     public static async Task<string> CreateStagingAsync(
-        NpgsqlConnection connection, string schema, Guid jobId, TableShape shape, IReadOnlyList<WarehouseTableColumn> kept, CancellationToken ct)
+        NpgsqlConnection connection, string schema, Guid schemaId, Guid jobId, TableShape shape, IReadOnlyList<WarehouseTableColumn> kept, CancellationToken ct)
     {
         var staging = $"_stage_{jobId:N}";
+        var mark = $"{StagingMark}{schemaId}";
+        var leftovers = new List<string>();
+        await using (var find = new NpgsqlCommand("""
+            SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = @schema AND c.relkind = 'r' AND obj_description(c.oid, 'pg_class') = @mark
+            """, connection))
+        {
+            find.Parameters.AddWithValue("schema", schema);
+            find.Parameters.AddWithValue("mark", mark);
+            await using var reader = await find.ExecuteReaderAsync(ct);
+            while (await reader.ReadAsync(ct)) leftovers.Add(reader.GetString(0));
+        }
+
         var columns = string.Join(", ", shape.Columns.Select(c => $"{Quote(c.Name)} {c.Type}").Concat(kept.Select(c => $"{Quote(c.Name)} {c.Type}")));
         await ExecuteAsync(connection, null, $"""
-            DROP TABLE IF EXISTS {Quote(schema)}.{Quote(staging)};
+            {string.Concat(leftovers.Append(staging).Distinct().Select(t => $"DROP TABLE IF EXISTS {Quote(schema)}.{Quote(t)};"))}
             CREATE TABLE {Quote(schema)}.{Quote(staging)} ({columns}{(columns.Length > 0 ? ", " : "")}{MetadataSyncedAt} timestamptz NOT NULL DEFAULT now());
+            COMMENT ON TABLE {Quote(schema)}.{Quote(staging)} IS '{mark}';
             """, ct);
         return staging;
     }
+
+    private const string StagingMark = "externaldata:staging-of=";
 
     /// <summary>The columns of the schema's current table that upstream no longer has (none when there is no table yet).</summary>
     public static async Task<IReadOnlyList<WarehouseTableColumn>> DroppedUpstreamAsync(
