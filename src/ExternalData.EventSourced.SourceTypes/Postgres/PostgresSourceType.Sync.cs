@@ -15,10 +15,14 @@ public sealed partial class PostgresSourceType : ITableReader
         if (connection is null) throw new SourceReadException(problem!.Message ?? "Could not connect to the source.", Retryable(problem.Code), problem.Code ?? "connection_failed");
         try
         {
+            // One snapshot for the whole read: pages, probes and the watermark all see the table as it was when the run began.
+            await using (var begin = new NpgsqlCommand("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", connection))
+                await Guard(() => begin.ExecuteNonQueryAsync(ct));
             var (schema, name) = Split(request.Table, ConfigSchema.Lookup(request.Config, "schema"));
             var shape = await PostgresTableShape.ReadAsync(connection, schema, name, request.Table, request.EnabledColumns, ct);
             var all = await PostgresTableShape.ReadAsync(connection, schema, name, request.Table, null, ct);
-            return new PostgresTableRead(connection, Qualified(schema, name), shape, PostgresRowFilters.Where(request.RowFilters, all));
+            var blocks = await HeapBlocksAsync(connection, Qualified(schema, name), ct);
+            return new PostgresTableRead(connection, Qualified(schema, name), shape, PostgresRowFilters.Where(request.RowFilters, all), blocks);
         }
         catch
         {
@@ -26,6 +30,24 @@ public sealed partial class PostgresSourceType : ITableReader
             throw;
         }
     }
+
+    /// <summary>A plain table's size in blocks and rows per block, read inside the snapshot (so every row it shows lives in a
+    /// block below the size), when the server can scan a range of blocks (TID range scans, PostgreSQL 14+); else null.</summary>
+    private static async Task<HeapBlocks?> HeapBlocksAsync(NpgsqlConnection connection, string qualified, CancellationToken ct)
+    {
+        await using var command = new NpgsqlCommand("""
+            SELECT c.relkind::text, current_setting('server_version_num')::int,
+                   pg_relation_size(c.oid) / current_setting('block_size')::bigint, c.reltuples::float8, c.relpages::bigint
+              FROM pg_class c WHERE c.oid = to_regclass(@relation)
+            """, connection);
+        command.Parameters.AddWithValue("relation", qualified);
+        await using var reader = await Guard(() => command.ExecuteReaderAsync(ct));
+        if (!await reader.ReadAsync(ct) || reader.GetString(0) != "r" || reader.GetInt32(1) < 140000) return null;
+        var (blocks, tuples, pages) = (reader.GetInt64(2), reader.GetDouble(3), reader.GetInt64(4));
+        return new HeapBlocks(blocks, tuples > 0 && pages > 0 ? Math.Max(1, tuples / pages) : 100);
+    }
+
+    private sealed record HeapBlocks(long Count, double RowsPerBlock);
 
     // A wrong password or a refused host stays wrong until someone acts; an unreachable server may come back.
     private static bool Retryable(string? code) => code is null or "connection_failed" or "timeout" or "connection_timeout" or "connection_refused" or "too_many_connections";
@@ -40,16 +62,34 @@ public sealed partial class PostgresSourceType : ITableReader
 
     private static string Qualified(string schema, string name) => $"{Quote(schema)}.{Quote(name)}";
 
-    private sealed class PostgresTableRead(NpgsqlConnection connection, string qualified, TableShape shape, string? filters) : ITableRead
+    /// <summary>
+    /// A read of one table in one snapshot. A whole-table read of a plain table pages on physical position (ranges of heap
+    /// blocks: a TID range scan is a sequential read, with no probe per page and no index walk), which the one snapshot makes
+    /// exact; otherwise, and for changes, pages are keyed on a column (the primary key, the cursor), each found by a probe.
+    /// </summary>
+    private sealed class PostgresTableRead(NpgsqlConnection connection, string qualified, TableShape shape, string? filters, HeapBlocks? blocks) : ITableRead
     {
         private const long XidSpace = 1L << 32;
+        private const string Position = "ctid";
 
         public TableShape Shape => shape;
 
-        public string? PageColumnFor(RowSelection selection) => selection is CursorRows cursor ? cursor.Column : shape.PageColumn;
+        public string? PageColumnFor(RowSelection selection) =>
+            selection is CursorRows cursor ? cursor.Column : selection == RowSelection.All && blocks is not null ? Position : shape.PageColumn;
+
+        public bool PagesOutliveTheRead(RowSelection selection) => PageColumnFor(selection) != Position;
 
         public async Task<KeysetPage?> NextPageAsync(RowSelection selection, string? after, int size, CancellationToken ct)
         {
+            if (PageColumnFor(selection) == Position)
+            {
+                // Pages of whole blocks, about `size` rows each; the last one is open-ended.
+                var first = after is null ? 0 : long.Parse(after, System.Globalization.CultureInfo.InvariantCulture) + 1;
+                if (first >= Math.Max(1, blocks!.Count)) return null;
+                var last = Math.Min(blocks.Count - 1, first + Math.Max(1, (long)(size / blocks.RowsPerBlock)) - 1);
+                return new KeysetPage(after, (last >= blocks.Count - 1 ? long.MaxValue / 2 : last).ToString(System.Globalization.CultureInfo.InvariantCulture), 0);
+            }
+
             var key = PageKey(selection);
             var conditions = Conditions(selection, after, null);
             await using var command = new NpgsqlCommand(
@@ -60,23 +100,50 @@ public sealed partial class PostgresSourceType : ITableReader
             return await reader.IsDBNullAsync(0, ct) ? null : new KeysetPage(after, reader.GetString(0), reader.GetInt64(1));
         }
 
-        public async Task CopyAsync(RowSelection selection, KeysetPage? page, Stream destination, CancellationToken ct)
+        public async Task<long> CopyAsync(RowSelection selection, KeysetPage? page, Stream destination, CancellationToken ct)
         {
             var columns = string.Join(", ", shape.Columns.Select(c => c.ReadAs));
             var conditions = Conditions(selection, page?.After, page?.LastKey);
             // COPY takes no parameters: every bound is a literal, dollar-quoted so no value can end it.
             await using var rows = await Guard(() => connection.BeginRawBinaryCopyAsync($"COPY (SELECT {columns} FROM {qualified}{Where(conditions)}) TO STDOUT (FORMAT BINARY)", ct));
             // Chunk by chunk, so a failure reading the source is told apart from one writing the destination.
+            // A read answers one row (one CopyData message) at most: rows are gathered until the buffer is nearly full, then
+            // written on in one go, and no call allocates (no closure, no task) on the way.
             var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(81_920);
+            var counted = new BinaryCopyRows();
             try
             {
-                while (await Guard(async () => await rows.ReadAsync(buffer, ct)) is > 0 and var read)
-                    await destination.WriteAsync(buffer.AsMemory(0, read), ct);
+                var filled = 0;
+                while (true)
+                {
+                    int read;
+                    try
+                    {
+                        read = await rows.ReadAsync(buffer.AsMemory(filled), ct);
+                    }
+                    catch (Exception e) when (Unreadable(e) is { } failure)
+                    {
+                        throw failure;
+                    }
+
+                    filled += read;
+                    if (read > 0 && filled < buffer.Length - 8_192) continue;
+                    if (filled > 0)
+                    {
+                        counted.Feed(buffer.AsSpan(0, filled));
+                        await destination.WriteAsync(buffer.AsMemory(0, filled), ct);
+                        filled = 0;
+                    }
+
+                    if (read == 0) break;
+                }
             }
             finally
             {
                 System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
             }
+
+            return counted.Rows;
         }
 
         public async Task<long> SnapshotCeilingAsync(CancellationToken ct)
@@ -126,7 +193,13 @@ public sealed partial class PostgresSourceType : ITableReader
                     break;
             }
 
-            if (after is not null || last is not null)
+            if (PageColumnFor(selection) == Position)
+            {
+                if (after is not null) conditions.Add($"ctid >= '({long.Parse(after, System.Globalization.CultureInfo.InvariantCulture) + 1},0)'::tid");
+                if (last is not null && long.Parse(last, System.Globalization.CultureInfo.InvariantCulture) < long.MaxValue / 2)
+                    conditions.Add($"ctid < '({long.Parse(last, System.Globalization.CultureInfo.InvariantCulture) + 1},0)'::tid");
+            }
+            else if (after is not null || last is not null)
             {
                 var key = PageKey(selection);
                 if (after is not null) conditions.Add($"{Quote(key.Name)} > {Literal(after)}::{key.Type}");
@@ -156,15 +229,18 @@ public sealed partial class PostgresSourceType : ITableReader
         {
             return await read();
         }
-        catch (PostgresException e) when (Failure(e) is { } failure)
+        catch (Exception e) when (Unreadable(e) is { } failure)
         {
             throw failure;
         }
-        catch (Exception e) when (e is NpgsqlException { IsTransient: true } or IOException or TimeoutException || e.InnerException is IOException or TimeoutException)
-        {
-            throw new SourceReadException("The connection to the source was lost while reading.", true, "connection_lost");
-        }
     }
+
+    /// <summary>What a failure while reading the source means for the run, or null when it is not the source's.</summary>
+    private static SourceReadException? Unreadable(Exception e) =>
+        e is PostgresException pg && Failure(pg) is { } failure ? failure
+        : e is NpgsqlException { IsTransient: true } or IOException or TimeoutException || e.InnerException is IOException or TimeoutException
+            ? new SourceReadException("The connection to the source was lost while reading.", true, "connection_lost")
+        : null;
 
     /// <summary>
     /// What a server's refusal means for a run (SYNC.md §5). A refusal that stays until someone acts (a revoked grant, a

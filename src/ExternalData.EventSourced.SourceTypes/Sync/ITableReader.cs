@@ -60,6 +60,8 @@ public interface ITableReader
     Task<ITableRead> OpenAsync(TableReadRequest request, CancellationToken ct);
 }
 
+/// <summary>One read of a table, on one connection and in one snapshot of the source (a repeatable-read transaction held
+/// for the read): every page and probe of a run sees the table as it was when the read began.</summary>
 public interface ITableRead : IAsyncDisposable
 {
     TableShape Shape { get; }
@@ -72,8 +74,14 @@ public interface ITableRead : IAsyncDisposable
     /// <paramref name="size"/> rows; null when no row is left. Only when <see cref="PageColumnFor"/> names a column.</summary>
     Task<KeysetPage?> NextPageAsync(RowSelection selection, string? after, int size, CancellationToken ct);
 
-    /// <summary>Copies the page's rows (or, with no page, every selected row) in binary COPY format into <paramref name="destination"/>.</summary>
-    Task CopyAsync(RowSelection selection, KeysetPage? page, Stream destination, CancellationToken ct);
+    /// <summary>Copies the page's rows (or, with no page, every selected row) in binary COPY format into <paramref name="destination"/>;
+    /// answers how many rows it copied.</summary>
+    Task<long> CopyAsync(RowSelection selection, KeysetPage? page, Stream destination, CancellationToken ct);
+
+    /// <summary>Whether pages of <paramref name="selection"/> stay valid on a new read (a reconnect after a transient failure):
+    /// true for pages keyed on a column; false for pages of physical position, which only hold within one snapshot, so a
+    /// reconnected load must start over.</summary>
+    bool PagesOutliveTheRead(RowSelection selection);
 
     /// <summary>The source's oldest transaction still in progress, as a 64-bit id: every row written after a read that
     /// starts now carries an <c>xmin</c> at or above it. Taken before a run reads, it is the next xmin run's start.</summary>

@@ -19,6 +19,9 @@ public sealed class when_a_schedule_is_lost(AppFixture app) : SyncContext(app, T
     private const string Tables = """
         CREATE TABLE public.plain (id int PRIMARY KEY, v text);
         INSERT INTO public.plain SELECT g, 'v' || g FROM generate_series(1, 10) g;
+        CREATE TABLE public.many (id int PRIMARY KEY, v text);
+        INSERT INTO public.many SELECT g, 'v' || g FROM generate_series(1, 3000) g;
+        ANALYZE public.many;
         """;
 
     private SyncSchedulerSettings Scheduler => App.Host.Services.GetRequiredService<SyncSchedulerSettings>();
@@ -107,8 +110,8 @@ public sealed class when_a_schedule_is_lost(AppFixture app) : SyncContext(app, T
     public async Task the_syncs_command_lists_schemas_and_cancels_a_running_job()
     {
         var settings = App.Host.Services.GetRequiredService<SyncRunSettings>();
-        var id = await CreateAsync("operated", FullRefresh("plain"));
-        var schemaId = (await Api.GetAsync(SourceUrl(id))).Json["schemas"]!.AsArray().Single(s => s!["name"]!.GetValue<string>() == "plain")!["id"]!.GetValue<string>();
+        var id = await CreateAsync("operated", FullRefresh("many"));
+        var schemaId = (await Api.GetAsync(SourceUrl(id))).Json["schemas"]!.AsArray().Single(s => s!["name"]!.GetValue<string>() == "many")!["id"]!.GetValue<string>();
 
         var (listExit, listed, listErr) = await ServiceCommand.RunAsync(App, "syncs", "list", "--project", ProjectId);
         listExit.ShouldBe(0, listErr);
@@ -117,7 +120,7 @@ public sealed class when_a_schedule_is_lost(AppFixture app) : SyncContext(app, T
         // A run held after its first batch, cancelled by the operator, stops at its next batch boundary.
         using var held = new SemaphoreSlim(0);
         using var release = new SemaphoreSlim(0);
-        settings.PageSize = 3;
+        settings.PageSize = 300;
         settings.AfterBatchCommitted = async (_, batch) =>
         {
             if (batch != 1) return;
@@ -144,7 +147,7 @@ public sealed class when_a_schedule_is_lost(AppFixture app) : SyncContext(app, T
 
         var job = (await JobsWhenDoneAsync(id, 1))[0];
         job["status"]!.GetValue<string>().ShouldBe("Cancelled", job.ToJsonString());
-        job["rows_synced"]!.GetValue<long>().ShouldBeLessThan(10, "it stopped at a batch boundary");
+        job["rows_synced"]!.GetValue<long>().ShouldBeLessThan(3000, "it stopped at a batch boundary");
         (await ServiceCommand.RunAsync(App, "syncs", "cancel", "--schema", schemaId)).Stderr.ShouldContain("No running sync to cancel.");
         var history = (await Api.GetAsync($"{SourceUrl(id)}history/?include=syncs&type=sync_run_cancelled")).Json["results"]!.AsArray();
         history.ShouldHaveSingleItem()!["actor"]!["name"]!.GetValue<string>().ShouldBe("system:operator");

@@ -14,7 +14,8 @@ public sealed class when_a_source_is_deleted_mid_run(AppFixture app) : SyncConte
 {
     private const string Tables = """
         CREATE TABLE public.big (id bigint PRIMARY KEY, label text);
-        INSERT INTO public.big SELECT g, 'row ' || g FROM generate_series(1, 50) g;
+        INSERT INTO public.big SELECT g, 'row ' || g FROM generate_series(1, 3000) g;
+        ANALYZE public.big;
         """;
 
     [Fact]
@@ -24,7 +25,7 @@ public sealed class when_a_source_is_deleted_mid_run(AppFixture app) : SyncConte
         var id = await CreateAsync("doomed", FullRefresh("big"));
         using var held = new SemaphoreSlim(0);
         using var release = new SemaphoreSlim(0);
-        settings.PageSize = 10;
+        settings.PageSize = 500;
         settings.AfterBatchCommitted = async (_, batch) =>
         {
             if (batch != 1) return;

@@ -102,8 +102,9 @@ public sealed class when_a_source_is_reloaded(AppFixture app) : SyncContext(app,
         var big = jobs.Single(j => j["schema"]!["name"]!.GetValue<string>() == "big");
         big["status"]!.GetValue<string>().ShouldBe("Completed", big.ToJsonString());
         big["rows_synced"]!.GetValue<long>().ShouldBe(200_000);
-        big["batches"]!.GetValue<int>().ShouldBe(4, "200,000 rows in pages of 50,000");
-        jobs.Single(j => j["schema"]!["name"]!.GetValue<string>() == "keyless")["batches"]!.GetValue<int>().ShouldBe(1, "no key to page on: one read");
+        // Whole-table reads page on ranges of blocks sized from the table's rows per block: about 50,000 rows a page.
+        big["batches"]!.GetValue<int>().ShouldBeInRange(4, 6, "200,000 rows in pages of about 50,000");
+        jobs.Single(j => j["schema"]!["name"]!.GetValue<string>() == "keyless")["batches"]!.GetValue<int>().ShouldBe(1, "a thousand rows fit one page");
         (await RowsAsync(WarehouseConnection, $"{Warehouse}.pagedpostgres_big", ["id", "label", "amount", "at"]))
             .ShouldBe(await RowsAsync(SourceConnection, "public.big", ["id", "label", "amount", "at"]));
         (await RowsAsync(WarehouseConnection, $"{Warehouse}.pagedpostgres_keyless", ["v", "n"]))

@@ -194,6 +194,8 @@ public static class RunSyncJobHandler
         /// <summary>Why the run loads everything although it planned to read only the changes.</summary>
         public string? Note { get; set; }
         public string? Field => Schema.Settings.IncrementalField;
+        /// <summary>How many reads (connections, snapshots) of the source the run has opened: more than one after a reconnect.</summary>
+        public int Reads { get; private set; }
 
         /// <summary>
         /// One unit of reading the source (a page with its commit, or a probe): a transient failure of the source drops the
@@ -207,7 +209,12 @@ public static class RunSyncJobHandler
             {
                 try
                 {
-                    _read ??= await Open(ct);
+                    if (_read is null)
+                    {
+                        _read = await Open(ct);
+                        Reads++;
+                    }
+
                     return await unit(_read);
                 }
                 catch (SourceReadException e) when (e.Retryable && attempt < Settings.TransientRetryDelays.Count)
@@ -255,17 +262,25 @@ public static class RunSyncJobHandler
         long total = 0;
         var batch = 0;
         string? after = null;
+        var reads = context.Reads;
         while (true)
         {
             var (done, page) = await context.FromSourceAsync(async read =>
             {
+                // Pages of physical position hold within one snapshot only: after a reconnect, the load starts over.
+                if (context.Reads != reads && !read.PagesOutliveTheRead(RowSelection.All))
+                {
+                    await WarehouseTables.EmptyAsync(connection, target.Schema, staging, ct);
+                    (after, total, reads) = (null, 0, context.Reads);
+                }
+
                 KeysetPage? page = null;
                 if (read.PageColumnFor(RowSelection.All) is not null && (page = await read.NextPageAsync(RowSelection.All, after, context.Settings.PageSize, ct)) is null)
                     return (true, null);
 
                 await using var transaction = await connection.BeginTransactionAsync(ct);
-                await PipeAsync(await WarehouseTables.CopyIntoAsync(connection, target.Schema, staging, shape, ct), into => read.CopyAsync(RowSelection.All, page, into, ct));
-                var rows = page?.Rows ?? await CountAsync(connection, transaction, target.Schema, staging, ct);
+                long rows = 0;
+                await PipeAsync(await WarehouseTables.CopyIntoAsync(connection, target.Schema, staging, shape, ct), async into => rows = await read.CopyAsync(RowSelection.All, page, into, ct));
                 await CommitAsync(context, transaction, null, async session =>
                 {
                     await HeldAsync(context, session, ct);
@@ -284,11 +299,12 @@ public static class RunSyncJobHandler
 
         await using var finish = await connection.BeginTransactionAsync(ct);
         var table = await WarehouseTables.SwapInAsync(connection, finish, target.Schema, staging, target.Name, run.SchemaId, ct);
-        context.Leftovers.Remove(stagingTable);
         if (key is not null) await WarehouseTables.EnsureKeyIndexAsync(connection, finish, target.Schema, target.Name, run.SchemaId, key, ct);
         if (syncType == SyncTypes.Append && context.Field is { } appendField)
             watermark = await WarehouseTables.MaxAsync(connection, finish, target.Schema, target.Name, appendField, ct);
         await CompleteAsync(context, finish, table, table.RowCount, batch, watermark, ceiling, ct);
+        // Swapped in for good only now: a run stopped at its end rolls the swap back, and its staging table is dropped.
+        context.Leftovers.Remove(stagingTable);
     }
 
     /// <summary>Only what changed since the last run (SYNC.md §3.2–§3.4), page by page, each merged (or appended) into the
@@ -324,7 +340,7 @@ public static class RunSyncJobHandler
                     return (true, null);
 
                 await using var transaction = await connection.BeginTransactionAsync(ct);
-                await PipeAsync(await WarehouseTables.CopyIntoBatchAsync(connection, batchTable, shape, ct), into => read.CopyAsync(selection, page, into, ct));
+                await PipeAsync(await WarehouseTables.CopyIntoBatchAsync(connection, batchTable, shape, ct), async into => await read.CopyAsync(selection, page, into, ct));
                 var rows = key is not null
                     ? await WarehouseTables.MergeBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, shape, key, ct)
                     : await WarehouseTables.AppendBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, shape, ct);
@@ -478,12 +494,6 @@ public static class RunSyncJobHandler
         if (sync.Aggregate?.RunningJobId == run.JobId)
             sync.AppendOne(new SyncRunCancelled(run.SchemaId, run.JobId, reason, run.Recorder.Actor, run.Recorder.Channel, now));
         await session.SaveChangesAsync(ct);
-    }
-
-    private static async Task<long> CountAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string table, CancellationToken ct)
-    {
-        await using var command = new NpgsqlCommand($"SELECT count(*) FROM {WarehouseTables.Quote(schema)}.{WarehouseTables.Quote(table)}", connection, transaction);
-        return (long)(await command.ExecuteScalarAsync(ct))!;
     }
 
     /// <summary>Drops a work table of the run on its own connection, or, when that one broke with the run (the database

@@ -99,6 +99,10 @@ public static class WarehouseTables
         return (await ColumnsAsync(connection, transaction, schema, name, ct)).Where(c => shape.Column(c.Name) is null && !WarehouseColumnDrift.IsMetadata(c.Name)).ToList();
     }
 
+    /// <summary>Empties a staging table (a load starting over).</summary>
+    public static Task EmptyAsync(NpgsqlConnection connection, string schema, string staging, CancellationToken ct) =>
+        ExecuteAsync(connection, null, $"TRUNCATE {Quote(schema)}.{Quote(staging)}", ct);
+
     /// <summary>Opens a binary COPY of the run's columns into the staging table; <c>_ph_synced_at</c> takes its default.</summary>
     public static Task<NpgsqlRawCopyStream> CopyIntoAsync(NpgsqlConnection connection, string schema, string staging, TableShape shape, CancellationToken ct) =>
         connection.BeginRawBinaryCopyAsync(
