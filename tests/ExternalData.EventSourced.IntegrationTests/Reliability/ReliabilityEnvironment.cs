@@ -172,12 +172,14 @@ public sealed class ReliabilityEnvironment : IAsyncDisposable
     /// </summary>
     public async Task ShouldBeConsistentAsync()
     {
-        var gaps = await QueryAsync<long>("""
-            SELECT count(*) FROM (
-              SELECT stream_id FROM {schema}.mt_events GROUP BY stream_id
+        // Marten's tombstones (what a failed append leaves to keep the sequence moving) belong to no stream of ours.
+        var broken = await QueryAsync<string>("""
+            SELECT coalesce(string_agg(stream_id::text || ' ' || versions, '; '), '') FROM (
+              SELECT stream_id, string_agg(version::text || ':' || type, ',' ORDER BY seq_id) AS versions FROM {schema}.mt_events
+               WHERE type <> 'tombstone' GROUP BY stream_id
               HAVING min(version) <> 1 OR max(version) <> count(*) OR count(DISTINCT version) <> count(*)) broken
             """);
-        gaps.ShouldBe(0, "streams with a gap or a repeated version");
+        broken.ShouldBeEmpty("streams with a gap or a repeated version");
         var behind = await QueryAsync<long>("""
             SELECT count(*) FROM {schema}.mt_doc_source d JOIN {schema}.mt_streams s ON s.id = d.id AND s.tenant_id = d.tenant_id
             WHERE d.mt_version <> s.version

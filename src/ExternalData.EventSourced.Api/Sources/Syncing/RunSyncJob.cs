@@ -7,6 +7,7 @@ using ExternalData.EventSourced.SourceTypes.Sync;
 using Marten;
 using Npgsql;
 using Wolverine;
+using Wolverine.ErrorHandling;
 using Wolverine.Runtime.Handlers;
 
 namespace ExternalData.EventSourced.Sources;
@@ -48,7 +49,16 @@ public sealed class SyncRunSettings
 public static class RunSyncJobHandler
 {
     // A full load of a large table takes as long as it takes; Wolverine's default execution timeout is for messages.
-    public static void Configure(HandlerChain chain) => chain.ExecutionTimeoutInSeconds = (int)TimeSpan.FromHours(12).TotalSeconds;
+    // A run that could not even record its end (the service's own database down) is delivered again, spread out so the
+    // database can come back: the job is still running then, so it runs again. Never dead-lettered at the first failure,
+    // which would leave the job running and its schema held for good.
+    public static void Configure(HandlerChain chain)
+    {
+        chain.ExecutionTimeoutInSeconds = (int)TimeSpan.FromHours(12).TotalSeconds;
+        chain.OnException<Exception>(e => e is not OperationCanceledException)
+            .RetryWithCooldown(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(60),
+                TimeSpan.FromMinutes(2), TimeSpan.FromMinutes(5));
+    }
 
     /// <summary>Runs the job, then has the scheduler arm the schema's next run (also when the job had ended already: a
     /// delivery after a crash re-arms what the crash may have lost). A failure nothing but a person can fix also disables
