@@ -59,6 +59,27 @@ public sealed record CdcPublicationTablesChanged(
     string ChangedVia,
     DateTimeOffset ChangedAt) : IDomainEvent;
 
+/// <summary>The CDC consumer applied the source's changes up to <see cref="Position"/> (committed to the warehouse, then
+/// acknowledged to the slot): coalesced, at most one per source per interval, never one per change. In the source's CDC
+/// stream (<see cref="CdcStreams.For"/>), not the source's own: streaming never bumps a source's version.</summary>
+public sealed record CdcChangesApplied(
+    Guid SourceId, string Position, long Changes, long Transactions, IReadOnlyDictionary<string, long> ChangesByTable,
+    DateTimeOffset Since, DateTimeOffset AppliedAt, Actor RecordedBy, string RecordedVia) : ISyncFact;
+
+/// <summary>The CDC consumer could not stream, for a reason that stays until someone acts (the slot or publication gone):
+/// what to do is in <see cref="Error"/>. Recorded once per distinct failure.</summary>
+public sealed record CdcStreamFailed(Guid SourceId, string Error, string ErrorClass, DateTimeOffset FailedAt, Actor RecordedBy, string RecordedVia) : ISyncFact;
+
+public static class CdcStreams
+{
+    /// <summary>The stream of a source's CDC progress: an id derived from the source's, stable across nodes.</summary>
+    public static Guid For(Guid sourceId)
+    {
+        var bytes = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes($"cdc-stream:{sourceId:N}"));
+        return new Guid(bytes.AsSpan(0, 16));
+    }
+}
+
 /// <summary>CDC's state on a source, as the deciders and reads need it.</summary>
 public sealed record CdcSettings(
     string ManagementMode,

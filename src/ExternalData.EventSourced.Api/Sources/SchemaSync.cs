@@ -86,7 +86,7 @@ public sealed class SchemaSync
     private SchemaSync Started(SyncRunStarted e)
     {
         // A full load starts the cursor over: the watermark it records at its end is the one the next run starts from.
-        if (e.Mode == SyncModes.Full) (Watermark, WatermarkField, XminCeiling) = (null, null, null);
+        if (e.Mode is SyncModes.Full or SyncModes.CdcSnapshot) (Watermark, WatermarkField, XminCeiling) = (null, null, null);
         NextRunAt = null;
         RunningJobId = e.JobId;
         RunningSince = e.StartedAt;

@@ -61,7 +61,22 @@ public static class SourcesConfiguration
             {
                 ReconcileEvery = sp.GetRequiredService<IConfiguration>().GetValue("Sync:ReconcileEvery", TimeSpan.FromMinutes(5)),
                 OverdueGrace = sp.GetRequiredService<IConfiguration>().GetValue("Sync:OverdueGrace", TimeSpan.FromMinutes(2)),
-            }).AddSingleton(new UniqueConstraintProblem(PrefixUniqueIndex, () => Problems.Conflict(
+            }).AddSingleton(sp =>
+            {
+                var config = sp.GetRequiredService<IConfiguration>();
+                var defaults = new CdcStreamingSettings();
+                return new CdcStreamingSettings
+                {
+                    ChunkSize = config.GetValue("Cdc:ChunkSize", defaults.ChunkSize),
+                    FlushInterval = config.GetValue("Cdc:FlushInterval", defaults.FlushInterval),
+                    ProgressEventInterval = config.GetValue("Cdc:ProgressEventInterval", defaults.ProgressEventInterval),
+                    IdleAcknowledgeAfter = config.GetValue("Cdc:IdleAcknowledgeAfter", defaults.IdleAcknowledgeAfter),
+                    CheckTablesEvery = config.GetValue("Cdc:CheckTablesEvery", defaults.CheckTablesEvery),
+                };
+            })
+            // One CDC consumer per source with CDC on, on one node at a time (ADR 0047).
+            .AddSingleton<Wolverine.Runtime.Agents.IAgentFamily, CdcConsumerAgents>()
+            .AddSingleton(new UniqueConstraintProblem(PrefixUniqueIndex, () => Problems.Conflict(
                 "Another source of this type with the same prefix was created at the same moment. Choose another prefix.", "prefix_taken", "prefix")))
             // Start-up work of this feature, before the service answers: a database from before one document per source
             // is upgraded (ADR 0032), and the list's count per project is installed where it is missing (ADR 0033).

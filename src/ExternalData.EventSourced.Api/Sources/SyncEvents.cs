@@ -77,6 +77,8 @@ public static class SyncTriggers
     public const string Schedule = "schedule";
     public const string Create = "create";
     public const string Resync = "resync";
+    /// <summary>A CDC table's snapshot, started by the source's CDC consumer.</summary>
+    public const string Cdc = "cdc";
 }
 
 public static class SyncModes
@@ -85,6 +87,7 @@ public static class SyncModes
     public const string Incremental = "incremental";
     public const string Append = "append";
     public const string Xmin = "xmin";
+    public const string CdcSnapshot = "cdc_snapshot";
 }
 
 public static class JobStatuses

@@ -58,6 +58,17 @@ public static class SyncRuns
             new RunSyncJob(caller.ProjectId, source.Id, schema.Id, jobId));
     }
 
+    /// <summary>A CDC table's snapshot, pure: started by the source's CDC consumer, never by a reload or a schedule (the stream
+    /// feeds the table). A snapshot a consumer left running (its node died) is the caller's to end first.</summary>
+    public static SyncStart? StartCdcSnapshot(Source source, SourceSchema schema, SchemaSync? state, Caller caller, Guid jobId, DateTimeOffset now)
+    {
+        if (state?.RunningJobId is not null || !schema.Settings.ShouldSync || schema.Removed || schema.Settings.SyncType != SyncTypes.Cdc || source.Cdc is null) return null;
+        return new SyncStart(
+            new SyncRunStarted(schema.Id, source.Id, jobId, schema.Name, SyncTypes.Cdc, SyncModes.CdcSnapshot, SyncTriggers.Cdc, caller.Actor, caller.Channel, now),
+            new SyncJobStarted(jobId, schema.Id, source.Id, schema.Name, SyncTypes.Cdc, SyncModes.CdcSnapshot, SyncTriggers.Cdc, caller.Actor, caller.Channel, now),
+            new RunSyncJob(caller.ProjectId, source.Id, schema.Id, jobId));
+    }
+
     /// <summary>What a run does (SYNC.md §3): a cursor-based or xmin schema reads only what changed once a run has left it a
     /// watermark for the same cursor field (or a snapshot ceiling); before that, or after a resync, it loads everything.</summary>
     public static string ModeFor(SyncSettings settings, SchemaSync? state, string trigger) => settings.SyncType switch

@@ -18,6 +18,12 @@ public sealed partial class PostgresSourceType : ITableReader
             // One snapshot for the whole read: pages, probes and the watermark all see the table as it was when the run began.
             await using (var begin = new NpgsqlCommand("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", connection))
                 await Guard(() => begin.ExecuteNonQueryAsync(ct));
+            if (request.Snapshot is { } snapshot)
+            {
+                if (!System.Text.RegularExpressions.Regex.IsMatch(snapshot, "^[0-9A-Fa-f-]+$")) throw new ArgumentException("Not a snapshot name.", nameof(request));
+                await using var import = new NpgsqlCommand($"SET TRANSACTION SNAPSHOT '{snapshot}'", connection);
+                await Guard(() => import.ExecuteNonQueryAsync(ct));
+            }
             var (schema, name) = Split(request.Table, ConfigSchema.Lookup(request.Config, "schema"));
             var shape = await PostgresTableShape.ReadAsync(connection, schema, name, request.Table, request.EnabledColumns, ct);
             var all = await PostgresTableShape.ReadAsync(connection, schema, name, request.Table, null, ct);

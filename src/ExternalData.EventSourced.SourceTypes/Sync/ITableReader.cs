@@ -38,8 +38,9 @@ public sealed record ChangedRows(long Since) : RowSelection;
 public sealed record RowFilter(string Column, string Operator, JsonNode? Value);
 
 /// <summary>What to read: the source's stored config (decrypted, in memory only), the table as discovery names it, the
-/// columns to keep (null: all) and the filters to apply.</summary>
-public sealed record TableReadRequest(JsonObject Config, string Table, IReadOnlyList<string>? EnabledColumns, IReadOnlyList<RowFilter> RowFilters);
+/// columns to keep (null: all) and the filters to apply. <see cref="Snapshot"/>: read in that exported snapshot (a CDC
+/// table's first load, lined up with its stream), not a fresh one.</summary>
+public sealed record TableReadRequest(JsonObject Config, string Table, IReadOnlyList<string>? EnabledColumns, IReadOnlyList<RowFilter> RowFilters, string? Snapshot = null);
 
 /// <summary>A source's refusal to be read, in words a data engineer can act on. <see cref="Retryable"/>: a later run may
 /// well succeed (a connection lost, a timeout); otherwise nothing changes until someone acts.</summary>

@@ -79,9 +79,23 @@ public static class RunSyncJobHandler
     /// until someone acts (not when the schema or source is simply gone).</summary>
     private sealed record RunFailure(string ErrorClass, bool Retryable, bool DisablesSchema = true);
 
+    /// <summary>A CDC table's first load (or its reload after a resync or an upstream TRUNCATE), run by the source's CDC
+    /// consumer in the snapshot it exported: the whole table lands as of <paramref name="snapshot"/>, and the schema's
+    /// watermark becomes the snapshot's stream position, from which the consumer applies that table's changes (ADR 0047).
+    /// Answers the message that disables the schema when the failure is one only a person can fix, as a run's would.</summary>
+    public static async Task<DisableFailingSchema?> RunCdcSnapshotAsync(
+        RunSyncJob run, SourceTypes.ChangeDataCapture.ISourceSnapshot snapshot, IDocumentStore store, SourceTypeRegistry registry, SecretsCipher cipher,
+        TimeProvider clock, SyncRunSettings settings, ILogger<RunSyncJob> logger, CancellationToken ct) =>
+        await RunAsync(run, store, registry, cipher, clock, settings, logger, ct, snapshot) is { Retryable: false, DisablesSchema: true } failure
+            ? new DisableFailingSchema(run.ProjectId, run.SourceId, run.SchemaId, run.JobId, failure.ErrorClass)
+            : null;
+
+    /// <summary>The watermark field of a CDC table: the stream position its last snapshot stands for.</summary>
+    public const string CdcPositionField = "_ph_lsn";
+
     private static async Task<RunFailure?> RunAsync(
         RunSyncJob run, IDocumentStore store, SourceTypeRegistry registry, SecretsCipher cipher, TimeProvider clock, SyncRunSettings settings,
-        ILogger<RunSyncJob> logger, CancellationToken ct)
+        ILogger<RunSyncJob> logger, CancellationToken ct, SourceTypes.ChangeDataCapture.ISourceSnapshot? snapshot = null)
     {
         SyncJob job;
         Source? source;
@@ -111,8 +125,14 @@ public static class RunSyncJobHandler
         await using var connection = settings.Warehouse(store);
         await connection.OpenAsync(ct);
         var chosen = schema.Settings;
-        var request = new TableReadRequest(config, schema.Name, chosen.EnabledColumns, RowFiltersOf(chosen));
-        await using var context = new RunContext(run, job, schema, state, store, connection, target, clock, settings, logger, c => reader.OpenAsync(request, c));
+        // A CDC table is loaded whole, every column and row: its changes stream in unfiltered.
+        var request = snapshot is null
+            ? new TableReadRequest(config, schema.Name, chosen.EnabledColumns, RowFiltersOf(chosen))
+            : new TableReadRequest(config, schema.Name, null, [], snapshot.Name);
+        await using var context = new RunContext(run, job, schema, state, store, connection, target, clock, settings, logger, c => reader.OpenAsync(request, c))
+        {
+            CdcPoint = snapshot is null ? null : SourceTypes.ChangeDataCapture.Lsn.Format(snapshot.ConsistentPoint),
+        };
         try
         {
             await WarehouseTables.EnsureSchemaAsync(connection, target.Schema, settings.SeparateWarehouse, ct);
@@ -121,12 +141,13 @@ public static class RunSyncJobHandler
                 throw new SourceReadException(
                     $"The incremental field '{cursorField}' of '{schema.Name}' is gone upstream (or not among enabled_columns). Pick another incremental field, or sync the table as a full refresh, then enable the schema again.",
                     false, "cursor_missing");
-            var key = chosen.SyncType is SyncTypes.Incremental or SyncTypes.Xmin ? MergeKey(chosen, shape, schema.Name) : null;
+            var key = chosen.SyncType is SyncTypes.Incremental or SyncTypes.Xmin ? MergeKey(chosen, shape, schema.Name)
+                : snapshot is not null ? CdcKey(shape, schema.Name) : null;
             // A table's own primary key is unique by its constraint; a key the user chose is probed before anything merges on it.
             if (key is not null && !key.ToHashSet().SetEquals(shape.PrimaryKey)
                 && await context.FromSourceAsync(read => read.DuplicateKeysAsync(key, ct), ct) is > 0 and var duplicated)
                 throw DuplicateKeysException.For(key, duplicated);
-            var delta = job.Mode != SyncModes.Full;
+            var delta = job.Mode is not (SyncModes.Full or SyncModes.CdcSnapshot);
             if (delta)
             {
                 var (present, drift) = await WarehouseTables.PrepareTargetAsync(connection, target.Schema, target.Name, run.SchemaId, shape, key, ct);
@@ -203,7 +224,9 @@ public static class RunSyncJobHandler
         public List<string> Leftovers { get; } = [];
         /// <summary>Why the run loads everything although it planned to read only the changes.</summary>
         public string? Note { get; set; }
-        public string? Field => Schema.Settings.IncrementalField;
+        public string? Field => CdcPoint is not null ? CdcPositionField : Schema.Settings.IncrementalField;
+        /// <summary>A CDC snapshot's stream position: the load's watermark.</summary>
+        public string? CdcPoint { get; init; }
         /// <summary>How many reads (connections, snapshots) of the source the run has opened: more than one after a reconnect.</summary>
         public int Reads { get; private set; }
 
@@ -262,7 +285,8 @@ public static class RunSyncJobHandler
         var (run, connection, target) = (context.Run, context.Connection, context.Target);
         var syncType = context.Schema.Settings.SyncType;
         var ceiling = syncType == SyncTypes.Xmin ? await context.FromSourceAsync(read => read.SnapshotCeilingAsync(ct), ct) : (long?)null;
-        var watermark = syncType == SyncTypes.Incremental && context.Field is { } field ? await context.FromSourceAsync(read => read.MaxAsync(field, ct), ct) : null;
+        var watermark = context.CdcPoint
+            ?? (syncType == SyncTypes.Incremental && context.Field is { } field ? await context.FromSourceAsync(read => read.MaxAsync(field, ct), ct) : null);
 
         var shape = await context.FromSourceAsync(read => Task.FromResult(read.Shape), ct);
         var kept = await WarehouseTables.DroppedUpstreamAsync(connection, target.Schema, target.Name, run.SchemaId, shape, ct);
@@ -308,6 +332,7 @@ public static class RunSyncJobHandler
         }
 
         await using var finish = await connection.BeginTransactionAsync(ct);
+        if (context.CdcPoint is not null) await WarehouseTables.AddCdcColumnsAsync(connection, finish, target.Schema, staging, ct);
         var table = await WarehouseTables.SwapInAsync(connection, finish, target.Schema, staging, target.Name, run.SchemaId, ct);
         if (key is not null) await WarehouseTables.EnsureKeyIndexAsync(connection, finish, target.Schema, target.Name, run.SchemaId, key, ct);
         if (syncType == SyncTypes.Append && context.Field is { } appendField)
@@ -436,6 +461,10 @@ public static class RunSyncJobHandler
         settings.RowFilters?.OfType<JsonObject>()
             .Select(f => new RowFilter(f["column"]?.GetValue<string>() ?? "", f["operator"]?.GetValue<string>() ?? "", f["value"]?.DeepClone()))
             .ToList() ?? [];
+
+    /// <summary>What a CDC table's changes are applied on: its primary key, which its replica identity sends with each change.</summary>
+    private static IReadOnlyList<string> CdcKey(TableShape shape, string table) => shape.PrimaryKey.Count > 0 ? shape.PrimaryKey
+        : throw new SourceReadException($"The table '{table}' has no primary key, so its changes cannot be applied to a row. Add a primary key upstream, or sync it as a full refresh.", false, "primary_key_missing");
 
     /// <summary>What an incremental or xmin run merges on: <c>primary_key_columns</c> when set, else the table's primary key.</summary>
     private static IReadOnlyList<string> MergeKey(SyncSettings settings, TableShape shape, string table)

@@ -99,6 +99,16 @@ public static class WarehouseTables
         return (await ColumnsAsync(connection, transaction, schema, name, ct)).Where(c => shape.Column(c.Name) is null && !WarehouseColumnDrift.IsMetadata(c.Name)).ToList();
     }
 
+    public const string MetadataDeleted = "_ph_deleted";
+    public const string MetadataDeletedAt = "_ph_deleted_at";
+
+    /// <summary>A CDC table's delete marks (SYNC.md §3.6): a row deleted upstream stays with its last values, flagged.</summary>
+    public static Task AddCdcColumnsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string table, CancellationToken ct) =>
+        ExecuteAsync(connection, transaction, $"""
+            ALTER TABLE {Quote(schema)}.{Quote(table)} ADD COLUMN IF NOT EXISTS {MetadataDeleted} boolean NOT NULL DEFAULT false,
+                ADD COLUMN IF NOT EXISTS {MetadataDeletedAt} timestamptz
+            """, ct);
+
     /// <summary>Empties a staging table (a load starting over).</summary>
     public static Task EmptyAsync(NpgsqlConnection connection, string schema, string staging, CancellationToken ct) =>
         ExecuteAsync(connection, null, $"TRUNCATE {Quote(schema)}.{Quote(staging)}", ct);

@@ -127,8 +127,20 @@ internal static class PostgresReplication
         var slotExists = slot is not null && await SlotExistsAsync(connection, slot, ct);
         if (slotExists)
         {
-            await ExecuteAsync(connection, "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL", ct, slot);
-            await ExecuteAsync(connection, "SELECT pg_drop_replication_slot($1)", ct, slot);
+            // The consumer streaming from it is ended first; its backend takes a moment to let go of the slot.
+            for (var attempt = 0; ; attempt++)
+            {
+                await ExecuteAsync(connection, "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL", ct, slot);
+                try
+                {
+                    await ExecuteAsync(connection, "SELECT pg_drop_replication_slot($1)", ct, slot);
+                    break;
+                }
+                catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.ObjectInUse && attempt < 50)
+                {
+                    await Task.Delay(100, ct);
+                }
+            }
         }
 
         var publicationExists = publication is not null && await PublicationExistsAsync(connection, publication, ct);

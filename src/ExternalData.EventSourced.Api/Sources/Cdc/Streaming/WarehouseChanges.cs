@@ -1,0 +1,200 @@
+using ExternalData.EventSourced.SourceTypes.ChangeDataCapture;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace ExternalData.EventSourced.Sources;
+
+/// <summary>
+/// One table's changes of a chunk of the stream, folded to the last state of each row (SYNC.md §3.6): an insert or update
+/// takes the row's new values, except a TOASTed value the update did not touch, which keeps the value it had (from an
+/// earlier change of the chunk, else the warehouse's); a delete keeps the row's last values and marks it deleted. A key that
+/// changed is a delete of the old key and an insert of the new. Memory is bounded by the chunk, never the table.
+/// </summary>
+public sealed class TableChanges(string table, IReadOnlyList<string> columns, IReadOnlyList<string> key)
+{
+    private readonly int[] _keyIndexes = key.Select(k => IndexOf(columns, k)).ToArray();
+    private readonly Dictionary<string, PendingRow> _rows = new(StringComparer.Ordinal);
+
+    public string Table => table;
+    public IReadOnlyList<string> Columns => columns;
+    public IReadOnlyList<string> Key => key;
+    public int Count => _rows.Count;
+    public IEnumerable<PendingRow> Rows => _rows.Values;
+
+    /// <summary>Whether a change of this shape folds into this chunk (the same columns in the same order).</summary>
+    public bool Fits(RowChange change) => ReferenceEquals(change.Columns, columns) || change.Columns.SequenceEqual(columns, StringComparer.Ordinal);
+
+    public void Add(RowChange change, DateTimeOffset at)
+    {
+        if (change.OldKey is { } oldKey)
+        {
+            var gone = new string?[columns.Count];
+            var unknown = Enumerable.Repeat(true, columns.Count).ToArray();
+            for (var i = 0; i < _keyIndexes.Length; i++) (gone[_keyIndexes[i]], unknown[_keyIndexes[i]]) = (oldKey[i], false);
+            Fold(new PendingRow(true, at, gone, unknown));
+        }
+
+        var values = (string?[])change.Values.Clone();
+        var unchanged = (bool[])change.Unchanged.Clone();
+        if (change.Kind == ChangeKind.Delete && !change.Unchanged.Any(u => u) && IsKeyOnly(change))
+        {
+            // A delete under REPLICA IDENTITY DEFAULT names only the key: the other values are unknown here, and stay as they were.
+            for (var i = 0; i < unchanged.Length; i++) unchanged[i] = !_keyIndexes.Contains(i);
+        }
+
+        Fold(new PendingRow(change.Kind == ChangeKind.Delete, at, values, unchanged));
+    }
+
+    private bool IsKeyOnly(RowChange change)
+    {
+        for (var i = 0; i < change.Values.Length; i++)
+            if (change.Values[i] is not null && !_keyIndexes.Contains(i)) return false;
+        return true;
+    }
+
+    private void Fold(PendingRow row)
+    {
+        var id = string.Join('\u0001', _keyIndexes.Select(i => row.Values[i]));
+        if (_rows.TryGetValue(id, out var earlier))
+        {
+            for (var i = 0; i < row.Values.Length; i++)
+                if (row.Unknown[i] && !earlier.Unknown[i]) (row.Values[i], row.Unknown[i]) = (earlier.Values[i], false);
+        }
+
+        _rows[id] = row;
+    }
+
+    private static int IndexOf(IReadOnlyList<string> columns, string name)
+    {
+        for (var i = 0; i < columns.Count; i++)
+            if (columns[i] == name) return i;
+        throw new InvalidOperationException($"The key column {name} is not among the table's columns.");
+    }
+}
+
+/// <summary>A row's last state in a chunk: deleted or not, when it changed, its values, and which of them are unknown (kept).</summary>
+public sealed record PendingRow(bool Deleted, DateTimeOffset At, string?[] Values, bool[] Unknown);
+
+/// <summary>The warehouse side of CDC: the stream position committed with the rows, and one MERGE per table per chunk.</summary>
+public static class WarehouseChanges
+{
+    private const string Positions = "_ph_cdc_positions";
+
+    public static async Task EnsurePositionsAsync(NpgsqlConnection connection, string schema, CancellationToken ct)
+    {
+        try
+        {
+            await using var command = new NpgsqlCommand(
+                $"CREATE TABLE IF NOT EXISTS {WarehouseTables.Qualified(schema, Positions)} (source_id uuid PRIMARY KEY, position text NOT NULL, applied_at timestamptz NOT NULL)", connection);
+            await command.ExecuteNonQueryAsync(ct);
+        }
+        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UniqueViolation or PostgresErrorCodes.DuplicateTable)
+        {
+            // Another consumer of the project created it meanwhile.
+        }
+    }
+
+    /// <summary>Where the source's applied changes end (0: none applied yet).</summary>
+    public static async Task<ulong> PositionAsync(NpgsqlConnection connection, string schema, Guid sourceId, CancellationToken ct)
+    {
+        await using var command = new NpgsqlCommand($"SELECT position FROM {WarehouseTables.Qualified(schema, Positions)} WHERE source_id = @id", connection);
+        command.Parameters.AddWithValue("id", sourceId);
+        return await command.ExecuteScalarAsync(ct) is string position ? Lsn.Parse(position) : 0;
+    }
+
+    /// <summary>Records the position in the transaction of the rows it covers: a crash after the commit resumes past them,
+    /// one before it re-applies them, never twice.</summary>
+    public static async Task SetPositionAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, Guid sourceId, ulong position, CancellationToken ct)
+    {
+        await using var command = new NpgsqlCommand($"""
+            INSERT INTO {WarehouseTables.Qualified(schema, Positions)} (source_id, position, applied_at) VALUES (@id, @position, now())
+            ON CONFLICT (source_id) DO UPDATE SET position = EXCLUDED.position, applied_at = EXCLUDED.applied_at
+            """, connection, transaction);
+        command.Parameters.AddWithValue("id", sourceId);
+        command.Parameters.AddWithValue("position", Lsn.Format(position));
+        await command.ExecuteNonQueryAsync(ct);
+    }
+
+    public static async Task ForgetAsync(NpgsqlConnection connection, string schema, Guid sourceId, CancellationToken ct)
+    {
+        await using var command = new NpgsqlCommand($"DELETE FROM {WarehouseTables.Qualified(schema, Positions)} WHERE source_id = @id", connection);
+        command.Parameters.AddWithValue("id", sourceId);
+        await command.ExecuteNonQueryAsync(ct);
+    }
+
+    /// <summary>The warehouse table's columns and their types, as PostgreSQL spells them.</summary>
+    public static async Task<Dictionary<string, string>> ColumnTypesAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string schema, string table, CancellationToken ct)
+    {
+        await using var command = new NpgsqlCommand("""
+            SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+             WHERE a.attrelid = to_regclass(@table) AND a.attnum > 0 AND NOT a.attisdropped
+            """, connection, transaction);
+        command.Parameters.AddWithValue("table", WarehouseTables.Qualified(schema, table));
+        var types = new Dictionary<string, string>(StringComparer.Ordinal);
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        while (await reader.ReadAsync(ct)) types[reader.GetString(0)] = reader.GetString(1);
+        return types;
+    }
+
+    public static async Task AddColumnsAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string table, IReadOnlyList<(string Name, string Type)> added, CancellationToken ct)
+    {
+        if (added.Count == 0) return;
+        await using var command = new NpgsqlCommand(
+            $"ALTER TABLE {WarehouseTables.Qualified(schema, table)} {string.Join(", ", added.Select(c => $"ADD COLUMN IF NOT EXISTS {WarehouseTables.Quote(c.Name)} {c.Type}"))}",
+            connection, transaction);
+        await command.ExecuteNonQueryAsync(ct);
+    }
+
+    /// <summary>
+    /// Applies one table's folded changes in one statement: a known key takes the new values (an unknown one keeps its
+    /// own), its delete mark set or cleared; a new key is inserted. Values travel as text arrays and are cast to the
+    /// warehouse's types by the server, exactly as <c>value::text</c> round-trips them.
+    /// </summary>
+    public static async Task<long> ApplyAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string table, TableChanges changes, IReadOnlyDictionary<string, string> types, CancellationToken ct)
+    {
+        if (changes.Count == 0) return 0;
+        var written = changes.Columns.Select((name, index) => (Name: name, Index: index)).Where(c => types.ContainsKey(c.Name)).ToList();
+        var rows = changes.Rows.ToList();
+        var deleted = new bool[rows.Count];
+        var at = new DateTime[rows.Count];
+        var masks = new string[rows.Count];
+        var values = written.Select(_ => new string?[rows.Count]).ToArray();
+        for (var r = 0; r < rows.Count; r++)
+        {
+            var row = rows[r];
+            (deleted[r], at[r]) = (row.Deleted, row.At.UtcDateTime);
+            masks[r] = string.Create(written.Count, (row, written), static (span, state) =>
+            {
+                for (var i = 0; i < span.Length; i++) span[i] = state.row.Unknown[state.written[i].Index] ? '1' : '0';
+            });
+            for (var c = 0; c < written.Count; c++) values[c][r] = row.Unknown[written[c].Index] ? null : row.Values[written[c].Index];
+        }
+
+        var q = WarehouseTables.Quote;
+        var casts = written.Select((c, i) => $"u.c{i}::{types[c.Name]} AS {q(c.Name)}");
+        var sources = string.Join(", ", written.Select((_, i) => $"@c{i}::text[]"));
+        var aliases = string.Join(", ", written.Select((_, i) => $"c{i}"));
+        var match = string.Join(" AND ", changes.Key.Select(k => $"t.{q(k)} = s.{q(k)}"));
+        var sets = written.Select((c, i) => (c, i)).Where(x => !changes.Key.Contains(x.c.Name))
+            .Select(x => $"{q(x.c.Name)} = CASE WHEN substr(s._mask, {x.i + 1}, 1) = '1' THEN t.{q(x.c.Name)} ELSE s.{q(x.c.Name)} END")
+            .Concat([$"{WarehouseTables.MetadataDeleted} = s._deleted", $"{WarehouseTables.MetadataDeletedAt} = CASE WHEN s._deleted THEN s._at END", $"{WarehouseTables.MetadataSyncedAt} = now()"]);
+        var sql = $"""
+            MERGE INTO {WarehouseTables.Qualified(schema, table)} AS t
+            USING (SELECT u._deleted, u._at, u._mask{string.Concat(casts.Select(c => ", " + c))}
+                     FROM unnest(@deleted::boolean[], @at::timestamptz[], @mask::text[]{(sources.Length > 0 ? ", " + sources : "")}) AS u(_deleted, _at, _mask{(aliases.Length > 0 ? ", " + aliases : "")})) AS s
+            ON {match}
+            WHEN MATCHED THEN UPDATE SET {string.Join(", ", sets)}
+            WHEN NOT MATCHED THEN INSERT ({string.Concat(written.Select(c => q(c.Name) + ", "))}{WarehouseTables.MetadataDeleted}, {WarehouseTables.MetadataDeletedAt}, {WarehouseTables.MetadataSyncedAt})
+                VALUES ({string.Concat(written.Select(c => $"s.{q(c.Name)}, "))}s._deleted, CASE WHEN s._deleted THEN s._at END, now())
+            """;
+        await using var command = new NpgsqlCommand(sql, connection, transaction);
+        command.Parameters.Add(new NpgsqlParameter("deleted", NpgsqlDbType.Array | NpgsqlDbType.Boolean) { Value = deleted });
+        command.Parameters.Add(new NpgsqlParameter("at", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { Value = at });
+        command.Parameters.Add(new NpgsqlParameter("mask", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = masks });
+        for (var c = 0; c < written.Count; c++)
+            command.Parameters.Add(new NpgsqlParameter($"c{c}", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = values[c] });
+        return await command.ExecuteNonQueryAsync(ct);
+    }
+}

@@ -1,0 +1,184 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using ExternalData.EventSourced.IntegrationTests.Fixtures;
+using Npgsql;
+using Shouldly;
+
+namespace ExternalData.EventSourced.IntegrationTests.Cdc;
+
+/// <summary>
+/// CDC that streams (SYNC.md §3.6, issue 21): a CDC table gets a snapshot lined up with the slot, then every insert, update
+/// and delete of the source lands in the warehouse within seconds, deletes flagged with the row's last values, TOASTed values
+/// kept; and the slot is acknowledged as the warehouse commits, so it stops holding the source's WAL.
+/// </summary>
+public sealed class when_changes_stream(AppFixture app) : IntegrationContext(app), IAsyncLifetime
+{
+    private CdcDatabase _db = null!;
+
+    public async Task InitializeAsync()
+    {
+        _db = await CdcDatabase.CreateAsync(App.Server);
+        await _db.ExecuteAsync($"""
+            CREATE TABLE public.items (id int PRIMARY KEY, kind text NOT NULL, big text, n int);
+            INSERT INTO public.items SELECT g, 'seed', NULL, g FROM generate_series(1, 20000) g;
+            ALTER TABLE public.items OWNER TO {CdcDatabase.Owner};
+            """);
+    }
+
+    public Task DisposeAsync() => _db.DropAsync();
+
+    private string Warehouse => $"warehouse_{ProjectId}";
+
+    private async Task<(string Id, string Slot)> CreateAsync(string prefix, params string[] tables)
+    {
+        var config = _db.Config();
+        config["cdc_enabled"] = true;
+        config["schemas"] = new JsonArray(tables.Select(t => (JsonNode)new JsonObject { ["name"] = t, ["should_sync"] = true, ["sync_type"] = "cdc" }).ToArray());
+        var created = (await Api.PostAsync(Sources, new JsonObject { ["source_type"] = "Postgres", ["prefix"] = prefix, ["payload"] = config }))
+            .ShouldHaveStatus(HttpStatusCode.Created).Json;
+        return (created["id"]!.GetValue<string>(), created["cdc"]!["slot_name"]!.GetValue<string>());
+    }
+
+    private async Task<JsonNode> SnapshotJobAsync(string id, string table)
+    {
+        var deadline = DateTimeOffset.UtcNow.AddSeconds(90);
+        while (true)
+        {
+            var jobs = (await Api.GetAsync($"{SourceUrl(id)}jobs/")).ShouldHaveStatus(HttpStatusCode.OK).Json.AsArray();
+            var done = jobs.FirstOrDefault(j => j!["schema"]!["name"]!.GetValue<string>() == table && j["mode"]?.GetValue<string>() == "cdc_snapshot" && j["status"]!.GetValue<string>() == "Completed");
+            if (done is not null) return done;
+            if (DateTimeOffset.UtcNow > deadline) throw new TimeoutException($"no completed snapshot of {table}: {jobs.ToJsonString()}");
+            await Task.Delay(200);
+        }
+    }
+
+    /// <summary>Rows of the source, and live (not deleted) rows of the warehouse, that the other side lacks: both empty when equal.</summary>
+    private async Task<(long Missing, long Extra)> DifferenceAsync(string table, string warehouseTable, string columns)
+    {
+        var source = await RowsAsync(App.Server.ConnectionStringFor(_db.Name), $"SELECT {columns} FROM public.{table}");
+        var warehouse = await RowsAsync(App.Server.ConnectionStringFor("postgres"), $"SELECT {columns} FROM {Warehouse}.{warehouseTable} WHERE NOT _ph_deleted");
+        return (source.Except(warehouse).LongCount(), warehouse.Except(source).LongCount());
+    }
+
+    private static async Task<HashSet<string>> RowsAsync(string connectionString, string select)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand($"SELECT row({select.Replace("SELECT ", "", StringComparison.Ordinal).Split(" FROM ")[0]})::text FROM {select.Split(" FROM ", 2)[1]}", connection);
+        var rows = new HashSet<string>(StringComparer.Ordinal);
+        await using var reader = await command.ExecuteReaderAsync();
+        while (await reader.ReadAsync()) rows.Add(reader.GetString(0));
+        return rows;
+    }
+
+    private async Task EventuallyEqualAsync(string table, string warehouseTable, string columns)
+    {
+        var deadline = DateTimeOffset.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            var (missing, extra) = await DifferenceAsync(table, warehouseTable, columns);
+            if (missing == 0 && extra == 0) return;
+            if (DateTimeOffset.UtcNow > deadline) throw new ShouldAssertException($"warehouse differs from the source: {missing} rows missing, {extra} extra");
+            await Task.Delay(250);
+        }
+    }
+
+    private async Task<T?> WarehouseScalarAsync<T>(string sql)
+    {
+        await using var connection = new NpgsqlConnection(App.Server.ConnectionStringFor("postgres"));
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        var value = await command.ExecuteScalarAsync();
+        return value is DBNull or null ? default : (T)value;
+    }
+
+    [Fact]
+    public async Task changes_made_while_the_snapshot_runs_land_exactly_and_deletes_keep_their_last_values()
+    {
+        var (id, _) = await CreateAsync("mix", "items");
+        // Inserts, updates and deletes while the snapshot is being taken and afterwards.
+        using var stop = new CancellationTokenSource();
+        var writer = Task.Run(async () =>
+        {
+            await using var connection = new NpgsqlConnection(App.Server.ConnectionStringFor(_db.Name));
+            await connection.OpenAsync();
+            var next = 20_001;
+            var random = new Random(7);
+            for (var round = 0; round < 300 && !stop.IsCancellationRequested; round++)
+            {
+                await using var batch = new NpgsqlBatch(connection)
+                {
+                    BatchCommands =
+                    {
+                        new NpgsqlBatchCommand($"INSERT INTO public.items VALUES ({next}, 'new', NULL, {round}), ({next + 1}, 'new', NULL, {round})"),
+                        new NpgsqlBatchCommand($"UPDATE public.items SET kind = 'updated', n = n + 1 WHERE id = {random.Next(1, next)}"),
+                        new NpgsqlBatchCommand($"DELETE FROM public.items WHERE id = {random.Next(1, next)}"),
+                    },
+                };
+                await batch.ExecuteNonQueryAsync();
+                next += 2;
+                await Task.Delay(10);
+            }
+        });
+
+        var snapshot = await SnapshotJobAsync(id, "items");
+        await writer;
+        snapshot["rows_synced"]!.GetValue<long>().ShouldBeGreaterThan(0);
+        await EventuallyEqualAsync("items", "mixpostgres_items", "id, kind, big, n");
+
+        // A key-only delete (REPLICA IDENTITY DEFAULT) keeps the row's last values, flagged.
+        await _db.ExecuteAsync("UPDATE public.items SET kind = 'last words' WHERE id = 5; DELETE FROM public.items WHERE id = 5;");
+        await EventuallyEqualAsync("items", "mixpostgres_items", "id, kind, big, n");
+        (await WarehouseScalarAsync<string>($"SELECT kind || '|' || _ph_deleted::text || '|' || (_ph_deleted_at IS NOT NULL)::text FROM {Warehouse}.mixpostgres_items WHERE id = 5"))
+            .ShouldBe("last words|true|true");
+    }
+
+    [Fact]
+    public async Task an_update_that_leaves_a_toasted_value_alone_keeps_it()
+    {
+        await _db.ExecuteAsync("ALTER TABLE public.items ALTER COLUMN big SET STORAGE EXTERNAL; UPDATE public.items SET big = repeat(md5(id::text), 400) WHERE id <= 10;");
+        var (id, _) = await CreateAsync("toast", "items");
+        await SnapshotJobAsync(id, "items");
+        await _db.ExecuteAsync("UPDATE public.items SET n = -1 WHERE id <= 10; INSERT INTO public.items VALUES (99999, 'late', repeat('x', 9000), 1);");
+        await EventuallyEqualAsync("items", "toastpostgres_items", "id, kind, big, n");
+        (await WarehouseScalarAsync<long>($"SELECT count(*) FROM {Warehouse}.toastpostgres_items WHERE id <= 10 AND n = -1 AND length(big) = 12800")).ShouldBe(10);
+    }
+
+    [Fact]
+    public async Task the_slot_is_acknowledged_after_a_burst_and_while_only_another_database_is_written()
+    {
+        var (id, slot) = await CreateAsync("ack", "items");
+        await SnapshotJobAsync(id, "items");
+        await _db.ExecuteAsync("INSERT INTO public.items SELECT g, 'burst', repeat('y', 200), g FROM generate_series(100001, 150000) g;");
+        await EventuallyEqualAsync("items", "ackpostgres_items", "id, kind, big, n");
+
+        var lagAfterBurst = await LagAsync(slot);
+        lagAfterBurst.ShouldBeLessThan(1024 * 1024, "the slot's confirmed position moved past the burst");
+
+        // Only another database of the cluster is written: the slot still moves on (keepalive positions acknowledged).
+        var other = await ScratchDatabase.CreateAsync(App.Server, "CREATE TABLE churn (id serial PRIMARY KEY, v text);", "churn");
+        try
+        {
+            for (var i = 0; i < 20; i++) await other.ExecuteAsync("INSERT INTO churn (v) SELECT repeat('z', 500) FROM generate_series(1, 2000);");
+            // 20 MB of WAL written after the burst: a lag under 1 MB means the slot confirmed past it.
+            var deadline = DateTimeOffset.UtcNow.AddSeconds(30);
+            while (await LagAsync(slot) > 1024 * 1024)
+            {
+                if (DateTimeOffset.UtcNow > deadline) throw new ShouldAssertException($"the quiet slot did not move on: lag {await LagAsync(slot)} bytes");
+                await Task.Delay(250);
+            }
+        }
+        finally { await other.DropAsync(); }
+    }
+
+    private async Task<long> LagAsync(string slot)
+    {
+        var deadline = DateTimeOffset.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            var lag = await _db.ScalarAsync<long>($"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint FROM pg_replication_slots WHERE slot_name = '{slot}'");
+            if (lag < 1024 * 1024 || DateTimeOffset.UtcNow > deadline) return lag;
+            await Task.Delay(250);
+        }
+    }
+}
