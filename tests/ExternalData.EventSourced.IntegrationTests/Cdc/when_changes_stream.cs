@@ -171,6 +171,36 @@ public sealed class when_changes_stream(AppFixture app) : IntegrationContext(app
         finally { await other.DropAsync(); }
     }
 
+    [Theory]
+    [InlineData("disable")]
+    [InlineData("delete")]
+    public async Task turning_cdc_off_or_deleting_the_source_leaves_no_slot_publication_or_consumer(string how)
+    {
+        var (id, slot) = await CreateAsync($"off{how}", "items");
+        await SnapshotJobAsync(id, "items");
+        (await WalSendersAsync()).ShouldBe(1, "the consumer streams from the slot");
+
+        if (how == "disable") (await Api.PostAsync($"{SourceUrl(id)}disable_cdc/", new JsonObject())).ShouldHaveStatus(HttpStatusCode.OK);
+        else (await Api.DeleteAsync(SourceUrl(id))).ShouldHaveStatus(HttpStatusCode.NoContent);
+
+        var deadline = DateTimeOffset.UtcNow.AddSeconds(30);
+        while (await _db.ScalarAsync<long>($"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'") > 0 || await WalSendersAsync() > 0)
+        {
+            if (DateTimeOffset.UtcNow > deadline) throw new ShouldAssertException($"slot or consumer still there after {how}");
+            await Task.Delay(250);
+        }
+
+        // And it stays so: the consumer does not come back for a source whose CDC is off.
+        await _db.ExecuteAsync("INSERT INTO public.items VALUES (77777, 'after', NULL, 0)");
+        await Task.Delay(TimeSpan.FromSeconds(8));
+        (await _db.ScalarAsync<long>("SELECT count(*) FROM pg_replication_slots WHERE database = current_database()")).ShouldBe(0);
+        (await _db.ScalarAsync<long>("SELECT count(*) FROM pg_publication")).ShouldBe(0);
+        (await WalSendersAsync()).ShouldBe(0);
+    }
+
+    private Task<long> WalSendersAsync() =>
+        _db.ScalarAsync<long>("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender' AND datname = current_database()");
+
     private async Task<long> LagAsync(string slot)
     {
         var deadline = DateTimeOffset.UtcNow.AddSeconds(30);
