@@ -148,6 +148,8 @@ public sealed class Source
     public static readonly IReadOnlySet<Type> EventsThatChangeNothing = new HashSet<Type>
     {
         typeof(SourceSecretsShredded), typeof(CdcResourcesDropped), typeof(CdcCleanupAttemptFailed), typeof(CdcCleanupAbandoned),
+        // The CDC consumer's progress and failures: its own stream's facts, read by auditors and operators, folded by no document.
+        typeof(CdcChangesApplied), typeof(CdcStreamFailed),
     };
 
     /// <summary>One event folded the way Marten folds it into the stored document, version included: what an

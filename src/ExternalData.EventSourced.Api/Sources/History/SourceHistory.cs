@@ -186,6 +186,8 @@ public static class SourceHistoryEndpoint
         SyncStateReset r => r.TableDropped ? $"synced data deleted: {r.Reason}" : $"sync state reset: {r.Reason}",
         SyncScheduled s => (s.DueAt is { } due ? $"next run scheduled for {due:O} ({s.Frequency})" : "no run scheduled")
             + (s.Reason is { } why ? $"; the schedule was lost ({why}) and is armed again" : ""),
+        CdcChangesApplied a => $"CDC applied {a.Changes.ToString(CultureInfo.InvariantCulture)} changes in {a.Transactions.ToString(CultureInfo.InvariantCulture)} transactions, up to {a.Position}",
+        CdcStreamFailed f => $"CDC stopped streaming: {f.Error}",
         Credentials.CredentialsStashed c => $"{c.SourceType} credentials stored, usable once until {c.ExpiresAt.UtcDateTime.ToString("u", CultureInfo.InvariantCulture)}",
         Credentials.CredentialsConsumed c => $"stored credentials used to set up source {c.SourceId}; their key was destroyed",
         Credentials.CredentialsExpired => "stored credentials expired unused; their key was destroyed",
