@@ -3,11 +3,11 @@ using ExternalData.EventSourced.Bench;
 using ExternalData.EventSourced.LocalPostgres;
 
 // Usage: dotnet run -c Release --project bench/ExternalData.EventSourced.Bench -- [scenario...] [--quick] [--profile] [--markdown FILE] [discovery sizes...]
-// Scenarios: patch, reads, setup, source-model, discovery, webhooks, rebuild, cold-start, sync; with none named, all run. Each prints a
+// Scenarios: patch, reads, setup, source-model, discovery, webhooks, rebuild, cold-start, sync, cdc; with none named, all run. Each prints a
 // Markdown table with its baseline ratio. --markdown also writes everything printed, under a header naming the
 // machine and the PostgreSQL settings, to FILE (docs/benchmarks.md is made this way). Everything runs against a
 // throwaway local PostgreSQL started from the server binaries, as the tests do.
-string[] all = ["patch", "reads", "setup", "source-model", "discovery", "webhooks", "rebuild", "cold-start", "sync"];
+string[] all = ["patch", "reads", "setup", "source-model", "discovery", "webhooks", "rebuild", "cold-start", "sync", "cdc"];
 var quick = args.Contains("--quick");
 var markdownAt = Array.IndexOf(args, "--markdown");
 var markdown = markdownAt >= 0 && markdownAt + 1 < args.Length ? args[markdownAt + 1] : null;
@@ -34,6 +34,7 @@ foreach (var scenario in scenarios)
     else if (scenario == "rebuild") await RebuildBench.RunAsync(cluster, quick);
     else if (scenario == "setup") await SetupBench.RunAsync(cluster, quick);
     else if (scenario == "sync") await SyncBench.RunAsync(cluster, quick);
+    else if (scenario == "cdc") await CdcBench.RunAsync(cluster, quick);
     else await DiscoveryBench.RunAsync(cluster, sizes);
     Console.WriteLine();
 }

@@ -116,6 +116,13 @@ public sealed class when_changes_stream(AppFixture app) : IntegrationContext(app
                     },
                 };
                 await batch.ExecuteNonQueryAsync();
+                // Once, mid-way: the table is emptied upstream and refilled a little; the warehouse table is loaded again.
+                if (round == 150)
+                {
+                    await using var truncate = new NpgsqlCommand($"TRUNCATE public.items; INSERT INTO public.items SELECT g, 'refill', NULL, g FROM generate_series({next + 2}, {next + 500}) g", connection);
+                    await truncate.ExecuteNonQueryAsync();
+                    next += 500;
+                }
                 next += 2;
                 await Task.Delay(10);
             }
@@ -125,11 +132,14 @@ public sealed class when_changes_stream(AppFixture app) : IntegrationContext(app
         await writer;
         snapshot["rows_synced"]!.GetValue<long>().ShouldBeGreaterThan(0);
         await EventuallyEqualAsync("items", "mixpostgres_items", "id, kind, big, n");
+        (await WarehouseScalarAsync<long>($"SELECT count(*) FROM {Warehouse}.mixpostgres_items WHERE kind = 'seed'")).ShouldBe(0, "the TRUNCATE emptied the table; nothing from before it stays live");
 
         // A key-only delete (REPLICA IDENTITY DEFAULT) keeps the row's last values, flagged.
-        await _db.ExecuteAsync("UPDATE public.items SET kind = 'last words' WHERE id = 5; DELETE FROM public.items WHERE id = 5;");
+        await _db.ExecuteAsync("INSERT INTO public.items VALUES (900005, 'first words', NULL, 5)");
         await EventuallyEqualAsync("items", "mixpostgres_items", "id, kind, big, n");
-        (await WarehouseScalarAsync<string>($"SELECT kind || '|' || _ph_deleted::text || '|' || (_ph_deleted_at IS NOT NULL)::text FROM {Warehouse}.mixpostgres_items WHERE id = 5"))
+        await _db.ExecuteAsync("UPDATE public.items SET kind = 'last words' WHERE id = 900005; DELETE FROM public.items WHERE id = 900005;");
+        await EventuallyEqualAsync("items", "mixpostgres_items", "id, kind, big, n");
+        (await WarehouseScalarAsync<string>($"SELECT kind || '|' || _ph_deleted::text || '|' || (_ph_deleted_at IS NOT NULL)::text FROM {Warehouse}.mixpostgres_items WHERE id = 900005"))
             .ShouldBe("last words|true|true");
     }
 
@@ -149,7 +159,7 @@ public sealed class when_changes_stream(AppFixture app) : IntegrationContext(app
     {
         var (id, slot) = await CreateAsync("ack", "items");
         await SnapshotJobAsync(id, "items");
-        await _db.ExecuteAsync("INSERT INTO public.items SELECT g, 'burst', repeat('y', 200), g FROM generate_series(100001, 150000) g;");
+        await _db.ExecuteAsync("INSERT INTO public.items SELECT g, 'burst', repeat('y', 200), g FROM generate_series(100001, 120000) g;");
         await EventuallyEqualAsync("items", "ackpostgres_items", "id, kind, big, n");
 
         var lagAfterBurst = await LagAsync(slot);
@@ -159,8 +169,8 @@ public sealed class when_changes_stream(AppFixture app) : IntegrationContext(app
         var other = await ScratchDatabase.CreateAsync(App.Server, "CREATE TABLE churn (id serial PRIMARY KEY, v text);", "churn");
         try
         {
-            for (var i = 0; i < 20; i++) await other.ExecuteAsync("INSERT INTO churn (v) SELECT repeat('z', 500) FROM generate_series(1, 2000);");
-            // 20 MB of WAL written after the burst: a lag under 1 MB means the slot confirmed past it.
+            for (var i = 0; i < 10; i++) await other.ExecuteAsync("INSERT INTO churn (v) SELECT repeat('z', 500) FROM generate_series(1, 2000);");
+            // 10 MB of WAL written after the burst: a lag under 1 MB means the slot confirmed past it.
             var deadline = DateTimeOffset.UtcNow.AddSeconds(30);
             while (await LagAsync(slot) > 1024 * 1024)
             {
@@ -170,6 +180,115 @@ public sealed class when_changes_stream(AppFixture app) : IntegrationContext(app
         }
         finally { await other.DropAsync(); }
     }
+
+    [Fact]
+    public async Task other_sync_types_of_the_source_keep_working_and_progress_is_recorded_once_per_interval_not_per_change()
+    {
+        await _db.ExecuteAsync("INSERT INTO public.orders VALUES (1, 10.5, now()), (2, 20, now()), (3, NULL, NULL);");
+        var config = _db.Config();
+        config["cdc_enabled"] = true;
+        config["schemas"] = new JsonArray(
+            new JsonObject { ["name"] = "items", ["should_sync"] = true, ["sync_type"] = "cdc" },
+            new JsonObject { ["name"] = "orders", ["should_sync"] = true, ["sync_type"] = "full_refresh" });
+        var id = (await Api.PostAsync(Sources, new JsonObject { ["source_type"] = "Postgres", ["prefix"] = "both", ["payload"] = config }))
+            .ShouldHaveStatus(HttpStatusCode.Created).Json["id"]!.GetValue<string>();
+        await SnapshotJobAsync(id, "items");
+
+        // 120 transactions over 12 s: a progress event per interval (10 s), not one per change.
+        for (var i = 0; i < 120; i++)
+        {
+            await _db.ExecuteAsync($"INSERT INTO public.items VALUES ({50_000 + i}, 'tick', NULL, {i})");
+            await Task.Delay(100);
+        }
+
+        await EventuallyEqualAsync("items", "bothpostgres_items", "id, kind, big, n");
+        var deadline = DateTimeOffset.UtcNow.AddSeconds(60);
+        while ((await Api.GetAsync($"{SourceUrl(id)}jobs/")).Json.AsArray().All(j => j!["schema"]!["name"]!.GetValue<string>() != "orders" || j["status"]!.GetValue<string>() != "Completed"))
+        {
+            if (DateTimeOffset.UtcNow > deadline) throw new ShouldAssertException("the full refresh of orders did not complete beside CDC");
+            await Task.Delay(200);
+        }
+
+        (await WarehouseScalarAsync<long>($"SELECT count(*) FROM {Warehouse}.bothpostgres_orders")).ShouldBe(3);
+        var progress = (await EventTypesAsync(CdcStream(id).ToString())).Count(t => t == "cdc_changes_applied");
+        progress.ShouldBeInRange(1, 3, "coalesced: at most one per source per 10 s");
+    }
+
+    [Fact]
+    public async Task with_a_history_table_every_change_is_a_version_valid_until_the_next_and_a_new_upstream_column_is_added()
+    {
+        var config = _db.Config();
+        config["cdc_enabled"] = true;
+        config["schemas"] = new JsonArray(new JsonObject { ["name"] = "items", ["should_sync"] = true, ["sync_type"] = "cdc", ["cdc_table_mode"] = "both" });
+        var id = (await Api.PostAsync(Sources, new JsonObject { ["source_type"] = "Postgres", ["prefix"] = "hist", ["payload"] = config }))
+            .ShouldHaveStatus(HttpStatusCode.Created).Json["id"]!.GetValue<string>();
+        await SnapshotJobAsync(id, "items");
+        await _db.ExecuteAsync("""
+            UPDATE public.items SET kind = 'first' WHERE id = 7;
+            UPDATE public.items SET kind = 'second', n = 0 WHERE id = 7;
+            DELETE FROM public.items WHERE id = 7;
+            INSERT INTO public.items VALUES (30001, 'born', NULL, 1);
+            ALTER TABLE public.items ADD COLUMN note text;
+            INSERT INTO public.items VALUES (30002, 'noted', NULL, 2, 'hello');
+            """);
+        await EventuallyEqualAsync("items", "histpostgres_items", "id, kind, big, n");
+
+        var history = $"{Warehouse}.histpostgres_items_cdc";
+        (await WarehouseScalarAsync<long>($"SELECT count(*) FROM {history} WHERE _ph_cdc_op = 'snapshot'")).ShouldBe(20_000, "the snapshot's rows are the first versions");
+        (await WarehouseScalarAsync<string>($"""
+            SELECT string_agg(_ph_cdc_op || ':' || kind || ':' || (valid_to IS NULL)::text, ' > ' ORDER BY _ph_cdc_seq) FROM {history} WHERE id = 7
+            """)).ShouldBe("snapshot:seed:false > update:first:false > update:second:false > delete:second:true");
+        (await WarehouseScalarAsync<long>($"SELECT count(*) FROM (SELECT id FROM {history} WHERE valid_to IS NULL GROUP BY id HAVING count(*) > 1) x")).ShouldBe(0, "one open version per row");
+        (await WarehouseScalarAsync<long>($"SELECT count(*) FROM {history} h JOIN {history} n ON n.id = h.id AND n.valid_from = h.valid_to")).ShouldBeGreaterThanOrEqualTo(3);
+        (await WarehouseScalarAsync<string>($"SELECT note FROM {Warehouse}.histpostgres_items WHERE id = 30002")).ShouldBe("hello", "the new upstream column was added");
+        (await WarehouseScalarAsync<string>($"SELECT note FROM {history} WHERE id = 30002")).ShouldBe("hello");
+    }
+
+    [Fact]
+    public async Task a_table_enabled_later_gets_its_own_snapshot_while_the_others_keep_streaming()
+    {
+        await _db.ExecuteAsync("INSERT INTO public.orders SELECT g, g, now() FROM generate_series(1, 500) g;");
+        var (id, _) = await CreateAsync("later", "items");
+        await SnapshotJobAsync(id, "items");
+        var orders = (await Api.GetAsync(SourceUrl(id))).Json["schemas"]!.AsArray().First(t => t!["name"]!.GetValue<string>() == "orders")!["id"]!.GetValue<string>();
+        (await Api.PatchAsync($"{SourceUrl(id)}bulk_update_schemas/", new JsonObject
+        {
+            ["schemas"] = new JsonArray(new JsonObject { ["id"] = orders, ["should_sync"] = true, ["sync_type"] = "cdc" }),
+        })).ShouldHaveStatus(HttpStatusCode.OK);
+        await _db.ExecuteAsync("INSERT INTO public.items VALUES (40001, 'meanwhile', NULL, 1); UPDATE public.orders SET total = -1 WHERE id <= 10;");
+        await SnapshotJobAsync(id, "orders");
+        await _db.ExecuteAsync("INSERT INTO public.items VALUES (40002, 'after', NULL, 2); DELETE FROM public.orders WHERE id = 500;");
+
+        await EventuallyEqualAsync("items", "laterpostgres_items", "id, kind, big, n");
+        await EventuallyEqualAsync("orders", "laterpostgres_orders", "id, total, updated_at");
+        (await Api.GetAsync($"{SourceUrl(id)}jobs/")).Json.AsArray().Count(j => j!["mode"]?.GetValue<string>() == "cdc_snapshot").ShouldBe(2, "items was not loaded again");
+    }
+
+    [Fact]
+    public async Task a_publication_dropped_upstream_stops_the_consumer_with_what_to_do()
+    {
+        var (id, _) = await CreateAsync("nopub", "items");
+        await SnapshotJobAsync(id, "items");
+        var publication = (await Api.GetAsync(SourceUrl(id))).Json["cdc"]!["publication_name"]!.GetValue<string>();
+        await _db.ExecuteAsync($"SET ROLE {CdcDatabase.Owner}; DROP PUBLICATION {publication}; RESET ROLE; INSERT INTO public.items VALUES (88888, 'orphan', NULL, 0);");
+
+        var deadline = DateTimeOffset.UtcNow.AddSeconds(60);
+        while (!(await EventTypesAsync(CdcStream(id).ToString())).Contains("cdc_stream_failed"))
+        {
+            if (DateTimeOffset.UtcNow > deadline) throw new ShouldAssertException("no cdc_stream_failed event");
+            await Task.Delay(250);
+        }
+
+        var error = await WarehouseScalarAsync<string>(
+            $"SELECT coalesce(data->>'Error', data->>'error') FROM {App.Schema}.mt_events WHERE type = 'cdc_stream_failed' AND stream_id = '{CdcStream(id)}'");
+        error.ShouldNotBeNull().ShouldContain("publication");
+        error.ShouldContain("Disable and enable CDC again");
+        error.ShouldNotContain(CdcDatabase.Password);
+    }
+
+    /// <summary>The stream of a source's CDC progress (the service derives it from the source id the same way).</summary>
+    private static Guid CdcStream(string sourceId) =>
+        new(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes($"cdc-stream:{Guid.Parse(sourceId):N}")).AsSpan(0, 16));
 
     [Theory]
     [InlineData("disable")]

@@ -44,14 +44,39 @@ public sealed class ScratchDatabase
     {
         await using var admin = new NpgsqlConnection(_server.ConnectionStringFor("postgres"));
         await admin.OpenAsync();
-        // A logical slot pins its database (DROP DATABASE refuses) and WAL on the whole server: it goes first.
-        await using (var slots = new NpgsqlCommand(
-            $"SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = '{Name}' AND active_pid IS NOT NULL", admin))
-            await slots.ExecuteNonQueryAsync();
-        await using (var slots = new NpgsqlCommand($"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{Name}'", admin))
-            await slots.ExecuteNonQueryAsync();
-        await using var drop = new NpgsqlCommand($"DROP DATABASE IF EXISTS {Name} WITH (FORCE)", admin);
-        await drop.ExecuteNonQueryAsync();
+        // A CDC consumer of the service may be streaming from a slot of this database and reconnects when cut off: new
+        // connections are refused first. A logical slot pins its database (DROP DATABASE refuses) and WAL on the whole
+        // server: it goes next, once its walsender has let go.
+        await using (var refuse = new NpgsqlCommand($"ALTER DATABASE {Name} ALLOW_CONNECTIONS false", admin))
+        {
+            try
+            {
+                await refuse.ExecuteNonQueryAsync();
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InvalidCatalogName)
+            {
+                return;
+            }
+        }
+
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                await using (var slots = new NpgsqlCommand(
+                    $"SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = '{Name}' AND active_pid IS NOT NULL", admin))
+                    await slots.ExecuteNonQueryAsync();
+                await using (var slots = new NpgsqlCommand($"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{Name}'", admin))
+                    await slots.ExecuteNonQueryAsync();
+                await using var drop = new NpgsqlCommand($"DROP DATABASE IF EXISTS {Name} WITH (FORCE)", admin);
+                await drop.ExecuteNonQueryAsync();
+                return;
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.ObjectInUse && attempt < 100)
+            {
+                await Task.Delay(100);
+            }
+        }
     }
 
     /// <summary>The Postgres config a caller would send for this database.</summary>

@@ -113,6 +113,15 @@ public sealed class when_rebuilding_the_projections(AppFixture app) : Integratio
             await Task.Delay(100);
         }
 
+        // The CDC source's consumer loads its table from a snapshot (a job too): it must have ended before the snapshots.
+        while ((await Api.GetAsync($"{SourceUrl(streaming)}jobs/")).Json.AsArray() is var cdcJobs
+               && !(cdcJobs.Any(j => j!["mode"]?.GetValue<string>() == "cdc_snapshot" && j["status"]!.GetValue<string>() == "Completed")
+                    && cdcJobs.All(j => j!["status"]!.GetValue<string>() != "Running")))
+        {
+            DateTimeOffset.UtcNow.ShouldBeLessThan(deadline.AddSeconds(60), "the CDC table's snapshot finishes");
+            await Task.Delay(100);
+        }
+
         // The audit feed is an async projection: let it catch up, so both snapshots see it whole.
         var store = App.Host.Services.GetRequiredService<IDocumentStore>();
         await store.WaitForNonStaleProjectionDataAsync(TimeSpan.FromSeconds(60));

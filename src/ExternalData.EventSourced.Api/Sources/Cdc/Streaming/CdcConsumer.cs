@@ -87,6 +87,10 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
     /// <summary>The CDC tables of the source as the consumer sees them: schema, sync state, and the table's qualified name.</summary>
     private sealed record CdcTable(SourceSchema Schema, SchemaSync? State, string Qualified)
     {
+        /// <summary><c>cdc_table_mode</c> <c>cdc_only</c> or <c>both</c>: every change is also a row version in <c>&lt;table&gt;_cdc</c>.
+        /// (<c>cdc_only</c> keeps the table too: it is the state a version's untouched values are taken from.)</summary>
+        public bool HasHistory => Schema.Settings.CdcTableMode is "cdc_only" or "both";
+
         public ulong? SnapshotPoint => State is { WatermarkField: RunSyncJobHandler.CdcPositionField, Watermark: { } point, Table: not null } ? Lsn.Parse(point) : null;
     }
 
@@ -107,7 +111,7 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
     }
 
     private static string Signature(IEnumerable<CdcTable> tables) =>
-        string.Join(';', tables.Select(t => $"{t.Schema.Id}:{t.State?.RunningJobId}:{t.State?.Watermark}:{t.State?.WatermarkField}:{t.State?.Table?.Name}"));
+        string.Join(';', tables.Select(t => $"{t.Schema.Id}:{t.State?.RunningJobId}:{t.State?.Watermark}:{t.State?.WatermarkField}:{t.State?.Table?.Name}:{t.Schema.Settings.CdcTableMode}"));
 
     /// <summary>One session: snapshots first, then streaming until the tables change (one enabled, disabled, resynced,
     /// truncated upstream). False when there is nothing to consume (CDC off, or no CDC table).</summary>
@@ -222,6 +226,8 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
         private readonly Dictionary<string, CdcTable> _tables = plan.Tables.Where(t => t.SnapshotPoint is not null).ToDictionary(t => t.Qualified, StringComparer.Ordinal);
         private readonly Dictionary<string, Dictionary<string, string>> _types = new(StringComparer.Ordinal);
         private readonly Dictionary<string, TableChanges> _chunk = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, List<WarehouseChanges.HistoryVersion>> _versions = new(StringComparer.Ordinal);
+        private DateTimeOffset _commitAt;
         private readonly Dictionary<string, long> _byTable = new(StringComparer.Ordinal);
         private readonly List<CdcTable> _truncated = [];
         private readonly Channel<ChangeMessage> _channel = ChangeChannel.CreateBounded<ChangeMessage>(new BoundedChannelOptions(consumer._settings.ChunkSize) { SingleReader = true, SingleWriter = true });
@@ -241,6 +247,14 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
         public async Task RunAsync(CancellationToken ct)
         {
             var settings = consumer._settings;
+            foreach (var table in _tables.Values.Where(t => t.HasHistory))
+            {
+                var name = table.State!.Table!.Name;
+                var types = _types[name] = await WarehouseChanges.ColumnTypesAsync(connection, null, warehouseSchema, name, ct);
+                await WarehouseChanges.EnsureHistoryAsync(connection, warehouseSchema, name, await WarehouseChanges.KeyAsync(connection, warehouseSchema, name, ct),
+                    types, table.State.Watermark!, ct);
+            }
+
             _progressSince = consumer._clock.GetUtcNow();
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
             var reading = PumpAsync(stop.Token);
@@ -335,7 +349,7 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
             {
                 case ChangeBegin begin:
                     _inTransaction = true;
-                    _commitLsn = begin.CommitLsn;
+                    (_commitLsn, _commitAt) = (begin.CommitLsn, begin.CommittedAt);
                     // Committed already: the warehouse has this transaction (a restart resumes from the slot's confirmed point).
                     _skipping = begin.CommitLsn < _applied;
                     return false;
@@ -376,7 +390,17 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
             }
 
             if (changes is null) _chunk[table.Qualified] = changes = new TableChanges(table.Qualified, row.Columns, row.KeyColumns);
-            changes.Add(row, consumer._clock.GetUtcNow());
+            var made = changes.Add(row, _commitAt);
+            if (table.HasHistory)
+            {
+                if (!_versions.TryGetValue(table.Qualified, out var versions)) _versions[table.Qualified] = versions = [];
+                var lsn = Lsn.Format(_commitLsn);
+                for (var i = 0; i < made.Count; i++)
+                {
+                    var op = made[i].Deleted ? "delete" : row.Kind == ChangeKind.Insert ? "insert" : "update";
+                    versions.Add(new WarehouseChanges.HistoryVersion(op, lsn, _commitAt, made[i], changes.KeyOf(made[i])));
+                }
+            }
             _pendingChanges++;
             _changes++;
             _byTable[table.Schema.Name] = _byTable.GetValueOrDefault(table.Schema.Name) + 1;
@@ -393,6 +417,8 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
             var name = table.State!.Table!.Name;
             if (!_types.TryGetValue(name, out var types))
                 _types[name] = types = await WarehouseChanges.ColumnTypesAsync(connection, _transaction, warehouseSchema, name, ct);
+            if (_versions.Remove(changes.Table, out var versions))
+                await WarehouseChanges.AppendHistoryAsync(connection, _transaction!, warehouseSchema, name, changes, versions, types, ct);
             await WarehouseChanges.ApplyAsync(connection, _transaction!, warehouseSchema, name, changes, types, ct);
         }
 
@@ -410,6 +436,7 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
             if (_chunk.Remove(table.Qualified, out var pending)) await FlushAsync(pending, ct);
             _transaction ??= await connection.BeginTransactionAsync(ct);
             await WarehouseChanges.AddColumnsAsync(connection, _transaction, warehouseSchema, name, added, ct);
+            if (table.HasHistory) await WarehouseChanges.AddColumnsAsync(connection, _transaction, warehouseSchema, WarehouseChanges.HistoryName(name), added, ct);
             foreach (var (column, type) in added) types[column] = type;
             consumer.Logger.LogInformation("CDC consumer of source {Source}: columns {Columns} added upstream to {Table}", plan.Source.Id, string.Join(", ", added.Select(a => a.Name)), name);
         }

@@ -24,14 +24,17 @@ public sealed class TableChanges(string table, IReadOnlyList<string> columns, IR
     /// <summary>Whether a change of this shape folds into this chunk (the same columns in the same order).</summary>
     public bool Fits(RowChange change) => ReferenceEquals(change.Columns, columns) || change.Columns.SequenceEqual(columns, StringComparer.Ordinal);
 
-    public void Add(RowChange change, DateTimeOffset at)
+    /// <summary>Folds the change in; answers the row versions it made (two when the key changed), each as it stands after
+    /// the fold (a copy): what a history table records, its remaining unknowns the warehouse's own.</summary>
+    public IReadOnlyList<PendingRow> Add(RowChange change, DateTimeOffset at)
     {
+        var versions = new List<PendingRow>(1);
         if (change.OldKey is { } oldKey)
         {
             var gone = new string?[columns.Count];
             var unknown = Enumerable.Repeat(true, columns.Count).ToArray();
             for (var i = 0; i < _keyIndexes.Length; i++) (gone[_keyIndexes[i]], unknown[_keyIndexes[i]]) = (oldKey[i], false);
-            Fold(new PendingRow(true, at, gone, unknown));
+            versions.Add(Fold(new PendingRow(true, at, gone, unknown)));
         }
 
         var values = (string?[])change.Values.Clone();
@@ -42,8 +45,12 @@ public sealed class TableChanges(string table, IReadOnlyList<string> columns, IR
             for (var i = 0; i < unchanged.Length; i++) unchanged[i] = !_keyIndexes.Contains(i);
         }
 
-        Fold(new PendingRow(change.Kind == ChangeKind.Delete, at, values, unchanged));
+        versions.Add(Fold(new PendingRow(change.Kind == ChangeKind.Delete, at, values, unchanged)));
+        return versions;
     }
+
+    /// <summary>The key of a row version, as one string (for grouping a chunk's versions by row).</summary>
+    public string KeyOf(PendingRow row) => string.Join('\u0001', _keyIndexes.Select(i => row.Values[i]));
 
     private bool IsKeyOnly(RowChange change)
     {
@@ -52,9 +59,9 @@ public sealed class TableChanges(string table, IReadOnlyList<string> columns, IR
         return true;
     }
 
-    private void Fold(PendingRow row)
+    private PendingRow Fold(PendingRow row)
     {
-        var id = string.Join('\u0001', _keyIndexes.Select(i => row.Values[i]));
+        var id = KeyOf(row);
         if (_rows.TryGetValue(id, out var earlier))
         {
             for (var i = 0; i < row.Values.Length; i++)
@@ -62,6 +69,7 @@ public sealed class TableChanges(string table, IReadOnlyList<string> columns, IR
         }
 
         _rows[id] = row;
+        return row with { Values = (string?[])row.Values.Clone(), Unknown = (bool[])row.Unknown.Clone() };
     }
 
     private static int IndexOf(IReadOnlyList<string> columns, string name)
@@ -143,6 +151,145 @@ public static class WarehouseChanges
         await using var command = new NpgsqlCommand(
             $"ALTER TABLE {WarehouseTables.Qualified(schema, table)} {string.Join(", ", added.Select(c => $"ADD COLUMN IF NOT EXISTS {WarehouseTables.Quote(c.Name)} {c.Type}"))}",
             connection, transaction);
+        await command.ExecuteNonQueryAsync(ct);
+    }
+
+    /// <summary>The history table of a CDC table (<c>cdc_table_mode</c> <c>cdc_only</c> or <c>both</c>): <c>&lt;name&gt;_cdc</c>,
+    /// cut with a stable hash when longer than PostgreSQL's 63 bytes.</summary>
+    public static string HistoryName(string table)
+    {
+        var name = table + "_cdc";
+        if (System.Text.Encoding.UTF8.GetByteCount(name) <= 63) return name;
+        var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(name)))[..8];
+        var cut = table;
+        while (System.Text.Encoding.UTF8.GetByteCount(cut) > 63 - hash.Length - 5) cut = cut[..^1];
+        return $"{cut}_{hash}_cdc";
+    }
+
+    private const string HistoryMark = "externaldata:history-of-snapshot=";
+
+    /// <summary>The columns of the table's unique key index (the key its changes are applied on).</summary>
+    public static async Task<IReadOnlyList<string>> KeyAsync(NpgsqlConnection connection, string schema, string table, CancellationToken ct)
+    {
+        await using var command = new NpgsqlCommand("""
+            SELECT a.attname::text FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+             WHERE i.indrelid = to_regclass(@table) AND i.indisunique
+               AND i.indexrelid = (SELECT min(indexrelid) FROM pg_index WHERE indrelid = to_regclass(@table) AND indisunique)
+             ORDER BY k.ord
+            """, connection);
+        command.Parameters.AddWithValue("table", WarehouseTables.Qualified(schema, table));
+        var key = new List<string>();
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        while (await reader.ReadAsync(ct)) key.Add(reader.GetString(0));
+        return key;
+    }
+
+    /// <summary>
+    /// Makes the history table current with the table's snapshot: created with the table's columns and types plus
+    /// <c>_ph_cdc_op</c>, <c>_ph_cdc_lsn</c>, <c>valid_from</c>, <c>valid_to</c> and <c>_ph_cdc_seq</c> (the order of versions, also
+    /// within one transaction, whose versions share its commit time); when the table was (re)loaded from a snapshot
+    /// the history has not seen, the open versions are closed and every live row of the table becomes a <c>snapshot</c>
+    /// version, in one transaction, marked with the snapshot's point so it happens once.
+    /// </summary>
+    public static async Task EnsureHistoryAsync(
+        NpgsqlConnection connection, string schema, string table, IReadOnlyList<string> key, IReadOnlyDictionary<string, string> types, string snapshotPoint, CancellationToken ct)
+    {
+        var q = WarehouseTables.Quote;
+        var history = HistoryName(table);
+        var columns = types.Where(t => !WarehouseColumnDrift.IsMetadata(t.Key)).Select(t => t.Key).ToList();
+        await using var transaction = await connection.BeginTransactionAsync(ct);
+        await using (var create = new NpgsqlCommand($"""
+            CREATE TABLE IF NOT EXISTS {WarehouseTables.Qualified(schema, history)} (
+                {string.Concat(columns.Select(c => $"{q(c)} {types[c]}, "))}_ph_cdc_op text NOT NULL, _ph_cdc_lsn text NOT NULL,
+                valid_from timestamptz NOT NULL, valid_to timestamptz, _ph_cdc_seq bigint GENERATED ALWAYS AS IDENTITY,
+                {WarehouseTables.MetadataSyncedAt} timestamptz NOT NULL DEFAULT now());
+            CREATE INDEX IF NOT EXISTS {q($"ix_{history}"[..Math.Min(63, 3 + history.Length)])} ON {WarehouseTables.Qualified(schema, history)} ({string.Join(", ", key.Select(q))}) WHERE valid_to IS NULL;
+            {string.Concat(columns.Select(c => $"ALTER TABLE {WarehouseTables.Qualified(schema, history)} ADD COLUMN IF NOT EXISTS {q(c)} {types[c]};"))}
+            """, connection, transaction))
+            await create.ExecuteNonQueryAsync(ct);
+        await using (var mark = new NpgsqlCommand("SELECT obj_description(to_regclass(@table), 'pg_class')", connection, transaction))
+        {
+            mark.Parameters.AddWithValue("table", WarehouseTables.Qualified(schema, history));
+            if (await mark.ExecuteScalarAsync(ct) as string == HistoryMark + snapshotPoint) return;
+        }
+
+        var list = string.Join(", ", columns.Select(q));
+        await using (var seed = new NpgsqlCommand($"""
+            UPDATE {WarehouseTables.Qualified(schema, history)} SET valid_to = now() WHERE valid_to IS NULL;
+            INSERT INTO {WarehouseTables.Qualified(schema, history)} ({list}, _ph_cdc_op, _ph_cdc_lsn, valid_from)
+                SELECT {list}, 'snapshot', @point, now() FROM {WarehouseTables.Qualified(schema, table)} WHERE NOT {WarehouseTables.MetadataDeleted};
+            COMMENT ON TABLE {WarehouseTables.Qualified(schema, history)} IS '{HistoryMark}{snapshotPoint}';
+            """, connection, transaction))
+        {
+            seed.Parameters.AddWithValue("point", snapshotPoint);
+            await seed.ExecuteNonQueryAsync(ct);
+        }
+
+        await transaction.CommitAsync(ct);
+    }
+
+    /// <summary>One row version of a history table: the change's op, its transaction's commit position and time.</summary>
+    public sealed record HistoryVersion(string Op, string Lsn, DateTimeOffset At, PendingRow Row, string Key);
+
+    /// <summary>
+    /// Appends a chunk's row versions to the history table, before the chunk is merged into the table: a value a change
+    /// did not carry (an untouched TOASTed value, a key-only delete's other columns) is the table's current one. Each
+    /// version is valid until the next version of its row; the row's version open before the chunk closes at the first.
+    /// </summary>
+    public static async Task AppendHistoryAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string table, TableChanges changes, IReadOnlyList<HistoryVersion> versions,
+        IReadOnlyDictionary<string, string> types, CancellationToken ct)
+    {
+        if (versions.Count == 0) return;
+        var q = WarehouseTables.Quote;
+        var history = WarehouseTables.Qualified(schema, HistoryName(table));
+        var written = changes.Columns.Select((name, index) => (Name: name, Index: index)).Where(c => types.ContainsKey(c.Name)).ToList();
+        var next = new DateTime?[versions.Count];
+        var seenAt = new Dictionary<string, DateTime>(StringComparer.Ordinal);
+        for (var v = versions.Count - 1; v >= 0; v--)
+        {
+            if (seenAt.TryGetValue(versions[v].Key, out var later)) next[v] = later;
+            seenAt[versions[v].Key] = versions[v].At.UtcDateTime;
+        }
+
+        var values = written.Select(_ => new string?[versions.Count]).ToArray();
+        var masks = new string[versions.Count];
+        for (var v = 0; v < versions.Count; v++)
+        {
+            var row = versions[v].Row;
+            masks[v] = new string(written.Select(c => row.Unknown[c.Index] ? '1' : '0').ToArray());
+            for (var c = 0; c < written.Count; c++) values[c][v] = row.Unknown[written[c].Index] ? null : row.Values[written[c].Index];
+        }
+
+        var casts = string.Concat(written.Select((c, i) => $", u.c{i}::{types[c.Name]} AS {q(c.Name)}"));
+        var arrays = string.Concat(written.Select((_, i) => $", @c{i}::text[]"));
+        var aliases = string.Concat(written.Select((_, i) => $", c{i}"));
+        var keys = string.Join(", ", changes.Key.Select(k => $"s.{q(k)}"));
+        var match = string.Join(" AND ", changes.Key.Select(k => $"h.{q(k)} = f.{q(k)}"));
+        var joined = string.Join(" AND ", changes.Key.Select(k => $"t.{q(k)} = s.{q(k)}"));
+        var picks = string.Join(", ", written.Select((c, i) => $"CASE WHEN substr(s._mask, {i + 1}, 1) = '1' THEN t.{q(c.Name)} ELSE s.{q(c.Name)} END"));
+        var sql = $"""
+            WITH s AS (SELECT u._seq, u._op, u._lsn, u._from, u._to, u._mask{casts}
+                         FROM unnest(@seq::int[], @op::text[], @lsn::text[], @from::timestamptz[], @to::timestamptz[], @mask::text[]{arrays})
+                              AS u(_seq, _op, _lsn, _from, _to, _mask{aliases})),
+                 closed AS (UPDATE {history} h SET valid_to = f._from
+                              FROM (SELECT DISTINCT ON ({keys}) {keys}, s._from FROM s ORDER BY {keys}, s._seq) f
+                             WHERE {match} AND h.valid_to IS NULL)
+            INSERT INTO {history} ({string.Concat(written.Select(c => q(c.Name) + ", "))}_ph_cdc_op, _ph_cdc_lsn, valid_from, valid_to)
+            SELECT {picks}{(written.Count > 0 ? ", " : "")}s._op, s._lsn, s._from, s._to
+              FROM s LEFT JOIN {WarehouseTables.Qualified(schema, table)} t ON {joined}
+             ORDER BY s._seq
+            """;
+        await using var command = new NpgsqlCommand(sql, connection, transaction);
+        command.Parameters.Add(new NpgsqlParameter("seq", NpgsqlDbType.Array | NpgsqlDbType.Integer) { Value = Enumerable.Range(0, versions.Count).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter("op", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = versions.Select(v => v.Op).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter("lsn", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = versions.Select(v => v.Lsn).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter("from", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { Value = versions.Select(v => v.At.UtcDateTime).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter("to", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { Value = next });
+        command.Parameters.Add(new NpgsqlParameter("mask", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = masks });
+        for (var c = 0; c < written.Count; c++)
+            command.Parameters.Add(new NpgsqlParameter($"c{c}", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = values[c] });
         await command.ExecuteNonQueryAsync(ct);
     }
 
