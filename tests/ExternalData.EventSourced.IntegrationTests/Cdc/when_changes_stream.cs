@@ -297,7 +297,12 @@ public sealed class when_changes_stream(AppFixture app) : IntegrationContext(app
     {
         var (id, slot) = await CreateAsync($"off{how}", "items");
         await SnapshotJobAsync(id, "items");
-        (await WalSendersAsync()).ShouldBe(1, "the consumer streams from the slot");
+        var streaming = DateTimeOffset.UtcNow.AddSeconds(20);
+        while (await _db.ScalarAsync<long>($"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' AND active") != 1)
+        {
+            if (DateTimeOffset.UtcNow > streaming) throw new ShouldAssertException("the consumer does not stream from the slot");
+            await Task.Delay(100);
+        }
 
         if (how == "disable") (await Api.PostAsync($"{SourceUrl(id)}disable_cdc/", new JsonObject())).ShouldHaveStatus(HttpStatusCode.OK);
         else (await Api.DeleteAsync(SourceUrl(id))).ShouldHaveStatus(HttpStatusCode.NoContent);
