@@ -45,9 +45,9 @@ internal static class CdcBench
 
         // The raw loop's slot starts where the backlog starts.
         await SourceAsync(cluster, database, "SELECT pg_create_logical_replication_slot('bench_raw', 'pgoutput'); CREATE PUBLICATION bench_raw_pub FOR TABLE public.t1;");
-        var (applyElapsed, backlogEnd) = await ApplyBacklogAsync(cluster, database, backlog);
+        var (applyElapsed, backlogEnd) = await ApplyBacklogAsync(cluster, database, backlog, rows);
         var raw = await RawDecodeAsync(cluster, database, backlogEnd);
-        var lag = await LagAsync(cluster, database, TimeSpan.FromSeconds(quick ? 8 : 20));
+        var lag = await LagAsync(cluster, database, TimeSpan.FromSeconds(quick ? 8 : 20), rows);
         await SourceAsync(cluster, database, "SELECT pg_drop_replication_slot('bench_raw');");
 
         Console.WriteLine("| measure | service | raw decode-and-discard loop | ratio (service / raw) |");
@@ -122,7 +122,7 @@ internal static class CdcBench
 
     /// <summary>Locks the warehouse table, writes the backlog, releases the lock: how long until the service's committed
     /// position passes the backlog's last commit.</summary>
-    private static async Task<(TimeSpan Elapsed, ulong End)> ApplyBacklogAsync(LocalPostgresCluster cluster, string database, int backlog)
+    private static async Task<(TimeSpan Elapsed, ulong End)> ApplyBacklogAsync(LocalPostgresCluster cluster, string database, int backlog, int rows)
     {
         await using var warehouse = new NpgsqlConnection(cluster.ConnectionString);
         await warehouse.OpenAsync();
@@ -137,7 +137,7 @@ internal static class CdcBench
         ulong end = 0;
         for (var from = 1; from <= backlog; from += 1000)
         {
-            var first = (from - 1) % 100_000 + 1;
+            var first = (from - 1) % rows + 1;
             // The WAL position read inside the transaction, before its commit: the position passes it once this commit is applied.
             await using var update = new NpgsqlCommand(
                 $"UPDATE public.t1 SET qty = qty + 1, amount = amount + 0.01, updated_at = clock_timestamp()::timestamp WHERE id BETWEEN {first} AND {first + 999}; SELECT pg_current_wal_lsn()", source);
@@ -189,7 +189,7 @@ internal static class CdcBench
     }
 
     /// <summary>1,000 changes a second for <paramref name="duration"/>: each transaction's commit to the warehouse's commit.</summary>
-    private static async Task<List<double>> LagAsync(LocalPostgresCluster cluster, string database, TimeSpan duration)
+    private static async Task<List<double>> LagAsync(LocalPostgresCluster cluster, string database, TimeSpan duration, int rows)
     {
         await using var source = new NpgsqlConnection(Database(cluster, database));
         await source.OpenAsync();
@@ -213,7 +213,7 @@ internal static class CdcBench
         {
             var due = TimeSpan.FromMilliseconds(i * 10);
             if (clock.Elapsed < due) await Task.Delay(due - clock.Elapsed);
-            var first = i * 10 % 100_000 + 1;
+            var first = i * 10 % rows + 1;
             await using var command = new NpgsqlCommand(
                 $"UPDATE public.t1 SET qty = qty + 1, updated_at = clock_timestamp()::timestamp WHERE id BETWEEN {first} AND {first + 9}; SELECT pg_current_wal_lsn()", source);
             var lsn = (NpgsqlLogSequenceNumber)(await command.ExecuteScalarAsync())!;

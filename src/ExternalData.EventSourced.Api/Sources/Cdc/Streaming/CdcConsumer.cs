@@ -230,7 +230,7 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
         private DateTimeOffset _commitAt;
         private readonly Dictionary<string, long> _byTable = new(StringComparer.Ordinal);
         private readonly List<CdcTable> _truncated = [];
-        private readonly Channel<ChangeMessage> _channel = ChangeChannel.CreateBounded<ChangeMessage>(new BoundedChannelOptions(consumer._settings.ChunkSize) { SingleReader = true, SingleWriter = true });
+        private readonly Channel<ChangeMessage> _channel = ChangeChannel.CreateBounded<ChangeMessage>(new BoundedChannelOptions(consumer._settings.ChunkSize * 4) { SingleReader = true, SingleWriter = true });
         private NpgsqlTransaction? _transaction;
         private ulong _acknowledged = appliedAtStart;
         private ulong _commitLsn;
@@ -263,17 +263,20 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
             {
                 while (true)
                 {
-                    using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                    wait.CancelAfter(settings.FlushInterval);
-                    ChangeMessage? change = null;
-                    try
+                    // Messages waiting are taken at once; only an empty channel is waited on, for at most the flush interval.
+                    if (!_channel.Reader.TryRead(out var change))
                     {
-                        if (await _channel.Reader.WaitToReadAsync(wait.Token)) _channel.Reader.TryRead(out change);
-                        else break;
-                    }
-                    catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-                    {
-                        // Nothing within the flush interval.
+                        using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                        wait.CancelAfter(settings.FlushInterval);
+                        try
+                        {
+                            if (await _channel.Reader.WaitToReadAsync(wait.Token)) _channel.Reader.TryRead(out change);
+                            else break;
+                        }
+                        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+                        {
+                            // Nothing within the flush interval.
+                        }
                     }
 
                     if (change is not null)
