@@ -128,9 +128,10 @@ public sealed class when_changes_stream(AppFixture app) : IntegrationContext(app
             }
         });
 
-        var snapshot = await SnapshotJobAsync(id, "items");
+        // (TRUNCATE is not MVCC-safe: a snapshot exported before it but read after it sees the table empty; the TRUNCATE then
+        // arrives on the stream and the table is loaded again. So the first snapshot's row count is not asserted, the end is.)
+        await SnapshotJobAsync(id, "items");
         await writer;
-        snapshot["rows_synced"]!.GetValue<long>().ShouldBeGreaterThan(0);
         await EventuallyEqualAsync("items", "mixpostgres_items", "id, kind, big, n");
         (await WarehouseScalarAsync<long>($"SELECT count(*) FROM {Warehouse}.mixpostgres_items WHERE kind = 'seed'")).ShouldBe(0, "the TRUNCATE emptied the table; nothing from before it stays live");
 
