@@ -21,11 +21,6 @@ namespace ExternalData.EventSourced.Bench;
 /// </summary>
 internal static class CdcBench
 {
-    private const string Columns = """
-        id bigint PRIMARY KEY, name text, email varchar(200), amount numeric(18,2), ratio double precision, qty integer, flag boolean,
-        created_at timestamptz, updated_at timestamp, day date, ref uuid, payload jsonb
-        """;
-
     public static async Task RunAsync(LocalPostgresCluster cluster, bool quick)
     {
         var rows = quick ? 20_000 : 100_000;
@@ -89,14 +84,7 @@ internal static class CdcBench
             await create.ExecuteNonQueryAsync();
         }
 
-        await SourceAsync(cluster, name, $"""
-            CREATE TABLE public.t1 ({Columns});
-            INSERT INTO public.t1 SELECT g, 'customer ' || g, 'c' || g || '@example.com', g * 1.25, g / 7.0, g % 1000, g % 2 = 0,
-                   '2024-01-01'::timestamptz + g * interval '1 second', '2024-01-01'::timestamp + g * interval '1 second', '2024-01-01'::date + (g % 3650),
-                   md5(g::text)::uuid, jsonb_build_object('n', g, 'tags', jsonb_build_array('a', 'b'), 'note', repeat('x', 20))
-              FROM generate_series(1, {rows}) g;
-            ANALYZE public.t1;
-            """);
+        await SourceAsync(cluster, name, SyncBench.CreateTable(rows) + "ANALYZE public.t1;");
         return name;
     }
 

@@ -17,7 +17,7 @@ namespace ExternalData.EventSourced.Bench;
 /// </summary>
 internal static class SyncBench
 {
-    private const string Columns = """
+    internal const string Columns = """
         id bigint PRIMARY KEY, name text, email varchar(200), amount numeric(18,2), ratio double precision, qty integer, flag boolean,
         created_at timestamptz, updated_at timestamp, day date, ref uuid, payload jsonb
         """;
@@ -87,11 +87,7 @@ internal static class SyncBench
         await using var db = new NpgsqlConnection(Database(cluster, name));
         await db.OpenAsync();
         await using var fill = new NpgsqlCommand($"""
-            CREATE TABLE public.t1 ({Columns});
-            INSERT INTO public.t1 SELECT g, 'customer ' || g, 'c' || g || '@example.com', g * 1.25, g / 7.0, g % 1000, g % 2 = 0,
-                   '2024-01-01'::timestamptz + g * interval '1 second', '2024-01-01'::timestamp + g * interval '1 second', '2024-01-01'::date + (g % 3650),
-                   md5(g::text)::uuid, jsonb_build_object('n', g, 'tags', jsonb_build_array('a', 'b'), 'note', repeat('x', 20))
-              FROM generate_series(1, {rows}) g;
+            {CreateTable(rows)}
             -- A cursor column worth syncing on is indexed upstream (discovery reports is_indexed).
             CREATE INDEX ON public.t1 (updated_at);
             ANALYZE public.t1;
@@ -99,6 +95,15 @@ internal static class SyncBench
         await fill.ExecuteNonQueryAsync();
         return name;
     }
+
+    /// <summary>The bench table <c>public.t1</c> of the twelve typed columns, with <paramref name="rows"/> rows.</summary>
+    internal static string CreateTable(int rows) => $"""
+        CREATE TABLE public.t1 ({Columns});
+        INSERT INTO public.t1 SELECT g, 'customer ' || g, 'c' || g || '@example.com', g * 1.25, g / 7.0, g % 1000, g % 2 = 0,
+               '2024-01-01'::timestamptz + g * interval '1 second', '2024-01-01'::timestamp + g * interval '1 second', '2024-01-01'::date + (g % 3650),
+               md5(g::text)::uuid, jsonb_build_object('n', g, 'tags', jsonb_build_array('a', 'b'), 'note', repeat('x', 20))
+          FROM generate_series(1, {rows}) g;
+        """;
 
     private static string Database(LocalPostgresCluster cluster, string name) =>
         new NpgsqlConnectionStringBuilder(cluster.ConnectionString) { Database = name }.ConnectionString;

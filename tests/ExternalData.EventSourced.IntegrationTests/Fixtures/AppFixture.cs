@@ -60,8 +60,7 @@ public sealed class AppFixture : IAsyncLifetime
         builder.UseSetting("ExternalData:Webhooks:ConcurrentDeliveries", "16");
         // Short, so the revocation test sees the window close quickly; the default is 10 s.
         builder.UseSetting("ExternalData:Auth:KeyCacheSeconds", "1");
-        // A CDC source's consumer starts at the next assignment check, and notices a table enabled or reset at its next look.
-        builder.UseSetting("ExternalData:Durability:CheckAssignmentPeriod", "00:00:01");
+        // A CDC source's consumer notices a table enabled or reset at its next look.
         builder.UseSetting("Cdc:CheckTablesEvery", "00:00:01");
         foreach (var (key, value) in settings ?? new Dictionary<string, string>()) builder.UseSetting(key, value);
         builder.ConfigureServices(collection =>

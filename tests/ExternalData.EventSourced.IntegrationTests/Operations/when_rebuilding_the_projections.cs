@@ -113,9 +113,12 @@ public sealed class when_rebuilding_the_projections(AppFixture app) : Integratio
             await Task.Delay(100);
         }
 
-        // The CDC source's consumer loads its table from a snapshot (a job too): it must have ended before the snapshots.
+        // The CDC source's consumer loads each of its CDC tables from a snapshot (a job each): they must have ended before the snapshots.
+        var cdcTables = (await Api.GetAsync(SourceUrl(streaming))).Json["schemas"]!.AsArray()
+            .Where(t => t!["sync_type"]?.GetValue<string>() == "cdc" && t["should_sync"]!.GetValue<bool>()).Select(t => t!["name"]!.GetValue<string>()).ToList();
         while ((await Api.GetAsync($"{SourceUrl(streaming)}jobs/")).Json.AsArray() is var cdcJobs
-               && !(cdcJobs.Any(j => j!["mode"]?.GetValue<string>() == "cdc_snapshot" && j["status"]!.GetValue<string>() == "Completed")
+               && !(cdcTables.All(table => cdcJobs.Any(j => j!["schema"]!["name"]!.GetValue<string>() == table
+                                                        && j["mode"]?.GetValue<string>() == "cdc_snapshot" && j["status"]!.GetValue<string>() == "Completed"))
                     && cdcJobs.All(j => j!["status"]!.GetValue<string>() != "Running")))
         {
             DateTimeOffset.UtcNow.ShouldBeLessThan(deadline.AddSeconds(60), "the CDC table's snapshot finishes");
