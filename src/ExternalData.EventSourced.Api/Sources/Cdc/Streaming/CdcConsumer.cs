@@ -104,7 +104,11 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
         var config = await StoredConfig.LoadAsync(source, query, _cipher, ct);
         var schemas = await query.Query<SourceSchema>()
             .Where(s => s.SourceId == sourceId && !s.Removed && s.Settings.ShouldSync && s.Settings.SyncType == SyncTypes.Cdc).ToListAsync(ct);
-        var states = schemas.Count == 0 ? [] : (await query.LoadManyAsync<SchemaSync>(ct, schemas.Select(s => s.Id).ToArray())).ToDictionary(s => s.Id);
+        // Each table's sync state is folded from its own stream, not read from the projected document: an operator rebuilding
+        // that projection beside a running service empties it for a while, and must not make every CDC table load again.
+        var states = new Dictionary<Guid, SchemaSync>();
+        foreach (var schema in schemas)
+            if (await query.Events.AggregateStreamAsync<SchemaSync>(schema.Id, token: ct) is { } state) states[schema.Id] = state;
         var tables = schemas.OrderBy(s => s.Name, StringComparer.Ordinal)
             .Select(s => new CdcTable(s, states.GetValueOrDefault(s.Id), capture.QualifiedTable(config, s.Name))).ToList();
         return new Plan(source, cdc, config, tables, Signature(tables));
@@ -153,7 +157,19 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
         foreach (var table in tables)
         {
             if (await StartSnapshotAsync(plan.Source, table, ct) is not { } run) continue;
-            if (await RunSyncJobHandler.RunCdcSnapshotAsync(run, snapshot, _store, _registry, _cipher, _clock, _runs, runLogger, ct) is { } disable)
+            DisableFailingSchema? disable;
+            try
+            {
+                disable = await RunSyncJobHandler.RunCdcSnapshotAsync(run, snapshot, _store, _registry, _cipher, _clock, _runs, runLogger, ct);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                // The consumer is stopping (its node shuts down, or it moves): the snapshot ends as a job, not left running.
+                await CancelSnapshotAsync(run, CancellationToken.None);
+                throw;
+            }
+
+            if (disable is not null)
             {
                 await using var scope = services.CreateAsyncScope();
                 await scope.ServiceProvider.GetRequiredService<Wolverine.IMessageBus>().SendAsync(disable, new Wolverine.DeliveryOptions { TenantId = projectId });
@@ -182,6 +198,19 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
         session.Events.StartStream<SyncJob>(start.JobStarted.JobId, start.JobStarted);
         await session.SaveChangesAsync(ct);
         return start.Run;
+    }
+
+    private async Task CancelSnapshotAsync(RunSyncJob run, CancellationToken ct)
+    {
+        const string reason = "Stopped: the CDC consumer stopped on this node; the snapshot is taken again where it runs next.";
+        await using var session = _store.LightweightSession(projectId);
+        CallerMetadata.Stamp(session, Recorder);
+        var now = _clock.GetUtcNow();
+        var sync = await session.Events.FetchForWriting<SchemaSync>(run.SchemaId, ct);
+        if (sync.Aggregate?.RunningJobId != run.JobId) return;
+        session.Events.Append(run.JobId, new SyncJobCancelled(run.JobId, reason, Recorder.Actor, Recorder.Channel, now));
+        sync.AppendOne(new SyncRunCancelled(run.SchemaId, run.JobId, reason, Recorder.Actor, Recorder.Channel, now));
+        await session.SaveChangesAsync(ct);
     }
 
     /// <summary>A table's snapshot is void (TRUNCATE upstream): its state is reset, so the next session loads it again.</summary>
