@@ -49,7 +49,7 @@ public sealed class AppFixture : IAsyncLifetime
         AlbaHost.For<Program>(builder =>
     {
         builder.UseEnvironment("Testing");
-        builder.UseSetting("ConnectionStrings:Marten", Server.ConnectionStringFor("postgres"));
+        builder.UseSetting("ConnectionStrings:Marten", Server.ServiceConnectionString);
         builder.UseSetting("ExternalData:Database:Schema", Schema);
         builder.UseSetting($"ExternalData:Encryption:MasterKeys:{MasterKeyId}", MasterKey);
         builder.UseSetting("ExternalData:Encryption:ActiveMasterKeyId", MasterKeyId);

@@ -16,7 +16,7 @@ public static class ServiceCommand
         };
         start.Environment["ASPNETCORE_ENVIRONMENT"] = "Testing";
         start.Environment["DOTNET_ENVIRONMENT"] = "Testing";
-        start.Environment["ConnectionStrings__Marten"] = app.Server.ConnectionStringFor("postgres");
+        start.Environment["ConnectionStrings__Marten"] = app.Server.ServiceConnectionString;
         start.Environment["ExternalData__Database__Schema"] = app.Schema;
         start.Environment[$"ExternalData__Encryption__MasterKeys__{AppFixture.MasterKeyId}"] = AppFixture.MasterKey;
         using var process = Process.Start(start)!;

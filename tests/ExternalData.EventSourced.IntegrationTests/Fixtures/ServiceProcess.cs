@@ -36,7 +36,7 @@ public sealed class ServiceProcess : IAsyncDisposable
     }
 
     public static Task<ServiceProcess> StartAsync(AppFixture app, IDictionary<string, string>? environment = null) =>
-        StartAsync(app.Server.ConnectionStringFor("postgres"), app.Schema, app.Stripe.ApiBase, environment);
+        StartAsync(app.Server.ServiceConnectionString, app.Schema, app.Stripe.ApiBase, environment);
 
     /// <summary>A node on any database and schema; <paramref name="port"/> lets a node killed earlier come back on its address.</summary>
     public static async Task<ServiceProcess> StartAsync(

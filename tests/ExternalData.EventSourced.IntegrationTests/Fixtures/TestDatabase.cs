@@ -60,6 +60,10 @@ public sealed class TestDatabase : IAsyncDisposable
         Origin = origin;
     }
 
+    /// <summary>The service's own database as a service under test connects to it: pooled, as in production. (A test's own
+    /// connections are not pooled, so a database a test drops has no idle connection left in a pool.)</summary>
+    public string ServiceConnectionString => new Npgsql.NpgsqlConnectionStringBuilder(ConnectionStringFor("postgres")) { Pooling = true }.ConnectionString;
+
     public string ConnectionStringFor(string database, string? user = null, string? password = null)
     {
         var builder = new Npgsql.NpgsqlConnectionStringBuilder(AdminConnectionString) { Database = database, Pooling = false };

@@ -21,7 +21,7 @@ public sealed class when_upgrading_to_one_document_per_source(AppFixture app) : 
     {
         string url, before;
         ApiClient api;
-        await using (var first = await ServiceProcess.StartAsync(App.Server.ConnectionStringFor("postgres"), _schema, App.Stripe.ApiBase))
+        await using (var first = await ServiceProcess.StartAsync(App.Server.ServiceConnectionString, _schema, App.Stripe.ApiBase))
         {
             api = new ApiClient(new HttpClient { BaseAddress = new Uri(first.BaseUrl) }, await IssueKeyAsync());
             var created = (await api.PostAsync(Sources, CreateBody(prefix: "upgraded", description: "kept"))).ShouldHaveStatus(HttpStatusCode.Created).Json;
@@ -37,7 +37,7 @@ public sealed class when_upgrading_to_one_document_per_source(AppFixture app) : 
             """);
         (await ScalarAsync<long>($"SELECT count(*) FROM {_schema}.mt_doc_source WHERE data ? 'CreatedBy'")).ShouldBe(0);
 
-        await using (var upgraded = await ServiceProcess.StartAsync(App.Server.ConnectionStringFor("postgres"), _schema, App.Stripe.ApiBase))
+        await using (var upgraded = await ServiceProcess.StartAsync(App.Server.ServiceConnectionString, _schema, App.Stripe.ApiBase))
         {
             upgraded.Output.ShouldContain("Source documents upgraded");
             (await ScalarAsync<bool>($"SELECT to_regclass('{_schema}.mt_doc_sourcedetails') IS NULL")).ShouldBeTrue("the old table is dropped");
@@ -47,7 +47,7 @@ public sealed class when_upgrading_to_one_document_per_source(AppFixture app) : 
             JsonNode.Parse(after)!["created_by"]!.GetValue<string>().ShouldNotBeNullOrEmpty();
         }
 
-        await using (var again = await ServiceProcess.StartAsync(App.Server.ConnectionStringFor("postgres"), _schema, App.Stripe.ApiBase))
+        await using (var again = await ServiceProcess.StartAsync(App.Server.ServiceConnectionString, _schema, App.Stripe.ApiBase))
         {
             again.Output.ShouldNotContain("Upgrading source documents", customMessage: "an upgraded database is left as it is");
         }

@@ -57,7 +57,7 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
             try
             {
                 if (await SessionAsync(ct)) attempt = 0;
-                else await Task.Delay(_settings.CheckTablesEvery, _clock, ct);
+                else await WaitForChangeAsync(ct);
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)
             {
@@ -96,7 +96,42 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
 
     private sealed record Plan(Source Source, CdcSettings Cdc, System.Text.Json.Nodes.JsonObject Config, IReadOnlyList<CdcTable> Tables, string Signature);
 
+    /// <summary>The streams the last plan was folded from (the source's and its CDC tables' sync streams), and their mark then.</summary>
+    private Guid[] _planStreams = [sourceId];
+    private long _planMark = -1;
+
+    /// <summary>
+    /// Whether anything a plan is folded from may have changed since the last plan: one indexed read of the versions of the
+    /// streams it came from (a version only grows), so an idle consumer costs one cheap query per check, whatever its table
+    /// count. Taken before a plan reads, a change made while it reads shows at the next check.
+    /// </summary>
+    private async Task<long> MarkAsync(CancellationToken ct)
+    {
+        await using var query = _store.QuerySession(projectId);
+        var marks = await query.AdvancedSql.QueryAsync<long>(
+            $"SELECT coalesce(sum(version), 0)::bigint FROM {_store.Options.Events.DatabaseSchemaName}.mt_streams WHERE tenant_id = ? AND id = ANY(?)", ct, projectId, _planStreams);
+        return marks.Count > 0 ? marks[0] : 0;
+    }
+
+    private async Task<bool> ChangedSinceLastPlanAsync(CancellationToken ct) => await MarkAsync(ct) != _planMark;
+
+    /// <summary>With nothing to consume, waits until the plan's streams change (or a failed snapshot's cool-down ends).</summary>
+    private async Task WaitForChangeAsync(CancellationToken ct)
+    {
+        var since = _clock.GetUtcNow();
+        do await Task.Delay(_settings.CheckTablesEvery, _clock, ct);
+        while (!await ChangedSinceLastPlanAsync(ct) && _clock.GetUtcNow() - since < SnapshotRetryCooldown);
+    }
+
     private async Task<Plan?> PlanAsync(CancellationToken ct)
+    {
+        var mark = await MarkAsync(ct);
+        var plan = await ReadPlanAsync(ct);
+        (_planStreams, _planMark) = ([sourceId, .. plan?.Tables.Select(t => t.Schema.Id) ?? []], mark);
+        return plan;
+    }
+
+    private async Task<Plan?> ReadPlanAsync(CancellationToken ct)
     {
         await using var query = _store.QuerySession(projectId);
         if (await query.LoadAsync<Source>(sourceId, ct) is not { Cdc: { } cdc } source) return null;
@@ -333,7 +368,8 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
                     if (now - checkedAt >= settings.CheckTablesEvery)
                     {
                         checkedAt = now;
-                        if (await consumer.PlanAsync(ct) is not { } current || current.Signature != plan.Signature) return;
+                        if (await consumer.ChangedSinceLastPlanAsync(ct)
+                            && (await consumer.PlanAsync(ct) is not { } current || current.Signature != plan.Signature)) return;
                     }
                 }
 
