@@ -96,6 +96,9 @@ builder.Host.UseWolverine(opts =>
     opts.ConfigureCredentials();
     // Nodes on one database share the durable work (scheduled expiries, clean-ups) and take over a dead node's; how
     // fast they notice one is Wolverine's to tune (ExternalData:Durability:StaleNodeTimeout and friends, docs/scale-out.md).
+    // The leader assigns agents (a CDC source's consumer, ADR 0047) at each assignment check: 5 s rather than Wolverine's 30 s,
+    // so a source whose CDC was just turned on starts streaming within seconds. A check is a few indexed reads per node.
+    opts.Durability.CheckAssignmentPeriod = TimeSpan.FromSeconds(5);
     builder.Configuration.GetSection("ExternalData:Durability").Bind(opts.Durability);
     // A deleted source's clean-up is committed with its deletion and survives restarts.
     opts.LocalQueueFor<CleanUpDeletedSource>().UseDurableInbox();

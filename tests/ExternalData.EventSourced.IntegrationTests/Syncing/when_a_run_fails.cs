@@ -171,6 +171,9 @@ public sealed class when_a_run_fails(AppFixture app) : SyncContext(app, Tables, 
     {
         await using var upstream = await TestDatabase.StartAsync(new Dictionary<string, string>());
         var database = await ScratchDatabase.CreateAsync(upstream, Tables, "restart");
+        // The test server commits without waiting for its WAL (synchronous_commit off): a crash moments after the tables were
+        // made would lose them. What a real source has committed survives its crash; make it so here before crashing it.
+        await database.ExecuteAsync("CHECKPOINT");
         try
         {
             Settings.PageSize = 1000;
@@ -209,6 +212,7 @@ public sealed class when_a_run_fails(AppFixture app) : SyncContext(app, Tables, 
     {
         await using var upstream = await TestDatabase.StartAsync(new Dictionary<string, string>());
         var database = await ScratchDatabase.CreateAsync(upstream, Tables, "down");
+        await database.ExecuteAsync("CHECKPOINT");
         Settings.TransientRetryDelays = [TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(200)];
         var id = await CreateWithAsync(database.Config(), "down", FullRefresh("secured"));
 
