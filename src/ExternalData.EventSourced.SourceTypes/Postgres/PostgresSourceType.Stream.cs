@@ -197,11 +197,8 @@ public sealed partial class PostgresSourceType : IChangeStreamReader
             await foreach (var value in tuple.WithCancellation(ct))
             {
                 if (value.IsUnchangedToastedValue) unchanged[i] = true;
-                else if (!value.IsDBNull)
-                {
-                    using var reader = value.GetTextReader();
-                    values[i] = await reader.ReadToEndAsync(ct);
-                }
+                // Read straight into a string: a text reader per value allocated buffers that made the decoding the slowest stage.
+                else if (!value.IsDBNull) values[i] = await value.Get<string>(ct);
                 i++;
             }
             return (values, unchanged);

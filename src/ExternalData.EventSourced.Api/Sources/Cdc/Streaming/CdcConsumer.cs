@@ -294,7 +294,13 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
         private DateTimeOffset _commitAt;
         private readonly Dictionary<string, long> _byTable = new(StringComparer.Ordinal);
         private readonly List<CdcTable> _truncated = [];
-        private readonly Channel<ChangeMessage> _channel = ChangeChannel.CreateBounded<ChangeMessage>(new BoundedChannelOptions(consumer._settings.ChunkSize * 4) { SingleReader = true, SingleWriter = true });
+        // The reader hands messages over in batches: one hand-over per message made the channel's lock the busiest thing in the
+        // process. At most four chunks' worth wait in it (memory bounded by the chunk, never the table).
+        private const int HandOver = 256;
+        private readonly Channel<List<ChangeMessage>> _channel = ChangeChannel.CreateBounded<List<ChangeMessage>>(
+            new BoundedChannelOptions(Math.Max(2, consumer._settings.ChunkSize * 4 / HandOver)) { SingleReader = true, SingleWriter = true });
+        private List<ChangeMessage>? _handed;
+        private int _next;
         private NpgsqlTransaction? _transaction;
         private ulong _acknowledged = appliedAtStart;
         private ulong _commitLsn;
@@ -328,13 +334,13 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
                 while (true)
                 {
                     // Messages waiting are taken at once; only an empty channel is waited on, for at most the flush interval.
-                    if (!_channel.Reader.TryRead(out var change))
+                    if (!TryTake(out var change))
                     {
                         using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
                         wait.CancelAfter(settings.FlushInterval);
                         try
                         {
-                            if (await _channel.Reader.WaitToReadAsync(wait.Token)) _channel.Reader.TryRead(out change);
+                            if (await _channel.Reader.WaitToReadAsync(wait.Token)) TryTake(out change);
                             else break;
                         }
                         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
@@ -387,20 +393,55 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
                     // The session ends; a reading error that ended it already went up from the channel.
                 }
 
+                try
+                {
+                    await AppliedAsync();
+                }
+                catch (Exception e) when (e is OperationCanceledException or NpgsqlException or IOException or InvalidOperationException)
+                {
+                    // The session ends; a failed apply already went up from where it was awaited.
+                }
+
                 if (_transaction is not null) await _transaction.DisposeAsync();
             }
+        }
+
+        private bool TryTake(out ChangeMessage? change)
+        {
+            if (_handed is null || _next == _handed.Count)
+            {
+                (_handed, _next) = (null, 0);
+                if (!_channel.Reader.TryRead(out _handed))
+                {
+                    change = null;
+                    return false;
+                }
+            }
+
+            change = _handed[_next++];
+            return true;
         }
 
         private async Task PumpAsync(CancellationToken ct)
         {
             try
             {
-                await foreach (var change in stream.ReadAsync(ct))
+                await using var messages = stream.ReadAsync(ct).GetAsyncEnumerator(ct);
+                var batch = new List<ChangeMessage>(HandOver);
+                while (true)
                 {
+                    var next = messages.MoveNextAsync();
+                    // Nothing more at hand: what was read goes to the loop now, not when the batch fills.
+                    if (!next.IsCompleted && batch.Count > 0)
+                        batch = await HandOverAsync(batch, ct);
+                    if (!await next) break;
+                    // Counted when read, not when handed over: the idle acknowledgement must see a message the pump still holds.
                     Interlocked.Increment(ref _received);
-                    await _channel.Writer.WriteAsync(change, ct);
+                    batch.Add(messages.Current);
+                    if (batch.Count == HandOver) batch = await HandOverAsync(batch, ct);
                 }
 
+                if (batch.Count > 0) await HandOverAsync(batch, ct);
                 _channel.Writer.TryComplete();
             }
             catch (Exception e)
@@ -408,6 +449,13 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
                 _channel.Writer.TryComplete(e);
                 throw;
             }
+        }
+
+        /// <summary>Hands a batch to the loop; answers a new one to fill.</summary>
+        private async Task<List<ChangeMessage>> HandOverAsync(List<ChangeMessage> batch, CancellationToken ct)
+        {
+            await _channel.Writer.WriteAsync(batch, ct);
+            return new List<ChangeMessage>(HandOver);
         }
 
         /// <summary>True when the session must end (tables to snapshot again).</summary>
@@ -449,7 +497,7 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
 
         private async Task AddAsync(CdcTable table, RowChange row, CancellationToken ct)
         {
-            _transaction ??= await connection.BeginTransactionAsync(ct);
+            _transaction ??= await WarehouseChanges.BeginAsync(connection, ct);
             if (_chunk.TryGetValue(table.Qualified, out var changes) && !changes.Fits(row))
             {
                 await FlushAsync(changes, ct);
@@ -479,13 +527,29 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
             }
         }
 
+        /// <summary>The chunk being applied while the loop folds the next one: the warehouse works on one while this process
+        /// decodes and folds the other. The connection takes one statement at a time, so anything else on it waits for this first.</summary>
+        private Task _applying = Task.CompletedTask;
+
+#pragma warning disable VSTHRD003 // The task is this session's own apply, started by this loop; an agent's loop has no synchronization context to deadlock on.
+        private Task AppliedAsync() => _applying;
+#pragma warning restore VSTHRD003
+
+        /// <summary>Starts applying a full chunk (once the one before it is applied); it is no longer the loop's to fold into.</summary>
         private async Task FlushAsync(TableChanges changes, CancellationToken ct)
+        {
+            await AppliedAsync();
+            _versions.Remove(changes.Table, out var versions);
+            _applying = ApplyChunkAsync(changes, versions, ct);
+        }
+
+        private async Task ApplyChunkAsync(TableChanges changes, List<WarehouseChanges.HistoryVersion>? versions, CancellationToken ct)
         {
             var table = _tables[changes.Table];
             var name = table.State!.Table!.Name;
             if (!_types.TryGetValue(name, out var types))
                 _types[name] = types = await WarehouseChanges.ColumnTypesAsync(connection, _transaction, warehouseSchema, name, ct);
-            if (_versions.Remove(changes.Table, out var versions))
+            if (versions is not null)
                 await WarehouseChanges.AppendHistoryAsync(connection, _transaction!, warehouseSchema, name, changes, versions, types, ct);
             await WarehouseChanges.ApplyAsync(connection, _transaction!, warehouseSchema, name, changes, types, ct);
         }
@@ -493,6 +557,7 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
         /// <summary>A column added upstream (a new relation message) is added to the warehouse table, typed as a load would type it.</summary>
         private async Task EnsureColumnsAsync(CdcTable table, IReadOnlyList<string> columns, CancellationToken ct)
         {
+            await AppliedAsync();
             var name = table.State!.Table!.Name;
             if (!_types.TryGetValue(name, out var types))
                 _types[name] = types = await WarehouseChanges.ColumnTypesAsync(connection, _transaction, warehouseSchema, name, ct);
@@ -502,7 +567,8 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
             await using var read = await reader.OpenAsync(new TableReadRequest(plan.Config, table.Schema.Name, null, []), ct);
             var added = missing.Select(c => read.Shape.Column(c)).Where(c => c is not null).Select(c => (c!.Name, c.Type)).ToList();
             if (_chunk.Remove(table.Qualified, out var pending)) await FlushAsync(pending, ct);
-            _transaction ??= await connection.BeginTransactionAsync(ct);
+            await AppliedAsync();
+            _transaction ??= await WarehouseChanges.BeginAsync(connection, ct);
             await WarehouseChanges.AddColumnsAsync(connection, _transaction, warehouseSchema, name, added, ct);
             if (table.HasHistory) await WarehouseChanges.AddColumnsAsync(connection, _transaction, warehouseSchema, WarehouseChanges.HistoryName(name), added, ct);
             foreach (var (column, type) in added) types[column] = type;
@@ -514,9 +580,10 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
         private async Task<bool> CommitAsync(CancellationToken ct)
         {
             if (_transaction is null && _lastEnd <= _acknowledged && _truncated.Count == 0) return false;
-            _transaction ??= await connection.BeginTransactionAsync(ct);
+            _transaction ??= await WarehouseChanges.BeginAsync(connection, ct);
             foreach (var changes in _chunk.Values) await FlushAsync(changes, ct);
             _chunk.Clear();
+            await AppliedAsync();
             if (_lastEnd > _applied) await WarehouseChanges.SetPositionAsync(connection, _transaction, warehouseSchema, plan.Source.Id, _lastEnd, ct);
             await _transaction.CommitAsync(ct);
             await _transaction.DisposeAsync();

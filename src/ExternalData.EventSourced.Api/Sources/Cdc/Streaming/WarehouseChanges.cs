@@ -88,6 +88,20 @@ public static class WarehouseChanges
 {
     private const string Positions = "_ph_cdc_positions";
 
+    /// <summary>
+    /// A warehouse transaction for applying changes. A chunk's rows are found by key: the planner, seeing thousands of
+    /// changed rows, would rather hash the whole table on every chunk (a sequential scan of a table of millions to update
+    /// five thousand rows, its cost growing with the table instead of the changes), so joins by hash or merge are off for
+    /// this transaction and each row is one probe of the key index.
+    /// </summary>
+    public static async Task<NpgsqlTransaction> BeginAsync(NpgsqlConnection connection, CancellationToken ct)
+    {
+        var transaction = await connection.BeginTransactionAsync(ct);
+        await using var command = new NpgsqlCommand("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off", connection, transaction);
+        await command.ExecuteNonQueryAsync(ct);
+        return transaction;
+    }
+
     public static async Task EnsurePositionsAsync(NpgsqlConnection connection, string schema, CancellationToken ct)
     {
         try
