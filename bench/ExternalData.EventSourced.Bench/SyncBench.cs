@@ -48,6 +48,8 @@ internal static class SyncBench
         Console.WriteLine("(ratio: the service's throughput as a share of the raw baseline's. The service also pages the read (50,000 rows a page), " +
                           "records one event per page (and the watermark, in the same transaction), and for the full load builds a staging table, " +
                           "swaps it in and indexes the merge key.)");
+        Console.WriteLine();
+        await StripeSyncBench.RunAsync(cluster, quick);
     }
 
     private static void Print(int rows, string run, (TimeSpan Elapsed, int Batches) service, int moved, string baseline, TimeSpan raw, long heap) =>
@@ -144,7 +146,7 @@ internal static class SyncBench
     }
 
     /// <summary>The source's newest job once it is the <paramref name="nth"/> and has ended; it must have moved <paramref name="rows"/> rows.</summary>
-    private static async Task<(TimeSpan Elapsed, int Batches)> JobAsync(BenchHost bench, string id, int nth, int rows)
+    internal static async Task<(TimeSpan Elapsed, int Batches)> JobAsync(BenchHost bench, string id, int nth, int rows)
     {
         JsonArray jobs;
         while (true)

@@ -30,7 +30,9 @@ public static class SourcesConfiguration
             .Duplicate(x => x.Name);
 
         // Webhook deliveries: an inbox per source, apart from its stream (see WebhookDelivery).
-        options.Schema.For<WebhookDelivery>().MultiTenanted().Duplicate(x => x.SourceId).Duplicate(x => x.SchemaId).Duplicate(x => x.ReceivedAt);
+        options.Schema.For<WebhookDelivery>().MultiTenanted().Duplicate(x => x.SourceId).Duplicate(x => x.SchemaId).Duplicate(x => x.ReceivedAt)
+            .Duplicate(x => x.ProcessedAt!);
+        options.Storage.ExtendedSchemaObjects.Add(WebhookStats.Definition(options.DatabaseSchemaName));
         // The inbound webhook finds its source by id alone (it has no project in its route).
         options.Schema.For<Source>().Index(x => x.Id);
 
@@ -54,6 +56,7 @@ public static class SourcesConfiguration
             {
                 PageSize = sp.GetRequiredService<IConfiguration>().GetValue("Sync:PageSize", 50_000),
                 WarehouseConnectionString = sp.GetRequiredService<IConfiguration>().GetConnectionString("Warehouse"),
+                WebhookRetention = sp.GetRequiredService<IConfiguration>().GetValue("Sync:WebhookRetention", TimeSpan.FromDays(7)),
                 TransientRetryDelays = sp.GetRequiredService<IConfiguration>()["Sync:TransientRetryDelays"] is { Length: > 0 } delays
                     ? delays.Split(',').Select(d => TimeSpan.Parse(d.Trim(), System.Globalization.CultureInfo.InvariantCulture)).ToList()
                     : new SyncRunSettings().TransientRetryDelays,

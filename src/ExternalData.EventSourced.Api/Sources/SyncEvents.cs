@@ -88,6 +88,8 @@ public static class SyncModes
     public const string Append = "append";
     public const string Xmin = "xmin";
     public const string CdcSnapshot = "cdc_snapshot";
+    /// <summary>A webhook schema's run after its first: the stored deliveries drained into the table.</summary>
+    public const string Webhook = "webhook";
 }
 
 public static class JobStatuses

@@ -38,6 +38,10 @@ public sealed record SyncStart(SyncRunStarted RunStarted, SyncJobStarted JobStar
 
 public static class SyncRuns
 {
+    /// <summary>Whether the engine can read tables of <paramref name="sourceType"/>: rows of a database
+    /// (<see cref="SourceTypes.Sync.ITableReader"/>) or objects of an API (<see cref="SourceTypes.Sync.IObjectSource"/>).</summary>
+    public static bool CanRead(SourceTypes.ISourceType? sourceType) => sourceType is SourceTypes.Sync.ITableReader or SourceTypes.Sync.IObjectSource;
+
     /// <summary>
     /// The decision, pure: a schema already held by a running job starts nothing (one run per schema at a time); any
     /// other enabled schema starts a full run. Starting is an append on the schema's own sync stream, never the source's,
@@ -46,11 +50,11 @@ public static class SyncRuns
     /// </summary>
     public static SyncStart? Start(Source source, SourceSchema schema, SchemaSync? state, string trigger, Caller caller, Guid jobId, DateTimeOffset now, bool readable = true)
     {
-        // readable: the source's type can be read row by row (ITableReader); a type the engine cannot read yet starts nothing.
+        // readable: the engine can read the source's type (CanRead); a type it cannot read yet starts nothing.
         if (!readable || state?.RunningJobId is not null || !schema.Settings.ShouldSync || schema.Removed || source.IsDirect) return null;
         var syncType = schema.Settings.SyncType ?? SyncTypes.FullRefresh;
-        // CDC and webhook schemas are fed by their own streams, not by runs of this engine.
-        if (syncType is SyncTypes.Cdc or SyncTypes.Webhook) return null;
+        // CDC schemas are fed by their own stream, not by runs of this engine.
+        if (syncType is SyncTypes.Cdc) return null;
         var mode = ModeFor(schema.Settings, state, trigger);
         return new SyncStart(
             new SyncRunStarted(schema.Id, source.Id, jobId, schema.Name, syncType, mode, trigger, caller.Actor, caller.Channel, now),
@@ -77,6 +81,8 @@ public static class SyncRuns
         SyncTypes.Incremental when state.Watermark is not null && state.WatermarkField == settings.IncrementalField => SyncModes.Incremental,
         SyncTypes.Append when state.Watermark is not null && state.WatermarkField == settings.IncrementalField => SyncModes.Append,
         SyncTypes.Xmin when state.XminCeiling is not null => SyncModes.Xmin,
+        // A webhook schema's first run polls every object; later runs drain the deliveries stored since.
+        SyncTypes.Webhook => SyncModes.Webhook,
         _ => SyncModes.Full,
     };
 }

@@ -61,7 +61,8 @@ public static class SyncTypeRules
         if (table.WebhookOnly || !table.ShouldSyncDefault || table.PermissionError is not null) return SyncSettings.Disabled with { SyncFrequency = SchemaSelection.DefaultFrequency };
 
         var cursor = SourceTypes.Discovery.IncrementalFieldRanking.PickDefault(table.IncrementalFields);
-        var syncType = table.SupportsIncremental && cursor is not null ? SyncTypes.Incremental
+        // A table whose incremental sync goes beyond PostHog's (Stripe's) keeps PostHog's default.
+        var syncType = table.SupportsIncremental && table.IncrementalByDefault && cursor is not null ? SyncTypes.Incremental
             : table.SupportsAppend && cursor is not null ? SyncTypes.Append
             : SyncTypes.FullRefresh;
         var cursorBased = syncType != SyncTypes.FullRefresh;

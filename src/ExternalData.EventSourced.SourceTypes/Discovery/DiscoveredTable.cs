@@ -16,7 +16,8 @@ public sealed record DiscoveredTable(
     IReadOnlyList<string>? DetectedPrimaryKeys,
     string? PermissionError,
     string? RlsWarning,
-    bool ShouldSyncDefault = true);
+    bool ShouldSyncDefault = true,
+    bool IncrementalByDefault = true);
 
 public sealed record DiscoveredColumn(string Name, string DataType, bool IsNullable);
 

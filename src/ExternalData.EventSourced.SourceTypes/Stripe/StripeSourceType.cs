@@ -14,6 +14,9 @@ public sealed class StripeOptions
 
     /// <summary>Stripe's API base. Tests point it at a local server that speaks Stripe's protocol.</summary>
     public string ApiBase { get; set; } = "https://api.stripe.com";
+
+    /// <summary>How many 429s in a row one request of a run waits out before the run gives up for now (retryable).</summary>
+    public int RateLimitedTries { get; set; } = 40;
 }
 
 /// <summary>A Stripe account read with a secret or restricted API key, through the Stripe.net client (API.md §2).</summary>
@@ -38,7 +41,7 @@ public sealed partial class StripeSourceType(IOptionsMonitor<StripeOptions> opti
             ]),
             new InputField("stripe_account_id", "Account id", "text", false, "acct_...", "Only for Stripe Connect accounts."),
         ],
-        Capabilities: new SourceCapabilities(Incremental: false, Append: true, Webhooks: true, Cdc: false, DirectQuery: false, ColumnSelection: false),
+        Capabilities: new SourceCapabilities(Incremental: true, Append: true, Webhooks: true, Cdc: false, DirectQuery: false, ColumnSelection: false),
         ConnectionTargetFields: ["stripe_account_id"],
         DocumentedTables: StripeTables.All.Select(StripeTables.ToCatalog).ToList(),
         SuggestedTables: ["Customer", "Charge", "Invoice", "Subscription", "Product"]);
@@ -100,7 +103,8 @@ public sealed partial class StripeSourceType(IOptionsMonitor<StripeOptions> opti
             Description: $"Stripe {t.Name} objects.",
             Columns: [],
             IncrementalFields: t.CursorField is { } f ? [f] : [],
-            SupportsIncremental: false,
+            // Beyond PostHog (which has none for Stripe): the Events API carries updates and deletions (SYNC.md §3.5).
+            SupportsIncremental: ChangeTypesFor(t).Count > 0,
             SupportsAppend: t.SupportsAppend,
             SupportsCdc: false,
             SupportsWebhooks: t.Webhooks,
@@ -108,7 +112,8 @@ public sealed partial class StripeSourceType(IOptionsMonitor<StripeOptions> opti
             RowEstimate: null,
             DetectedPrimaryKeys: ["id"],
             PermissionError: permissionErrors.GetValueOrDefault(t.Name),
-            RlsWarning: null)).ToList());
+            RlsWarning: null,
+            IncrementalByDefault: false)).ToList());
     }
 
     /// <summary>Lists one object of the resource: 403 means the restricted key lacks that resource's read permission.</summary>

@@ -58,6 +58,17 @@ public sealed class FakeStripeServer : IAsyncDisposable
         }.ToJsonString();
 
     private readonly ConcurrentDictionary<string, HashSet<string>> _deniedPathsByKey = new();
+    private readonly ConcurrentDictionary<string, FakeStripeAccount> _accounts = new();
+    private readonly FakeStripeAccount _shared = new();
+
+    /// <summary>A Stripe account of its own behind a new full-access key: its objects, events, clock and rate limit are
+    /// this test's alone.</summary>
+    public (string Key, FakeStripeAccount Account) NewAccount()
+    {
+        var key = $"rk_test_{Guid.NewGuid():N}";
+        RegisterKey(key);
+        return (key, _accounts[key] = new FakeStripeAccount());
+    }
     private WebApplication _app = null!;
 
     public string ApiBase { get; private set; } = "";
@@ -95,6 +106,10 @@ public sealed class FakeStripeServer : IAsyncDisposable
         Requests.Enqueue((path, context.Request.Headers["Stripe-Account"].FirstOrDefault()));
         var auth = context.Request.Headers.Authorization.ToString();
         var key = auth.StartsWith("Bearer ", StringComparison.Ordinal) ? auth[7..] : "";
+        var account = _accounts.GetValueOrDefault(key) ?? _shared;
+        context.Response.Headers.Date = account.Now.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+        if (await account.ThrottledAsync(context)) return;
+        if (account.Revoked) key = "";
         if (!_deniedPathsByKey.TryGetValue(key, out var denied))
         {
             await ErrorAsync(context, HttpStatusCode.Unauthorized, $"Invalid API Key provided: {Mask(key)}", "invalid_request_error");
@@ -122,13 +137,37 @@ public sealed class FakeStripeServer : IAsyncDisposable
             return;
         }
 
-        if (StripeTables.All.Any(t => t.ListPath == path))
+        if (path == "/v1/events")
         {
-            await context.Response.WriteAsJsonAsync(new { @object = "list", data = Array.Empty<object>(), has_more = false, url = path });
+            await ListAnswerAsync(context, account.ListEvents(context.Request.Query));
+            return;
+        }
+
+        if (StripeTables.All.FirstOrDefault(t => t.ListPath == path) is { } table)
+        {
+            await account.BeforeListAsync(context.Request.Query);
+            await ListAnswerAsync(context, account.List(table.Name, path, context.Request.Query));
             return;
         }
 
         await ErrorAsync(context, HttpStatusCode.NotFound, $"Unrecognized request URL (GET: {path}).", "invalid_request_error");
+    }
+
+    /// <summary>A list page, or Stripe's answer to a <c>starting_after</c> naming an object that does not exist (any more).</summary>
+    private static async Task ListAnswerAsync(HttpContext context, string? page)
+    {
+        if (page is null)
+        {
+            context.Response.StatusCode = StatusCodes.Status400BadRequest;
+            await context.Response.WriteAsJsonAsync(new
+            {
+                error = new { message = $"No such object: '{context.Request.Query["starting_after"]}'", type = "invalid_request_error", code = "resource_missing", param = "starting_after" },
+            });
+            return;
+        }
+
+        context.Response.ContentType = "application/json";
+        await context.Response.WriteAsync(page, context.RequestAborted);
     }
 
     /// <summary>Stripe's webhook_endpoints resource: create (form-encoded, the secret in this answer only), list

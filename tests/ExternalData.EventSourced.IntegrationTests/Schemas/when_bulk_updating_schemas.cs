@@ -137,14 +137,14 @@ public sealed class when_bulk_updating_schemas(AppFixture app) : IntegrationCont
         };
         var source = (await Api.PostAsync(Sources, body)).ShouldHaveStatus(HttpStatusCode.Created).Json;
         var discount = source["schemas"]!.AsArray().Single(s => s!["name"]!.GetValue<string>() == "Discount")!["id"]!.GetValue<string>();
-        var charge = source["schemas"]!.AsArray().Single(s => s!["name"]!.GetValue<string>() == "Charge")!["id"]!.GetValue<string>();
+        var balance = source["schemas"]!.AsArray().Single(s => s!["name"]!.GetValue<string>() == "BalanceTransaction")!["id"]!.GetValue<string>();
         var id = source["id"]!.GetValue<string>();
 
         (await Api.PatchAsync(BulkUrl(id), Batch(new JsonObject { ["id"] = discount, ["should_sync"] = true, ["sync_type"] = "full_refresh" })))
             .ShouldBeProblem(HttpStatusCode.BadRequest,
                 "These schemas in the batch could not be saved: Discount (Discount can only be synced via webhooks — pick the Webhook sync method.). No schema in the batch was changed.");
-        (await Api.PatchAsync(BulkUrl(id), Batch(new JsonObject { ["id"] = charge, ["should_sync"] = true, ["sync_type"] = "incremental", ["incremental_field"] = "created", ["incremental_field_type"] = "integer" })))
-            .Json["detail"]!.GetValue<string>().ShouldContain("Charge (Charge does not support incremental sync)");
+        (await Api.PatchAsync(BulkUrl(id), Batch(new JsonObject { ["id"] = balance, ["should_sync"] = true, ["sync_type"] = "incremental", ["incremental_field"] = "created", ["incremental_field_type"] = "integer" })))
+            .Json["detail"]!.GetValue<string>().ShouldContain("BalanceTransaction (BalanceTransaction does not support incremental sync)");
         (await Api.PatchAsync(BulkUrl(id), Batch(new JsonObject { ["id"] = discount, ["should_sync"] = true, ["sync_type"] = "webhook" })))
             .ShouldHaveStatus(HttpStatusCode.OK);
     }

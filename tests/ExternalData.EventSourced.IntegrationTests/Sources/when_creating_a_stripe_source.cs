@@ -69,9 +69,10 @@ public sealed class when_creating_a_stripe_source(AppFixture app) : IntegrationC
             .ShouldBeProblem(HttpStatusCode.BadRequest, "Discount can only be synced via webhooks — pick the Webhook sync method.");
 
         var incremental = new JsonArray(new JsonObject
-            { ["name"] = "Charge", ["should_sync"] = true, ["sync_type"] = "incremental", ["incremental_field"] = "created", ["incremental_field_type"] = "integer" });
+            { ["name"] = "BalanceTransaction", ["should_sync"] = true, ["sync_type"] = "incremental", ["incremental_field"] = "created", ["incremental_field_type"] = "integer" });
+        // Incremental goes beyond PostHog where Stripe's events carry a table's updates; balance transactions have none.
         (await Api.PostAsync(Sources, StripeBody(FakeStripeServer.FullKey, incremental)))
-            .ShouldBeProblem(HttpStatusCode.BadRequest, "Charge does not support incremental sync.");
+            .ShouldBeProblem(HttpStatusCode.BadRequest, "BalanceTransaction does not support incremental sync.");
     }
 
     [Fact]

@@ -160,25 +160,6 @@ public sealed class when_schemas_run_on_their_own_and_on_request(AppFixture app)
         }
     }
 
-    [Fact]
-    public async Task a_source_the_engine_cannot_read_yet_starts_no_run_and_shows_no_error()
-    {
-        var id = (await Api.PostAsync(Sources, new JsonObject
-        {
-            ["source_type"] = "Stripe",
-            ["payload"] = new JsonObject
-            {
-                ["stripe_secret_key"] = FakeStripeServer.FullKey,
-                ["schemas"] = new JsonArray(new JsonObject { ["name"] = "Customer", ["should_sync"] = true, ["sync_type"] = "full_refresh" }),
-            },
-        })).ShouldHaveStatus(HttpStatusCode.Created).Json["id"]!.GetValue<string>();
-        (await Api.PostAsync($"{SourceUrl(id)}reload/", new JsonObject())).ShouldHaveStatus(HttpStatusCode.OK);
-        (await Api.GetAsync($"{SourceUrl(id)}jobs/")).Json.AsArray().ShouldBeEmpty("a reload decides before it answers: nothing started");
-        await Task.Delay(TimeSpan.FromSeconds(2)); // the create's own first-run request goes through the outbox
-        (await Api.GetAsync($"{SourceUrl(id)}jobs/")).Json.AsArray().ShouldBeEmpty();
-        (await Api.GetAsync(SourceUrl(id))).Json["status"]!.GetValue<string>().ShouldNotBe("Error");
-    }
-
     private static async Task WaitForAsync(Func<Task<bool>> condition)
     {
         var deadline = DateTimeOffset.UtcNow.AddSeconds(30);

@@ -52,12 +52,12 @@ public static class ReconcileSyncSchedulesHandler
 
         var enabled = await session.Query<SourceSchema>()
             .Where(s => s.AnyTenant() && !s.Removed && s.Settings.ShouldSync && s.Settings.SyncFrequency != null
-                        && s.Settings.SyncType != SyncTypes.Cdc && s.Settings.SyncType != SyncTypes.Webhook)
+                        && s.Settings.SyncType != SyncTypes.Cdc)
             .Select(s => new EnabledSchema(s.Id, s.SourceId)).ToListAsync(ct);
         var states = (await session.Query<SchemaSync>().Where(s => s.AnyTenant()).ToListAsync(ct)).ToDictionary(s => s.Id);
         // Only sources whose tables the engine can read have schedules to lose.
         var projects = (await session.Query<Source>().Where(s => s.AnyTenant()).Select(s => new SourceProject(s.Id, s.ProjectId, s.SourceType)).ToListAsync(ct))
-            .Where(s => registry.TryGet(s.SourceType, out var type) && type is SourceTypes.Sync.ITableReader).ToDictionary(s => s.Id, s => s.ProjectId);
+            .Where(s => registry.TryGet(s.SourceType, out var type) && SyncRuns.CanRead(type)).ToDictionary(s => s.Id, s => s.ProjectId);
         var fired = await ScheduledDueAsync(connection, transaction, store.Options.DatabaseSchemaName, ct);
 
         var rearmed = 0;

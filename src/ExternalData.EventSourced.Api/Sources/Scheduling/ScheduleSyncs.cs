@@ -15,8 +15,8 @@ public sealed record SyncDue(string ProjectId, Guid SourceId, Guid SchemaId, Dat
 
 public static class SyncScheduler
 {
-    /// <summary>Whether the engine can read the source's tables (its type is an <see cref="SourceTypes.Sync.ITableReader"/>).</summary>
-    public static bool Readable(SourceTypeRegistry registry, Source source) => registry.Get(source.SourceType) is SourceTypes.Sync.ITableReader;
+    /// <summary>Whether the engine can read the source's tables (see <see cref="SyncRuns.CanRead"/>).</summary>
+    public static bool Readable(SourceTypeRegistry registry, Source source) => SyncRuns.CanRead(registry.Get(source.SourceType));
 
     /// <summary>The message that asks a source's schemas to be looked at again, or nothing when none changed.</summary>
     public static OutgoingMessages Arm(string projectId, Guid sourceId, IEnumerable<Guid> schemaIds)

@@ -54,7 +54,8 @@ public static class SyncSchedule
 
     public static bool IsScheduled(Source? source, SourceSchema? schema) =>
         source is not null && !source.IsDirect && schema is { Removed: false, Settings.ShouldSync: true }
-        && schema.Settings.SyncType is not (SyncTypes.Cdc or SyncTypes.Webhook);
+        // A webhook schema runs on its schedule too: each run drains the deliveries stored since the last (SYNC.md §3.5).
+        && schema.Settings.SyncType is not SyncTypes.Cdc;
 
     /// <summary>The decision for a schema whose schedule may have changed (enabled, disabled, frequency edited, a run ended).
     /// <paramref name="rearm"/>: the schedule was found lost, so a due time that looks armed is armed again.</summary>

@@ -43,7 +43,7 @@ public static class ReloadSourceHandler
         var jobs = new List<Guid>();
         foreach (var (schema, stream) in targets.Value!.Schemas)
         {
-            var readable = registry.Get(targets.Value.Source.SourceType) is SourceTypes.Sync.ITableReader;
+            var readable = SyncRuns.CanRead(registry.Get(targets.Value.Source.SourceType));
             if (SyncRuns.Start(targets.Value.Source, schema, stream.Aggregate, SyncTriggers.Manual, command.Caller, Guid.CreateVersion7(now), now, readable) is not { } start) continue;
             stream.AppendOne(start.RunStarted);
             session.Events.StartStream<SyncJob>(start.JobStarted.JobId, start.JobStarted);

@@ -32,6 +32,9 @@ public sealed class SyncRunSettings
     /// goes on (SYNC.md §5). <c>Sync:TransientRetryDelays</c>, comma-separated time spans.</summary>
     public IReadOnlyList<TimeSpan> TransientRetryDelays { get; set; } = [TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30), TimeSpan.FromMinutes(2)];
 
+    /// <summary>How long a drained webhook delivery is kept before a run trims it (<c>Sync:WebhookRetention</c>).</summary>
+    public TimeSpan WebhookRetention { get; set; } = TimeSpan.FromDays(7);
+
     public Func<RunSyncJob, int, Task>? AfterBatchCommitted { get; set; }
 
     /// <summary>With a separate warehouse, after a page's rows (and mark) committed there and before its events: where a
@@ -46,7 +49,7 @@ public sealed class SyncRunSettings
 /// included, because the warehouse is the service's own database (ADR 0041): a crash re-reads at most the page in flight.
 /// A failure leaves the warehouse as the last committed page left it and says why in words a data engineer can act on.
 /// </summary>
-public static class RunSyncJobHandler
+public static partial class RunSyncJobHandler
 {
     // A full load of a large table takes as long as it takes; Wolverine's default execution timeout is for messages.
     // A run that could not even record its end (the service's own database down) is delivered again, spread out so the
@@ -116,7 +119,8 @@ public static class RunSyncJobHandler
             config = await StoredConfig.LoadAsync(source, query, cipher, ct);
         }
 
-        if (registry.Get(source.SourceType) is not ITableReader reader)
+        var sourceType = registry.Get(source.SourceType);
+        if (!SyncRuns.CanRead(sourceType))
             return await FailAsync(store, run, new RunFailure("not_supported", false, DisablesSchema: false), $"Syncing {source.SourceType} tables is not available yet.", clock, ct);
 
         var target = new Target(WarehouseTables.SchemaFor(run.ProjectId),
@@ -129,13 +133,21 @@ public static class RunSyncJobHandler
         var request = snapshot is null
             ? new TableReadRequest(config, schema.Name, chosen.EnabledColumns, RowFiltersOf(chosen))
             : new TableReadRequest(config, schema.Name, null, [], snapshot.Name);
-        await using var context = new RunContext(run, job, schema, state, store, connection, target, clock, settings, logger, c => reader.OpenAsync(request, c))
+        await using var context = new RunContext(run, job, schema, state, store, connection, target, clock, settings, logger,
+            sourceType is ITableReader reader ? c => reader.OpenAsync(request, c) : _ => throw new InvalidOperationException($"{source.SourceType} is not read as tables."))
         {
             CdcPoint = snapshot is null ? null : SourceTypes.ChangeDataCapture.Lsn.Format(snapshot.ConsistentPoint),
         };
         try
         {
             await WarehouseTables.EnsureSchemaAsync(connection, target.Schema, settings.SeparateWarehouse, ct);
+            if (sourceType is IObjectSource objects)
+            {
+                await LoadObjectsAsync(context, objects.OpenObjects(config, schema.Name), objects, cipher, ct);
+                logger.LogInformation("Synced {Schema} of source {Source} into {Warehouse}.{Table} (job {Job})", schema.Name, source.Id, target.Schema, target.Name, run.JobId);
+                return null;
+            }
+
             var shape = await context.FromSourceAsync(read => Task.FromResult(read.Shape), ct);
             if (chosen.SyncType is SyncTypes.Incremental or SyncTypes.Append && chosen.IncrementalField is { } cursorField && shape.Column(cursorField) is null)
                 throw new SourceReadException(
@@ -199,7 +211,9 @@ public static class RunSyncJobHandler
         }
         finally
         {
-            foreach (var leftover in context.Leftovers) await DropQuietlyAsync(connection, settings.Warehouse(store), leftover, logger);
+            // A node shutting down mid-run leaves its work tables for the job's next delivery, which may go on from them.
+            if (!ct.IsCancellationRequested)
+                foreach (var leftover in context.Leftovers) await DropQuietlyAsync(connection, settings.Warehouse(store), leftover, logger);
         }
     }
 

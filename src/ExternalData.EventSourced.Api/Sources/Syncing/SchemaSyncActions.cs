@@ -97,7 +97,7 @@ public static class ActOnSchemaSyncHandler
         if (target.Problem is { } problem) return (problem, []);
         var (source, schema, stream) = target.Value!;
         var (outcome, syncEvents, jobEvents, run) = SchemaSyncActions.Decide(command, source, schema, stream.Aggregate, Guid.CreateVersion7(now), now,
-            registry.Get(source.SourceType) is SourceTypes.Sync.ITableReader);
+            SyncRuns.CanRead(registry.Get(source.SourceType)));
         if (outcome.Problem is not null) return (outcome, []);
 
         foreach (var e in syncEvents) stream.AppendOne(e);

@@ -15,7 +15,7 @@ namespace ExternalData.EventSourced.Sources;
 public static class WarehouseTables
 {
     public const string MetadataSyncedAt = "_ph_synced_at";
-    private const string OwnerMark = "externaldata:schema=";
+    internal const string OwnerMark = "externaldata:schema=";
     private const int MaxIdentifierBytes = 63;
 
     /// <summary><c>warehouse_&lt;project&gt;</c>, with anything but letters, digits and underscores folded to an underscore.</summary>
@@ -258,7 +258,7 @@ public static class WarehouseTables
         return await command.ExecuteScalarAsync(ct) as string;
     }
 
-    private static async Task<bool> IsOursAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string name, Guid schemaId, CancellationToken ct)
+    internal static async Task<bool> IsOursAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string name, Guid schemaId, CancellationToken ct)
     {
         await using var owner = new NpgsqlCommand("SELECT obj_description(to_regclass(@relation), 'pg_class'), to_regclass(@relation) IS NOT NULL", connection, transaction);
         owner.Parameters.AddWithValue("relation", $"{Quote(schema)}.{Quote(name)}");
@@ -281,7 +281,7 @@ public static class WarehouseTables
         return new WarehouseTable(schemaId, schema, name, columns, rows);
     }
 
-    private static async Task<List<WarehouseTableColumn>> ColumnsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string name, CancellationToken ct)
+    internal static async Task<List<WarehouseTableColumn>> ColumnsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string name, CancellationToken ct)
     {
         var columns = new List<WarehouseTableColumn>();
         await using var command = new NpgsqlCommand("""
@@ -294,7 +294,7 @@ public static class WarehouseTables
         return columns;
     }
 
-    private static async Task<long> ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, CancellationToken ct)
+    internal static async Task<long> ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, CancellationToken ct)
     {
         await using var command = new NpgsqlCommand(sql, connection, transaction);
         return await command.ExecuteNonQueryAsync(ct);

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using ExternalData.EventSourced.Infrastructure.Encryption;
 using ExternalData.EventSourced.Infrastructure.Http;
 using ExternalData.EventSourced.SourceTypes;
+using ExternalData.EventSourced.SourceTypes.Sync;
 using ExternalData.EventSourced.SourceTypes.Webhooks;
 using Marten;
 using JasperFx;
@@ -13,10 +14,11 @@ using ExternalData.EventSourced.Shared;
 namespace ExternalData.EventSourced.Sources;
 
 /// <summary>
-/// One accepted provider delivery, kept for the sync engine to come (an inbox). Its own document, keyed by source
-/// and provider event id, so a redelivery is the same row and deliveries never touch the source's stream: a burst
-/// of them does not queue behind, or lock out, a PATCH of the source. The payload is sealed under the source's data
-/// key, so deleting the source shreds its deliveries too.
+/// One accepted provider delivery, kept until the schema's next run drains it into the warehouse (an inbox). Its own
+/// document, keyed by source and provider event id, so a redelivery is the same row and deliveries never touch the
+/// source's stream: a burst of them does not queue behind, or lock out, a PATCH of the source. The payload is sealed
+/// under the source's data key, so deleting the source shreds its deliveries too. A drained delivery is marked
+/// <see cref="ProcessedAt"/> in the transaction that merged it, and trimmed after <c>Sync:WebhookRetention</c>.
 /// </summary>
 public sealed class WebhookDelivery
 {
@@ -28,6 +30,9 @@ public sealed class WebhookDelivery
     public string? EventType { get; set; }
     public string ObjectType { get; set; } = "";
     public DateTimeOffset ReceivedAt { get; set; }
+    /// <summary>When the provider made the event (Unix seconds, its clock): a drain applies the oldest first.</summary>
+    public long EventCreated { get; set; }
+    public DateTimeOffset? ProcessedAt { get; set; }
     public SealedSecrets Payload { get; set; } = null!;
 
     public static string IdOf(Guid sourceId, string eventId) => $"{sourceId:N}:{eventId}";
@@ -74,8 +79,10 @@ public static class ReceiveWebhookEndpoint
         {
             Id = WebhookDelivery.IdOf(sourceId, verified.EventId), SourceId = sourceId, SchemaId = schema.Id, SchemaName = schema.Name, EventId = verified.EventId,
             EventType = verified.EventType, ObjectType = verified.ObjectType, ReceivedAt = clock.GetUtcNow(),
+            EventCreated = (provider as IObjectSource)?.ChangeOf(body)?.Created ?? 0,
             Payload = cipher.Seal(new JsonObject { ["event"] = body }, key, sourceId),
         });
+        WebhookStats.Count(session, sourceId, schema.Id, clock.GetUtcNow());
         try
         {
             await session.SaveChangesAsync(ct);
@@ -89,9 +96,32 @@ public static class ReceiveWebhookEndpoint
     }
 }
 
-/// <summary>Per schema: how many deliveries arrived and when the last did — one grouped query per read.</summary>
+/// <summary>Per schema: how many deliveries arrived and when the last did, counted as they arrive (one upsert per
+/// delivery, in its transaction, so a duplicate that is refused is not counted), never by scanning the inbox, which a
+/// drain empties and retention trims.</summary>
 public static class WebhookStats
 {
+    public const string Table = "ed_webhook_counters";
+
+    /// <summary>The counters' table, made and migrated by Marten with the rest of the schema.</summary>
+    public static Weasel.Postgresql.Tables.Table Definition(string schema)
+    {
+        var table = new Weasel.Postgresql.Tables.Table(new Weasel.Postgresql.PostgresqlObjectName(schema, Table, Weasel.Postgresql.SchemaUtils.IdentifierUsage.General));
+        table.AddColumn<string>("tenant_id").AsPrimaryKey();
+        table.AddColumn<Guid>("schema_id").AsPrimaryKey();
+        table.AddColumn<Guid>("source_id").NotNull();
+        table.AddColumn<long>("received").NotNull();
+        table.AddColumn("last_at", "timestamptz").NotNull();
+        table.Indexes.Add(new Weasel.Postgresql.Tables.IndexDefinition($"ix_{Table}_source") { Columns = ["tenant_id", "source_id"] });
+        return table;
+    }
+
+    public static void Count(IDocumentSession session, Guid sourceId, Guid schemaId, DateTimeOffset at) =>
+        session.QueueSqlCommand($"""
+            INSERT INTO {session.DocumentStore.Options.DatabaseSchemaName}.{Table} AS c (tenant_id, schema_id, source_id, received, last_at) VALUES (?, ?, ?, 1, ?)
+            ON CONFLICT (tenant_id, schema_id) DO UPDATE SET received = c.received + 1, last_at = greatest(c.last_at, EXCLUDED.last_at)
+            """, session.TenantId, schemaId, sourceId, at);
+
     /// <summary>A source of a type without webhooks never has a delivery (the inbound route refuses it), so its
     /// read skips the query: a retrieve of a Postgres source is one round trip fewer.</summary>
     public static Task<Dictionary<Guid, (long Count, DateTimeOffset Last)>> ForSourceAsync(IQuerySession session, SourceDetails source, CancellationToken ct) =>
@@ -100,10 +130,9 @@ public static class WebhookStats
     public static async Task<Dictionary<Guid, (long Count, DateTimeOffset Last)>> ForSourcesAsync(IQuerySession session, Guid[] sourceIds, CancellationToken ct)
     {
         if (sourceIds.Length == 0) return [];
-        var table = $"{session.DocumentStore.Options.DatabaseSchemaName}.mt_doc_webhookdelivery";
         var rows = await session.QueryAsync<string>(
-            $"select coalesce(json_agg(json_build_object('id', schema_id, 'count', n, 'last', last))::text, '[]') from " +
-            $"(select schema_id, count(*) n, max(received_at) last from {table} where tenant_id = ? and source_id = any(?) group by schema_id) s",
+            $"select coalesce(json_agg(json_build_object('id', schema_id, 'count', received, 'last', last_at))::text, '[]') from " +
+            $"{session.DocumentStore.Options.DatabaseSchemaName}.{Table} where tenant_id = ? and source_id = any(?)",
             ct, session.TenantId, sourceIds);
         var result = new Dictionary<Guid, (long, DateTimeOffset)>();
         foreach (var row in JsonNode.Parse(rows.Single())!.AsArray())
