@@ -152,4 +152,71 @@ public sealed class when_a_schedule_is_lost(AppFixture app) : SyncContext(app, T
         var history = (await Api.GetAsync($"{SourceUrl(id)}history/?include=syncs&type=sync_run_cancelled")).Json["results"]!.AsArray();
         history.ShouldHaveSingleItem()!["actor"]!["name"]!.GetValue<string>().ShouldBe("system:operator");
     }
+
+    [Fact]
+    public async Task a_run_whose_message_is_gone_from_every_inbox_is_ended_and_its_schedule_goes_on()
+    {
+        var id = await CreateAsync("orphan", FullRefresh("many"));
+        var schemaId = (await Api.GetAsync(SourceUrl(id))).Json["schemas"]!.AsArray().Single(s => s!["name"]!.GetValue<string>() == "many")!["id"]!.GetValue<string>();
+        var settings = App.Host.Services.GetRequiredService<SyncRunSettings>();
+        settings.PageSize = 1000;
+        using var held = new SemaphoreSlim(0);
+        using var release = new SemaphoreSlim(0);
+        settings.AfterBatchCommitted = async (_, batch) =>
+        {
+            if (batch != 1) return;
+            held.Release();
+            await release.WaitAsync(TimeSpan.FromSeconds(60));
+        };
+        JsonNode job;
+        try
+        {
+            (await Api.PostAsync($"{SourceUrl(id)}reload/", new JsonObject())).ShouldHaveStatus(HttpStatusCode.OK);
+            (await held.WaitAsync(TimeSpan.FromSeconds(30))).ShouldBeTrue("the run committed its first batch");
+            Scheduler.OverdueGrace = TimeSpan.FromSeconds(1);
+            Scheduler.ReconcileEvery = TimeSpan.FromSeconds(1);
+            await Task.Delay(TimeSpan.FromSeconds(1.5));
+
+            // Healthy: its message is in the inbox (the run is in it), so a pass leaves it running.
+            await App.Host.Services.GetRequiredService<IMessageBus>().SendAsync(new ReconcileSyncSchedules());
+            await Task.Delay(TimeSpan.FromSeconds(2.5));
+            (await Api.GetAsync($"{SourceUrl(id)}jobs/")).Json.AsArray()[0]!["status"]!.GetValue<string>().ShouldBe("Running");
+
+            // Lost: as if it had been dead-lettered, the message is in no inbox any more.
+            await using (var connection = new NpgsqlConnection(App.Server.ConnectionStringFor("postgres")))
+            {
+                await connection.OpenAsync();
+                await using var delete = new NpgsqlCommand($"DELETE FROM {App.Schema}.wolverine_incoming_envelopes WHERE message_type LIKE '%RunSyncJob%'", connection);
+                (await delete.ExecuteNonQueryAsync()).ShouldBeGreaterThanOrEqualTo(1);
+            }
+
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while ((job = (await Api.GetAsync($"{SourceUrl(id)}jobs/")).Json.AsArray()[0]!)["status"]!.GetValue<string>() == "Running")
+            {
+                if (DateTime.UtcNow > deadline) throw new ShouldAssertException("the lost run was not ended");
+                await Task.Delay(200);
+            }
+        }
+        finally
+        {
+            release.Release();
+            settings.AfterBatchCommitted = null;
+            settings.PageSize = 50_000;
+        }
+
+        job["status"]!.GetValue<string>().ShouldBe("Failed", job.ToJsonString());
+        job["error_class"]!.GetValue<string>().ShouldBe("internal");
+        job["latest_error"]!.GetValue<string>().ShouldBe(FailLostRun.Error);
+        await Task.Delay(TimeSpan.FromSeconds(1)); // the released run finds it no longer holds the schema and stops
+        (await Api.GetAsync($"{SourceUrl(id)}jobs/")).Json.AsArray()[0]!["status"]!.GetValue<string>().ShouldBe("Failed", "the ended run does not come back");
+        var schema = (await Api.GetAsync(SourceUrl(id))).Json["schemas"]!.AsArray().Single(s => s!["id"]!.GetValue<string>() == schemaId)!;
+        schema["should_sync"]!.GetValue<bool>().ShouldBeTrue("a lost run is the service's failure, never a reason to disable");
+        schema["next_sync_at"].ShouldNotBeNull("the schedule goes on");
+        var failed = (await Api.GetAsync($"{SourceUrl(id)}history/?include=syncs&type=sync_run_failed")).Json["results"]!.AsArray().ShouldHaveSingleItem()!;
+        failed["actor"]!["name"]!.GetValue<string>().ShouldBe("system:schedule-reconciler");
+
+        // The next run starts and completes as usual.
+        (await ReloadAndWaitAsync(id, 2))[0]["status"]!.GetValue<string>().ShouldBe("Completed");
+        (await ScalarAsync($"SELECT count(*) FROM {Warehouse}.orphanpostgres_many")).ShouldBe(3000);
+    }
 }

@@ -72,6 +72,18 @@ public static class ReconcileSyncSchedulesHandler
                 Reason: string.Join("; ", bySource.Select(s => s.Why).Distinct())).ForProject());
         }
 
+        // Runs that hold their schema with nothing queued to run them: ended, so the schedule goes on (CDC snapshots are the
+        // consumer's own and have no message).
+        var queued = await QueuedRunsAsync(connection, transaction, store.Options.DatabaseSchemaName, ct);
+        var held = states.Values.Where(s => s.RunningJobId is { } job && s.RunningSince < now - settings.OverdueGrace && !queued.Contains(job)).ToList();
+        if (held.Count > 0)
+        {
+            var jobIds = held.Select(s => s.RunningJobId!.Value).ToList();
+            var lost = await session.Query<SyncJob>().Where(j => j.AnyTenant() && jobIds.Contains(j.Id) && j.Mode != SyncModes.CdcSnapshot).ToListAsync(ct);
+            foreach (var job in lost.Where(j => projects.ContainsKey(j.SourceId)))
+                messages.Add(new FailLostRun(projects[job.SourceId], job.SourceId, job.SchemaId, job.Id).ForProject());
+        }
+
         session.Store(new ScheduleReconciliation { LastRunAt = now, Node = Environment.MachineName, Rearmed = rearmed });
         await session.SaveChangesAsync(ct);
         await transaction.CommitAsync(ct);
@@ -112,6 +124,30 @@ public static class ReconcileSyncSchedulesHandler
         }
 
         return due.ToLookup(d => d.SchemaId, d => d.DueAt);
+    }
+
+    /// <summary>The jobs whose <see cref="RunSyncJob"/> waits in Wolverine's inbox (queued, running, or scheduled for a retry).</summary>
+    private static async Task<HashSet<Guid>> QueuedRunsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, CancellationToken ct)
+    {
+        var jobs = new HashSet<Guid>();
+        await using var command = new NpgsqlCommand(
+            $"SELECT body FROM \"{schema}\".wolverine_incoming_envelopes WHERE message_type = @type AND status IN ('Incoming', 'Scheduled')", connection, transaction);
+        command.Parameters.AddWithValue("type", typeof(RunSyncJob).ToMessageTypeName());
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            try
+            {
+                var envelope = Wolverine.Runtime.Serialization.EnvelopeSerializer.Deserialize(await reader.GetFieldValueAsync<byte[]>(0, ct));
+                if (envelope.Data is { } data && JsonSerializer.Deserialize<RunSyncJob>(data, MessageJson) is { } run) jobs.Add(run.JobId);
+            }
+            catch (Exception e) when (e is JsonException or InvalidOperationException or ArgumentException or IndexOutOfRangeException or EndOfStreamException)
+            {
+                // Unreadable: its job, if still running, is judged lost only after the grace, and ending it is retryable.
+            }
+        }
+
+        return jobs;
     }
 
     private static readonly JsonSerializerOptions MessageJson = new() { PropertyNameCaseInsensitive = true };
