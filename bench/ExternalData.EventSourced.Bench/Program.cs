@@ -3,7 +3,8 @@ using ExternalData.EventSourced.Bench;
 using ExternalData.EventSourced.LocalPostgres;
 
 // Usage: dotnet run -c Release --project bench/ExternalData.EventSourced.Bench -- [scenario...] [--quick] [--profile] [--markdown FILE] [discovery sizes...]
-// Scenarios: patch, reads, setup, source-model, discovery, webhooks, rebuild, cold-start, sync, cdc; with none named, all run. Each prints a
+// Scenarios: patch, reads, setup, source-model, discovery, webhooks, rebuild, cold-start, sync, cdc (and stripe, the Stripe part of
+// sync on its own); with none named, all run. Each prints a
 // Markdown table with its baseline ratio. --markdown also writes everything printed, under a header naming the
 // machine and the PostgreSQL settings, to FILE (docs/benchmarks.md is made this way). Everything runs against a
 // throwaway local PostgreSQL started from the server binaries, as the tests do.
@@ -11,7 +12,7 @@ string[] all = ["patch", "reads", "setup", "source-model", "discovery", "webhook
 var quick = args.Contains("--quick");
 var markdownAt = Array.IndexOf(args, "--markdown");
 var markdown = markdownAt >= 0 && markdownAt + 1 < args.Length ? args[markdownAt + 1] : null;
-var scenarios = args.Where(all.Contains).ToList();
+var scenarios = args.Where(a => all.Contains(a) || a == "stripe").ToList();
 if (scenarios.Count == 0) scenarios = [.. all];
 var sizes = args.Where(a => int.TryParse(a, NumberStyles.None, CultureInfo.InvariantCulture, out _)).Select(a => int.Parse(a, CultureInfo.InvariantCulture)).ToArray();
 if (sizes.Length == 0) sizes = quick ? [100, 500] : [100, 500, 2000];
@@ -35,6 +36,7 @@ foreach (var scenario in scenarios)
     else if (scenario == "setup") await SetupBench.RunAsync(cluster, quick);
     else if (scenario == "sync") await SyncBench.RunAsync(cluster, quick);
     else if (scenario == "cdc") await CdcBench.RunAsync(cluster, quick);
+    else if (scenario == "stripe") await StripeSyncBench.RunAsync(cluster, quick);
     else await DiscoveryBench.RunAsync(cluster, sizes);
     Console.WriteLine();
 }

@@ -150,7 +150,10 @@ internal sealed class StripeObjectRead(StripeClient client, StripeTable table, I
             return await ListAsync(query with { StartingAfter = null }, ct);
         }
 
-        var objects = (list["data"] as JsonArray ?? []).OfType<JsonObject>().Select(o => (JsonObject)o.DeepClone()).ToList();
+        // Taken out of the parsed page (not copied): each object is then a node of its own.
+        var data = list["data"] as JsonArray ?? [];
+        var objects = data.OfType<JsonObject>().ToList();
+        data.Clear();
         return new ObjectPage(objects, list["has_more"]?.GetValueKind() == JsonValueKind.True, date);
     }
 

@@ -51,6 +51,7 @@ public sealed class FakeStripeAccount
             var list = _tables.TryGetValue(table, out var existing) ? existing : _tables[table] = [];
             for (var n = 0; n < count; n++) made.Add(Make(table, newest - (count - 1 - n)));
             list.AddRange(made);
+            _version++;
         }
 
         return made;
@@ -64,6 +65,7 @@ public sealed class FakeStripeAccount
             var made = Make(table, Now.ToUnixTimeSeconds());
             shape?.Invoke(made);
             (_tables.TryGetValue(table, out var list) ? list : _tables[table] = []).Add(made);
+            _version++;
             AddEvent($"{EventPrefixOf(table)}.created", made);
             return made;
         }
@@ -89,6 +91,7 @@ public sealed class FakeStripeAccount
         {
             var found = _tables[table].Single(o => o["id"]!.GetValue<string>() == id);
             change(found);
+            _version++;
             AddEvent($"{EventPrefixOf(table)}.updated", found);
         }
     }
@@ -101,6 +104,7 @@ public sealed class FakeStripeAccount
             var list = _tables[table];
             var found = list.Single(o => o["id"]!.GetValue<string>() == id);
             list.Remove(found);
+            _version++;
             var last = (JsonObject)found.DeepClone();
             last["deleted"] = true;
             AddEvent($"{EventPrefixOf(table)}.deleted", last);
@@ -155,10 +159,23 @@ public sealed class FakeStripeAccount
 
     internal string? List(string table, string path, IQueryCollection query)
     {
-        List<JsonObject> all;
-        lock (_lock) all = _tables.TryGetValue(table, out var list) ? [.. list] : [];
-        return Page(all, path, query);
+        List<JsonObject> ordered;
+        lock (_lock)
+        {
+            // Ordered once per change of the table, not per request: a list of thousands is paged without re-sorting it.
+            if (!_ordered.TryGetValue(table, out var cached) || cached.Version != _version)
+                _ordered[table] = cached = (_version, _tables.TryGetValue(table, out var list) ? Newest(list) : []);
+            ordered = cached.Objects;
+        }
+
+        return Page(ordered, path, query, sorted: true);
     }
+
+    private readonly Dictionary<string, (long Version, List<JsonObject> Objects)> _ordered = new();
+    private long _version;
+
+    private static List<JsonObject> Newest(List<JsonObject> all) =>
+        all.Select((o, i) => (o, i)).OrderByDescending(x => x.o["created"]!.GetValue<long>()).ThenByDescending(x => x.i).Select(x => x.o).ToList();
 
     internal string? ListEvents(IQueryCollection query)
     {
@@ -176,9 +193,9 @@ public sealed class FakeStripeAccount
 
     /// <summary>Stripe's list semantics: newest first (ties: the later made first), filters on <c>created</c>, then a window
     /// after <c>starting_after</c> or before <c>ending_before</c>.</summary>
-    private static string? Page(List<JsonObject> all, string path, IQueryCollection query)
+    private static string? Page(List<JsonObject> all, string path, IQueryCollection query, bool sorted = false)
     {
-        var ordered = all.Select((o, i) => (o, i)).OrderByDescending(x => x.o["created"]!.GetValue<long>()).ThenByDescending(x => x.i).Select(x => x.o).ToList();
+        var ordered = sorted ? all : Newest(all);
         foreach (var (op, test) in new (string, Func<long, long, bool>)[] { ("gt", (c, v) => c > v), ("gte", (c, v) => c >= v), ("lt", (c, v) => c < v), ("lte", (c, v) => c <= v) })
             if (long.TryParse(query[$"created[{op}]"], out var bound))
                 ordered = ordered.Where(o => test(o["created"]!.GetValue<long>(), bound)).ToList();

@@ -52,6 +52,10 @@ public static partial class RunSyncJobHandler
 
     private const int ObjectPageSize = 100;
 
+    /// <summary>Objects per committed batch: <c>Sync:PageSize</c>, at most 1,000 (objects are held in memory as JSON until
+    /// their batch commits; a crash re-reads at most one batch).</summary>
+    private static int ObjectsPerBatch(RunContext context) => Math.Clamp(context.Settings.PageSize, ObjectPageSize, 1_000);
+
     private static long? CreatedOf(JsonObject o) => o["created"] is JsonValue v && v.TryGetValue<long>(out var created) ? created : null;
 
     private static async Task LoadObjectsAsync(RunContext context, IObjectRead read, IObjectSource source, SecretsCipher cipher, CancellationToken ct)
@@ -136,26 +140,41 @@ public static partial class RunSyncJobHandler
         await CompleteAsync(context, finish, described, rows, batches, watermark, null, ct);
     }
 
-    /// <summary>Lists objects created from <paramref name="createdFrom"/> down to the progress's earliest, page by page,
-    /// each merged and committed with the job's new position.</summary>
+    /// <summary>Lists objects created from <paramref name="createdFrom"/> down to the progress's earliest, page by page; a
+    /// batch of pages (<see cref="ObjectsPerBatch"/> objects) is merged and committed with the job's new position. The next
+    /// page is asked for while a batch commits: the source's latency and the warehouse's work overlap.</summary>
     private static async Task<(long Total, int Batch, ObjectProgress Progress)> ListIntoAsync(
         RunContext context, ObjectTable table, IObjectRead read, ObjectProgress progress, long? createdFrom, long total, int batch, CancellationToken ct)
     {
         // Resumed: on after the last committed object, within its second or below (the source lists the same order again).
         var createdTo = progress.Earliest;
         var after = progress.After;
-        while (true)
+        var rows = new List<ObjectRow>();
+        Task<ObjectPage> Fetch(string? from) => FromObjectsAsync(context, () => read.ListAsync(new ObjectQuery(createdFrom, createdTo, from, ObjectPageSize), ct), ct);
+        var next = Fetch(after);
+        try
         {
-            var page = await FromObjectsAsync(context, () => read.ListAsync(new ObjectQuery(createdFrom, createdTo, after, ObjectPageSize), ct), ct);
-            if (page.Objects.Count > 0)
+            while (true)
             {
+                var page = await next;
                 progress = progress.Past(page.Objects);
-                var rows = page.Objects.Select(o => new ObjectRow(o)).ToList();
-                (total, batch) = await CommitObjectsAsync(context, table, read, rows, progress, total, batch, null, ct);
+                rows.AddRange(page.Objects.Select(o => new ObjectRow(o)));
                 after = progress.After;
-            }
+                var last = !page.HasMore || page.Objects.Count == 0;
+                if (!last) next = Fetch(after);
+                if (rows.Count > 0 && (last || rows.Count >= ObjectsPerBatch(context)))
+                {
+                    (total, batch) = await CommitObjectsAsync(context, table, read, rows, progress, total, batch, null, ct);
+                    rows = [];
+                }
 
-            if (!page.HasMore || after is null) return (total, batch, progress);
+                if (last) return (total, batch, progress);
+            }
+        }
+        finally
+        {
+            // A batch that failed to commit leaves a page in flight: it is waited for (and its failure dropped), never orphaned.
+            if (!next.IsCompleted) await next.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
     }
 
@@ -224,7 +243,7 @@ public static partial class RunSyncJobHandler
                 """, connection))
             {
                 latest.Parameters.AddWithValue("after", (object?)lastObject ?? DBNull.Value);
-                latest.Parameters.AddWithValue("limit", context.Settings.PageSize);
+                latest.Parameters.AddWithValue("limit", ObjectsPerBatch(context));
                 await using var reader = await latest.ExecuteReaderAsync(ct);
                 while (await reader.ReadAsync(ct))
                 {
@@ -234,7 +253,7 @@ public static partial class RunSyncJobHandler
                 }
             }
 
-            var last = rows.Count < context.Settings.PageSize;
+            var last = rows.Count < ObjectsPerBatch(context);
             if (rows.Count > 0 || last)
                 (total, batch) = await CommitObjectsAsync(context, table, read, rows, progress with { ChangesApplied = last }, total, batch, null, ct);
             if (last) return (total, batch, progress with { ChangesApplied = true });
@@ -260,7 +279,7 @@ public static partial class RunSyncJobHandler
                 deliveries = [.. await query.Query<WebhookDelivery>()
                     .Where(d => d.SchemaId == run.SchemaId && d.ProcessedAt == null)
                     .OrderBy(d => d.EventCreated).ThenBy(d => d.ReceivedAt).ThenBy(d => d.Id)
-                    .Take(Math.Min(context.Settings.PageSize, 1000)).ToListAsync(ct)];
+                    .Take(ObjectsPerBatch(context)).ToListAsync(ct)];
                 if (deliveries.Count > 0 && key is null)
                     key = await query.LoadAsync<DataKey>(run.SourceId, ct) is { } dataKey ? cipher.Unwrap(dataKey) : null;
             }
