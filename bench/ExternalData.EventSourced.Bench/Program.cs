@@ -2,7 +2,8 @@ using System.Globalization;
 using ExternalData.EventSourced.Bench;
 using ExternalData.EventSourced.LocalPostgres;
 
-// Usage: dotnet run -c Release --project bench/ExternalData.EventSourced.Bench -- [scenario...] [--quick] [--profile] [--markdown FILE] [discovery sizes...]
+// Usage: dotnet run -c Release --project bench/ExternalData.EventSourced.Bench -- [scenario...] [--quick] [--profile] [--markdown FILE] [sizes...]
+// (sizes: the discovery bench's table counts, or the sync bench's row counts, e.g. `sync 1000000 10000000`)
 // Scenarios: patch, reads, setup, source-model, discovery, webhooks, rebuild, cold-start, sync, cdc (and stripe, the Stripe part of
 // sync on its own); with none named, all run. Each prints a
 // Markdown table with its baseline ratio. --markdown also writes everything printed, under a header naming the
@@ -15,6 +16,7 @@ var markdown = markdownAt >= 0 && markdownAt + 1 < args.Length ? args[markdownAt
 var scenarios = args.Where(a => all.Contains(a) || a == "stripe").ToList();
 if (scenarios.Count == 0) scenarios = [.. all];
 var sizes = args.Where(a => int.TryParse(a, NumberStyles.None, CultureInfo.InvariantCulture, out _)).Select(a => int.Parse(a, CultureInfo.InvariantCulture)).ToArray();
+var rowCounts = sizes;
 if (sizes.Length == 0) sizes = quick ? [100, 500] : [100, 500, 2000];
 
 var report = new StringWriter();
@@ -34,7 +36,7 @@ foreach (var scenario in scenarios)
     else if (scenario == "reads") await ReadsBench.RunAsync(cluster, quick);
     else if (scenario == "rebuild") await RebuildBench.RunAsync(cluster, quick);
     else if (scenario == "setup") await SetupBench.RunAsync(cluster, quick);
-    else if (scenario == "sync") await SyncBench.RunAsync(cluster, quick);
+    else if (scenario == "sync") await SyncBench.RunAsync(cluster, quick, rowCounts);
     else if (scenario == "cdc") await CdcBench.RunAsync(cluster, quick);
     else if (scenario == "stripe") await StripeSyncBench.RunAsync(cluster, quick);
     else await DiscoveryBench.RunAsync(cluster, sizes);

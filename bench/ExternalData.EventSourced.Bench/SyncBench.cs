@@ -24,9 +24,9 @@ internal static class SyncBench
 
     private const string ColumnList = "id, name, email, amount, ratio, qty, flag, created_at, updated_at, day, ref, payload";
 
-    public static async Task RunAsync(LocalPostgresCluster cluster, bool quick)
+    public static async Task RunAsync(LocalPostgresCluster cluster, bool quick, int[]? rowCounts = null)
     {
-        int[] sizes = quick ? [100_000] : [1_000_000];
+        int[] sizes = rowCounts is { Length: > 0 } ? rowCounts : quick ? [100_000] : [1_000_000];
         await using var bench = await BenchHost.StartAsync(cluster, "bench_sync");
         Console.WriteLine("| rows | run | service (s) | service rows/s | raw baseline | raw (s) | raw rows/s | ratio (service / raw) | batches | peak managed heap during the run (MB) |");
         Console.WriteLine("|---:|---|---:|---:|---|---:|---:|---:|---:|---:|");
