@@ -109,7 +109,7 @@ public sealed class when_rebuilding_the_projections(AppFixture app) : Integratio
         var deadline = DateTimeOffset.UtcNow.AddSeconds(90);
         while ((await Api.GetAsync($"{SourceUrl(wideId)}jobs/")).Json.AsArray() is var jobs && (jobs.Count == 0 || jobs.Any(j => j!["status"]!.GetValue<string>() == "Running")))
         {
-            DateTimeOffset.UtcNow.ShouldBeLessThan(deadline, "the wide source's run finishes");
+            DateTimeOffset.UtcNow.ShouldBeLessThan(deadline, $"the wide source's run finishes: {jobs.Where(j => j!["status"]!.GetValue<string>() == "Running").Select(j => j!.ToJsonString()).FirstOrDefault()}");
             await Task.Delay(100);
         }
 
@@ -121,7 +121,9 @@ public sealed class when_rebuilding_the_projections(AppFixture app) : Integratio
                                                         && j["mode"]?.GetValue<string>() == "cdc_snapshot" && j["status"]!.GetValue<string>() == "Completed"))
                     && cdcJobs.All(j => j!["status"]!.GetValue<string>() != "Running")))
         {
-            DateTimeOffset.UtcNow.ShouldBeLessThan(deadline.AddSeconds(60), "the CDC table's snapshot finishes");
+            // Said with the jobs as they stand: a snapshot that never ends is then diagnosable from the CI log alone.
+            DateTimeOffset.UtcNow.ShouldBeLessThan(deadline.AddSeconds(60), $"the CDC table's snapshot finishes: {cdcJobs.ToJsonString()} " +
+                (await Api.GetAsync($"{SourceUrl(streaming)}cdc_status/")).Text);
             await Task.Delay(100);
         }
 
