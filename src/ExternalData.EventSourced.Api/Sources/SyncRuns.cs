@@ -38,6 +38,9 @@ public sealed record SyncStart(SyncRunStarted RunStarted, SyncJobStarted JobStar
 
 public static class SyncRuns
 {
+    /// <summary>The watermark field of a webhook schema: its watermark is the source's time its last poll began.</summary>
+    public const string WebhookCutoffField = "_ph_webhook_cutoff";
+
     /// <summary>Whether the engine can read tables of <paramref name="sourceType"/>: rows of a database
     /// (<see cref="SourceTypes.Sync.ITableReader"/>) or objects of an API (<see cref="SourceTypes.Sync.IObjectSource"/>).</summary>
     public static bool CanRead(SourceTypes.ISourceType? sourceType) => sourceType is SourceTypes.Sync.ITableReader or SourceTypes.Sync.IObjectSource;
@@ -81,8 +84,9 @@ public static class SyncRuns
         SyncTypes.Incremental when state.Watermark is not null && state.WatermarkField == settings.IncrementalField => SyncModes.Incremental,
         SyncTypes.Append when state.Watermark is not null && state.WatermarkField == settings.IncrementalField => SyncModes.Append,
         SyncTypes.Xmin when state.XminCeiling is not null => SyncModes.Xmin,
-        // A webhook schema's first run polls every object; later runs drain the deliveries stored since.
-        SyncTypes.Webhook => SyncModes.Webhook,
+        // A webhook schema's first run (also its first after another sync type) polls every object; later runs drain the
+        // deliveries stored since.
+        SyncTypes.Webhook when state.WatermarkField == WebhookCutoffField => SyncModes.Webhook,
         _ => SyncModes.Full,
     };
 }

@@ -237,6 +237,8 @@ public sealed class when_stripe_objects_are_synced(AppFixture app) : StripeWebho
         (await JobsAsync(id, 2)).ShouldAllBe(j => j!["status"]!.GetValue<string>() == "Completed");
         await CreateWebhookAsync(id);
         (await SchemasAsync(id))["Customer"]["sync_type"]!.GetValue<string>().ShouldBe("webhook");
+        // Switched from polling: the first webhook run polls the table whole; only later runs drain deliveries.
+        (await ReloadAllAsync(id)).Single(j => j["schema"]!["name"]!.GetValue<string>() == "Customer")["mode"]!.GetValue<string>().ShouldBe("full");
         return (id, EndpointsOf(id).Single().Secret, account);
     }
 
@@ -267,6 +269,9 @@ public sealed class when_stripe_objects_are_synced(AppFixture app) : StripeWebho
         var discount = new JsonObject { ["id"] = "di_1", ["object"] = "discount", ["start"] = now, ["customer"] = customer["id"]!.GetValue<string>(), ["coupon"] = new JsonObject { ["id"] = "SUMMER" } };
         await DeliverEventAsync(id, secret, account.AddEvent("customer.discount.created", discount, now + 6));
         (await SchemasAsync(id))["Discount"]["sync_type"]!.GetValue<string>().ShouldBe("webhook");
+        // A table that is not synced by webhook stores nothing: nothing would ever drain it.
+        var invoice = account.AddEvent("invoice.updated", new JsonObject { ["id"] = "in_1", ["object"] = "invoice", ["created"] = now }, now + 7).ToJsonString();
+        (await DeliverAsync(id, invoice, FakeStripeServer.Sign(invoice, secret))).ShouldHaveStatus(HttpStatusCode.OK).Json["status"]!.GetValue<string>().ShouldBe("ignored");
         (await SchemasAsync(id))["Customer"]["webhook_events_received"]!.GetValue<long>().ShouldBe(5);
 
         var jobs = await ReloadAllAsync(id);

@@ -238,7 +238,9 @@ public static partial class RunSyncJobHandler
         public List<string> Leftovers { get; } = [];
         /// <summary>Why the run loads everything although it planned to read only the changes.</summary>
         public string? Note { get; set; }
-        public string? Field => CdcPoint is not null ? CdcPositionField : Schema.Settings.IncrementalField;
+        public string? Field => CdcPoint is not null ? CdcPositionField
+            : Schema.Settings.SyncType == SyncTypes.Webhook ? SyncRuns.WebhookCutoffField
+            : Schema.Settings.IncrementalField;
         /// <summary>A CDC snapshot's stream position: the load's watermark.</summary>
         public string? CdcPoint { get; init; }
         /// <summary>How many reads (connections, snapshots) of the source the run has opened: more than one after a reconnect.</summary>

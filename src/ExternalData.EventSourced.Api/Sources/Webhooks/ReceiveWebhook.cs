@@ -73,7 +73,9 @@ public static class ReceiveWebhookEndpoint
             return Results.Json(new WebhookReceipt("ignored"));
 
         var schema = await session.Query<SourceSchema>().Where(s => s.SourceId == sourceId && s.Name == table && !s.Removed).FirstOrDefaultAsync(ct);
-        if (schema is null) return Results.Json(new WebhookReceipt("ignored"));
+        // Only a table synced by webhook drains its deliveries; one polled (or disabled) would only pile them up. Its first
+        // webhook run polls it whole, so nothing skipped here is missed.
+        if (schema?.Settings is not { ShouldSync: true, SyncType: SyncTypes.Webhook }) return Results.Json(new WebhookReceipt("ignored", schema?.Id));
 
         session.Insert(new WebhookDelivery
         {
