@@ -64,7 +64,7 @@ public static partial class RunSyncJobHandler
         if (context.Job.Mode == SyncModes.Webhook)
         {
             var table = await ObjectTable.OpenAsync(context.Connection, context.Target.Schema, context.Target.Name, context.Run.SchemaId, ct);
-            var (rows, batches) = await DrainDeliveriesAsync(context, table, read, source, cipher, null, context.Job.RowsSynced, context.Job.Batches, ct);
+            var (rows, batches) = await DrainDeliveriesAsync(context, table, read, source, cipher, new ObjectProgress(), null, context.Job.RowsSynced, context.Job.Batches, ct);
             await FinishObjectsAsync(context, table, rows, batches, context.State.Watermark, null, ct);
             return;
         }
@@ -98,7 +98,7 @@ public static partial class RunSyncJobHandler
         if (read.Listable)
             (total, batch, progress) = await ListIntoAsync(context, staging, read, progress, null, total, batch, ct);
         if (syncType == SyncTypes.Webhook)
-            (total, batch) = await DrainDeliveriesAsync(context, staging, read, source, cipher, read.Listable ? progress.Start : null, total, batch, ct);
+            (total, batch) = await DrainDeliveriesAsync(context, staging, read, source, cipher, progress, read.Listable ? progress.Start : null, total, batch, ct);
 
         var watermark = syncType switch
         {
@@ -267,7 +267,8 @@ public static partial class RunSyncJobHandler
     /// than the retention are trimmed at the end.
     /// </summary>
     private static async Task<(long Total, int Batch)> DrainDeliveriesAsync(
-        RunContext context, ObjectTable table, IObjectRead read, IObjectSource source, SecretsCipher cipher, long? coveredBefore, long total, int batch, CancellationToken ct)
+        RunContext context, ObjectTable table, IObjectRead read, IObjectSource source, SecretsCipher cipher, ObjectProgress progress, long? coveredBefore, long total, int batch,
+        CancellationToken ct)
     {
         var run = context.Run;
         byte[]? key = null;
@@ -295,7 +296,8 @@ public static partial class RunSyncJobHandler
             }
 
             var now = context.Clock.GetUtcNow();
-            (total, batch) = await CommitObjectsAsync(context, table, read, rows, new ObjectProgress(), total, batch, session =>
+            // The job's position is kept as the listing left it: a poll resumed after a crash here does not list again.
+            (total, batch) = await CommitObjectsAsync(context, table, read, rows, progress, total, batch, session =>
             {
                 foreach (var delivery in deliveries)
                 {
