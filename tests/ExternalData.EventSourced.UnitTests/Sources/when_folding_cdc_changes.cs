@@ -72,4 +72,16 @@ public sealed class when_folding_cdc_changes
         row.Values.ShouldBe(["9", "back", null]);
         row.Unknown.ShouldBe([false, false, false], "an insert says every value, NULL included");
     }
+
+    [Fact]
+    public void a_chunk_knows_whether_any_row_keeps_a_warehouse_value()
+    {
+        Fold(Change(ChangeKind.Update, ["1", "a", "x"]), Change(ChangeKind.Insert, ["2", "b", null])).HasUnknown
+            .ShouldBeFalse("every value is known: the apply takes them as they are");
+        Fold(Change(ChangeKind.Update, ["1", "a", "x"]), Change(ChangeKind.Update, ["2", "b", null], [false, false, true])).HasUnknown
+            .ShouldBeTrue("row 2's untouched TOAST value is the warehouse's");
+        Fold(Change(ChangeKind.Delete, ["3", null, null])).HasUnknown.ShouldBeTrue("a key-only delete keeps the warehouse's values");
+        Fold(Change(ChangeKind.Insert, ["1", "a", "long"]), Change(ChangeKind.Update, ["1", "b", null], [false, false, true])).HasUnknown
+            .ShouldBeFalse("the untouched value was known from the chunk's own insert");
+    }
 }

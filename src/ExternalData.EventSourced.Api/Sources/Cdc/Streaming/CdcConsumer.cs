@@ -506,9 +506,10 @@ public sealed class CdcConsumer(string projectId, Guid sourceId, IServiceProvide
             }
 
             if (changes is null) _chunk[table.Qualified] = changes = new TableChanges(table.Qualified, row.Columns, row.KeyColumns);
-            var made = changes.Add(row, _commitAt);
-            if (table.HasHistory)
+            if (!table.HasHistory) changes.Add(row, _commitAt);
+            else
             {
+                var made = changes.AddVersions(row, _commitAt);
                 if (!_versions.TryGetValue(table.Qualified, out var versions)) _versions[table.Qualified] = versions = [];
                 var lsn = Lsn.Format(_commitLsn);
                 for (var i = 0; i < made.Count; i++)
