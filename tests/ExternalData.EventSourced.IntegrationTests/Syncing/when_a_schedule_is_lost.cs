@@ -154,6 +154,31 @@ public sealed class when_a_schedule_is_lost(AppFixture app) : SyncContext(app, T
     }
 
     [Fact]
+    public async Task the_syncs_command_runs_a_schema_now_on_a_node_of_the_cluster()
+    {
+        var id = await CreateAsync("operatorrun", FullRefresh("plain"));
+        var schemaId = (await Api.GetAsync(SourceUrl(id))).Json["schemas"]!.AsArray().Single(s => s!["name"]!.GetValue<string>() == "plain")!["id"]!.GetValue<string>();
+        await Db.ExecuteAsync("INSERT INTO public.plain SELECT g, 'new ' || g FROM generate_series(11, 25) g;");
+
+        // A separate process, no node of the cluster: the run it starts is taken up by the running service.
+        var (exit, output, error) = await ServiceCommand.RunAsync(App, "syncs", "run", "--schema", schemaId);
+        exit.ShouldBe(0, error);
+        output.ShouldContain("Started job");
+
+        var job = (await JobsWhenDoneAsync(id, 1)).ShouldHaveSingleItem();
+        job["status"]!.GetValue<string>().ShouldBe("Completed", job.ToJsonString());
+        job["trigger"]!.GetValue<string>().ShouldBe("manual");
+        output.ShouldContain(job["id"]!.GetValue<string>());
+        await ShouldMatchAsync("public.plain", "operatorrunpostgres_plain", "id", "v");
+        var started = (await Api.GetAsync($"{SourceUrl(id)}history/?include=syncs&type=sync_run_started")).Json["results"]!.AsArray()
+            .Where(e => e!["actor"]!["name"]!.GetValue<string>() == "system:operator").ToList();
+        started.ShouldHaveSingleItem("the operator's run is recorded as the operator's");
+
+        // A schema already running, or none, is refused with the use case's own words.
+        (await ServiceCommand.RunAsync(App, "syncs", "run", "--schema", Guid.NewGuid().ToString())).ExitCode.ShouldNotBe(0);
+    }
+
+    [Fact]
     public async Task a_run_whose_message_is_gone_from_every_inbox_is_ended_and_its_schedule_goes_on()
     {
         var id = await CreateAsync("orphan", FullRefresh("many"));

@@ -3,12 +3,15 @@ using ExternalData.EventSourced.Infrastructure.Messaging;
 using ExternalData.EventSourced.Shared;
 using JasperFx.CommandLine;
 using Marten;
+using Wolverine;
+using Wolverine.Transports;
+using Wolverine.Util;
 
 namespace ExternalData.EventSourced.Sources;
 
 public sealed class SyncsInput : NetCoreInput
 {
-    [Description("list (the default) or cancel")]
+    [Description("list (the default), run or cancel")]
     public string Action { get; set; } = "list";
 
     [Description("Only schemas of this project")]
@@ -20,17 +23,18 @@ public sealed class SyncsInput : NetCoreInput
     [Description("list: only schemas whose last run failed")]
     public bool FailingFlag { get; set; }
 
-    [Description("cancel: the schema whose running job to cancel")]
+    [Description("run, cancel: the schema to run now, or whose running job to cancel")]
     public string SchemaFlag { get; set; } = "";
 }
 
 /// <summary>
-/// Operator command: <c>dotnet run -- syncs [list|cancel] [--project P] [--running] [--failing] [--schema ID]</c>. Lists the
-/// schemas' sync state across projects (status, last and next run, the running job, the latest error), and cancels a
-/// running job through the same use case as <c>POST external_data_schemas/{id}/cancel/</c>, recorded as
-/// <c>system:operator</c>. Safe beside running nodes: it reads the store and appends like any other caller.
+/// Operator command: <c>dotnet run -- syncs [list|run|cancel] [--project P] [--running] [--failing] [--schema ID]</c>. Lists
+/// the schemas' sync state across projects (status, last and next run, the running job, the latest error); starts a run
+/// now, or cancels a running one, through the same use case as <c>POST external_data_schemas/{id}/reload/</c> and
+/// <c>…/cancel/</c>, recorded as <c>system:operator</c>. Safe beside running nodes: it reads the store and appends like any
+/// other caller, and hands a started run to the cluster through Wolverine's durable inbox (this process is no node).
 /// </summary>
-[Description("List sync runs and schedules, or cancel a running one", Name = "syncs")]
+[Description("List sync runs and schedules, run one now, or cancel a running one", Name = "syncs")]
 public sealed class SyncsCommand : JasperFxAsyncCommand<SyncsInput>
 {
     public override async Task<bool> Execute(SyncsInput input)
@@ -40,8 +44,9 @@ public sealed class SyncsCommand : JasperFxAsyncCommand<SyncsInput>
         return input.Action switch
         {
             "list" => await ListAsync(store, input),
+            "run" => await RunAsync(store, host.Services.GetRequiredService<SourceTypes.SourceTypeRegistry>(), host.Services.GetRequiredService<WolverineOptions>(), input),
             "cancel" => await CancelAsync(store, host.Services.GetRequiredService<SourceTypes.SourceTypeRegistry>(), input),
-            _ => await FailAsync($"Unknown action '{input.Action}': list or cancel."),
+            _ => await FailAsync($"Unknown action '{input.Action}': list, run or cancel."),
         };
     }
 
@@ -66,20 +71,69 @@ public sealed class SyncsCommand : JasperFxAsyncCommand<SyncsInput>
         return true;
     }
 
+    /// <summary>The project a schema belongs to, or null when there is no such schema.</summary>
+    private static async Task<string?> ProjectOfAsync(IDocumentStore store, Guid schemaId)
+    {
+        await using var query = store.QuerySession();
+        var schema = await query.Query<SourceSchema>().Where(s => s.AnyTenant() && s.Id == schemaId).FirstOrDefaultAsync();
+        if (schema is null) return null;
+        return (await query.Query<Source>().Where(s => s.AnyTenant() && s.Id == schema.SourceId).Select(s => s.ProjectId).FirstOrDefaultAsync()) ?? "";
+    }
+
+    private static Caller Operator(string project, string what) => Caller.System(project, "operator", $"operator-{Guid.NewGuid():N}", what);
+
+    /// <summary>Starts a run now (the reload use case). Its <see cref="RunSyncJob"/> is written to Wolverine's durable inbox in
+    /// the transaction of the job's first facts, owned by no node: the nodes' durability agents take such messages up as
+    /// they take up a dead node's, so the run starts on whichever node claims it, and the facts never exist without it.</summary>
+    private static async Task<bool> RunAsync(IDocumentStore store, SourceTypes.SourceTypeRegistry registry, WolverineOptions wolverine, SyncsInput input)
+    {
+        if (!Guid.TryParse(input.SchemaFlag, out var schemaId)) return await FailAsync("run needs --schema <schema id> (as 'syncs list' shows it).");
+        if (await ProjectOfAsync(store, schemaId) is not { } project) return await FailAsync($"No schema {schemaId}.");
+
+        await using var session = store.LightweightSession(project);
+        var command = new ActOnSchemaSync(schemaId, SchemaSyncAction.Reload) { Caller = Operator(project, "syncs run") };
+        CallerMetadata.Stamp(session, command.Caller);
+        var target = await ActOnSchemaSyncHandler.LoadAsync(command, session, CancellationToken.None);
+        var (outcome, messages) = ActOnSchemaSyncHandler.Handle(command, target, session, registry, DateTimeOffset.UtcNow);
+        if (outcome.Problem is { } problem) return await FailAsync(problem.Detail ?? problem.Title ?? "refused");
+        var runs = messages.OfType<RunSyncJob>().ToList();
+        if (runs.Count != messages.Count) return await FailAsync("The reload asked for work this command cannot hand over; use POST …/reload/ instead.");
+        foreach (var run in runs) QueueForAnyNode(session, wolverine, run);
+        await session.SaveChangesAsync();
+        foreach (var run in runs)
+            Console.WriteLine($"Started job {run.JobId} of schema {schemaId}: the first node to claim it runs it. Watch it with 'syncs list --running' or GET …/external_data_schemas/{schemaId}/jobs/.");
+        return true;
+    }
+
+    /// <summary>Queues the run in the durable inbox of its local queue with no owner, in the session's transaction.</summary>
+    private static void QueueForAnyNode(IDocumentSession session, WolverineOptions wolverine, RunSyncJob run)
+    {
+        var serializer = wolverine.DefaultSerializer;
+        var envelope = new Envelope(run)
+        {
+            Id = Guid.CreateVersion7(),
+            MessageType = typeof(RunSyncJob).ToMessageTypeName(),
+            ContentType = serializer.ContentType,
+            // Wolverine's local-queue convention for a message type (LocalTransport): its message type name.
+            Destination = new Uri($"local://{typeof(RunSyncJob).ToMessageTypeName().Replace('+', '.')}"),
+            Status = EnvelopeStatus.Incoming,
+            OwnerId = TransportConstants.AnyNode,
+        };
+        envelope.Data = serializer.Write(envelope);
+        session.QueueSqlCommand(
+            $"INSERT INTO {session.DocumentStore.Options.DatabaseSchemaName}.{Wolverine.RDBMS.DatabaseConstants.IncomingTable} ({Wolverine.RDBMS.DatabaseConstants.IncomingFields}) VALUES (?, ?, ?, ?, NULL, 0, ?, ?, NULL)",
+            Wolverine.Runtime.Serialization.EnvelopeSerializer.Serialize(envelope), envelope.Id, envelope.Status.ToString(), envelope.OwnerId,
+            envelope.MessageType, envelope.Destination.ToString());
+    }
+
     private static async Task<bool> CancelAsync(IDocumentStore store, SourceTypes.SourceTypeRegistry registry, SyncsInput input)
     {
         if (!Guid.TryParse(input.SchemaFlag, out var schemaId)) return await FailAsync("cancel needs --schema <schema id> (as 'syncs list' shows it).");
-        string project;
-        await using (var query = store.QuerySession())
-        {
-            var schema = await query.Query<SourceSchema>().Where(s => s.AnyTenant() && s.Id == schemaId).FirstOrDefaultAsync();
-            if (schema is null) return await FailAsync($"No schema {schemaId}.");
-            project = (await query.Query<Source>().Where(s => s.AnyTenant() && s.Id == schema.SourceId).Select(s => s.ProjectId).FirstOrDefaultAsync()) ?? "";
-        }
+        if (await ProjectOfAsync(store, schemaId) is not { } project) return await FailAsync($"No schema {schemaId}.");
 
         // The cancel use case's own load and decision, on a session for the schema's project; it sends no message.
         await using var session = store.LightweightSession(project);
-        var command = new ActOnSchemaSync(schemaId, SchemaSyncAction.Cancel) { Caller = Caller.System(project, "operator", $"operator-{Guid.NewGuid():N}", "syncs cancel") };
+        var command = new ActOnSchemaSync(schemaId, SchemaSyncAction.Cancel) { Caller = Operator(project, "syncs cancel") };
         CallerMetadata.Stamp(session, command.Caller);
         var target = await ActOnSchemaSyncHandler.LoadAsync(command, session, CancellationToken.None);
         var (outcome, _) = ActOnSchemaSyncHandler.Handle(command, target, session, registry, DateTimeOffset.UtcNow);
