@@ -44,7 +44,7 @@ internal sealed class BenchHost : IAsyncDisposable
             {
                 services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
                 services.RunWolverineInSoloMode();
-                services.DisableAllExternalWolverineTransports();
+                // No external transport is stubbed: sync runs go through Wolverine's PostgreSQL queue, on the test's own database (ADR 0050).
             });
         });
         var (key, token) = ApiKey.Issue("bench", Scopes.All, [ApiKey.AllProjects], DateTimeOffset.UtcNow);

@@ -29,6 +29,7 @@ using Wolverine;
 using Wolverine.ErrorHandling;
 using Wolverine.Http;
 using Wolverine.Marten;
+using Wolverine.Postgresql;
 
 var builder = WebApplication.CreateBuilder(args);
 
@@ -66,7 +67,8 @@ builder.Services.AddMarten(opts =>
     // Async projections (the audit feed) run on one node at a time; another takes over when it goes (HotCold).
     // ExternalData:Projections:Daemon=Disabled keeps a node out of it (a query-only node, or while a rebuild runs elsewhere).
     .AddAsyncDaemon(builder.Configuration["ExternalData:Projections:Daemon"] == "Disabled" ? DaemonMode.Disabled : DaemonMode.HotCold)
-    .IntegrateWithWolverine();
+    // Wolverine's PostgreSQL queues (sync runs, below) live beside its inbox, in the store's own schema.
+    .IntegrateWithWolverine(w => w.TransportSchemaName = builder.Configuration["ExternalData:Database:Schema"] ?? "externaldata");
 
 // Commands run through Wolverine; every write endpoint commits its events in one Marten transaction.
 // Use cases are Wolverine handlers that every channel invokes in-process (ADR 0018): each commits its events in one
@@ -102,8 +104,18 @@ builder.Host.UseWolverine(opts =>
     builder.Configuration.GetSection("ExternalData:Durability").Bind(opts.Durability);
     // A deleted source's clean-up is committed with its deletion and survives restarts.
     opts.LocalQueueFor<CleanUpDeletedSource>().UseDurableInbox();
-    // A started sync run is committed with its start and survives restarts; a node runs two at a time.
-    opts.LocalQueueFor<RunSyncJob>().UseDurableInbox().MaximumParallelMessages(2);
+    // A started sync run is committed with its start and survives restarts. It goes to a queue in the database that every
+    // node takes from (Wolverine's PostgreSQL transport: FOR UPDATE SKIP LOCKED), one message a poll, and a node stops
+    // taking while it already holds its fill: runs spread over the nodes instead of staying on the node where they were
+    // requested or fell due. A node runs two at a time (ADR 0050).
+    // Its tables are made at start-up, as the store's are (ApplyAllDatabaseChangesOnStartup).
+    opts.Transports.GetOrCreate<Wolverine.Postgresql.Transport.PostgresqlTransport>().AutoProvision = true;
+    opts.PublishMessage<RunSyncJob>().ToPostgresqlQueue(SyncRunQueue.Name);
+    opts.ListenToPostgresqlQueue(SyncRunQueue.Name)
+        .MaximumMessagesToReceive(1)
+        .MaximumParallelMessages(2)
+        .UseDurableInbox(new Wolverine.Transports.BufferingLimits(SyncRunQueue.HeldPerNode, SyncRunQueue.HeldPerNode - 1))
+        .PollingInterval(builder.Configuration.GetValue("ExternalData:Sync:QueuePolling", TimeSpan.FromMilliseconds(500)));
     // Schedules are durable: a due run is a scheduled message in the database, fired after a restart too (ADR 0043).
     opts.LocalQueueFor<ArmSyncSchedules>().UseDurableInbox();
     opts.LocalQueueFor<SyncDue>().UseDurableInbox();

@@ -68,7 +68,7 @@ public sealed class AppFixture : IAsyncLifetime
             collection.AddSingleton<ILoggerProvider>(Logs);
             collection.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Debug));
             collection.RunWolverineInSoloMode();
-            collection.DisableAllExternalWolverineTransports();
+            // No external transport is stubbed: sync runs go through Wolverine's PostgreSQL queue, on the test's own database (ADR 0050).
         });
         if (services is not null) builder.ConfigureServices(services);
     });

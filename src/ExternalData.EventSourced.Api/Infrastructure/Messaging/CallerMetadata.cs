@@ -10,7 +10,8 @@ namespace ExternalData.EventSourced.Infrastructure.Messaging;
 
 /// <summary>
 /// Stamps the Marten session of every use-case handler with its caller, so each event the use case appends records
-/// actor, channel, correlation and causation in its metadata (API.md §1.7), the same values the event body carries.
+/// actor, channel, correlation and causation in its metadata (API.md §1.7), the same values the event body carries, and
+/// the node that recorded it.
 /// Auditors read these back from <c>mt_events</c>.
 /// </summary>
 public static class CallerMetadata
@@ -18,6 +19,12 @@ public static class CallerMetadata
     public const string ActorIdHeader = "actor_id";
     public const string ActorNameHeader = "actor_name";
     public const string CreatedViaHeader = "created_via";
+
+    /// <summary>Which process of the cluster recorded the event (host and process id): an auditor can tell which node ran a
+    /// sync, took a schedule over or answered a request.</summary>
+    public const string NodeHeader = "node";
+
+    public static readonly string Node = $"{Environment.MachineName}/{Environment.ProcessId}";
 
     public static void Before<T>(T command, IDocumentSession session) where T : ICommand => Stamp(session, command.Caller);
 
@@ -31,6 +38,7 @@ public static class CallerMetadata
         if (caller.Actor.ApiKeyId != Guid.Empty) session.SetHeader(ActorIdHeader, caller.Actor.ApiKeyId.ToString());
         session.SetHeader(ActorNameHeader, caller.Actor.Name);
         session.SetHeader(CreatedViaHeader, caller.Channel);
+        session.SetHeader(NodeHeader, Node);
     }
 }
 

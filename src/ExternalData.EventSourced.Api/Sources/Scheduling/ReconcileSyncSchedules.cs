@@ -130,8 +130,11 @@ public static class ReconcileSyncSchedulesHandler
     private static async Task<HashSet<Guid>> QueuedRunsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, CancellationToken ct)
     {
         var jobs = new HashSet<Guid>();
-        await using var command = new NpgsqlCommand(
-            $"SELECT body FROM \"{schema}\".wolverine_incoming_envelopes WHERE message_type = @type AND status IN ('Incoming', 'Scheduled')", connection, transaction);
+        // Taken by a node (its inbox), or still waiting in the queue every node takes from.
+        await using var command = new NpgsqlCommand($"""
+            SELECT body FROM "{schema}".wolverine_incoming_envelopes WHERE message_type = @type AND status IN ('Incoming', 'Scheduled')
+            UNION ALL SELECT body FROM "{schema}".{SyncRunQueue.Table} WHERE message_type = @type
+            """, connection, transaction);
         command.Parameters.AddWithValue("type", typeof(RunSyncJob).ToMessageTypeName());
         await using var reader = await command.ExecuteReaderAsync(ct);
         while (await reader.ReadAsync(ct))

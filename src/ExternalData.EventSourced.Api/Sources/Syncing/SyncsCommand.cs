@@ -4,7 +4,6 @@ using ExternalData.EventSourced.Shared;
 using JasperFx.CommandLine;
 using Marten;
 using Wolverine;
-using Wolverine.Transports;
 using Wolverine.Util;
 
 namespace ExternalData.EventSourced.Sources;
@@ -32,7 +31,7 @@ public sealed class SyncsInput : NetCoreInput
 /// the schemas' sync state across projects (status, last and next run, the running job, the latest error); starts a run
 /// now, or cancels a running one, through the same use case as <c>POST external_data_schemas/{id}/reload/</c> and
 /// <c>…/cancel/</c>, recorded as <c>system:operator</c>. Safe beside running nodes: it reads the store and appends like any
-/// other caller, and hands a started run to the cluster through Wolverine's durable inbox (this process is no node).
+/// other caller, and hands a started run to the cluster through the queue the nodes take runs from (this process is no node).
 /// </summary>
 [Description("List sync runs and schedules, run one now, or cancel a running one", Name = "syncs")]
 public sealed class SyncsCommand : JasperFxAsyncCommand<SyncsInput>
@@ -82,9 +81,9 @@ public sealed class SyncsCommand : JasperFxAsyncCommand<SyncsInput>
 
     private static Caller Operator(string project, string what) => Caller.System(project, "operator", $"operator-{Guid.NewGuid():N}", what);
 
-    /// <summary>Starts a run now (the reload use case). Its <see cref="RunSyncJob"/> is written to Wolverine's durable inbox in
-    /// the transaction of the job's first facts, owned by no node: the nodes' durability agents take such messages up as
-    /// they take up a dead node's, so the run starts on whichever node claims it, and the facts never exist without it.</summary>
+    /// <summary>Starts a run now (the reload use case). Its <see cref="RunSyncJob"/> is put in the queue every node takes runs
+    /// from, in the transaction of the job's first facts: the first node with room runs it, and the facts never exist
+    /// without it (ADR 0049).</summary>
     private static async Task<bool> RunAsync(IDocumentStore store, SourceTypes.SourceTypeRegistry registry, WolverineOptions wolverine, SyncsInput input)
     {
         if (!Guid.TryParse(input.SchemaFlag, out var schemaId)) return await FailAsync("run needs --schema <schema id> (as 'syncs list' shows it).");
@@ -98,15 +97,15 @@ public sealed class SyncsCommand : JasperFxAsyncCommand<SyncsInput>
         if (outcome.Problem is { } problem) return await FailAsync(problem.Detail ?? problem.Title ?? "refused");
         var runs = messages.OfType<RunSyncJob>().ToList();
         if (runs.Count != messages.Count) return await FailAsync("The reload asked for work this command cannot hand over; use POST …/reload/ instead.");
-        foreach (var run in runs) QueueForAnyNode(session, wolverine, run);
+        foreach (var run in runs) Enqueue(session, wolverine, run);
         await session.SaveChangesAsync();
         foreach (var run in runs)
-            Console.WriteLine($"Started job {run.JobId} of schema {schemaId}: the first node to claim it runs it. Watch it with 'syncs list --running' or GET …/external_data_schemas/{schemaId}/jobs/.");
+            Console.WriteLine($"Started job {run.JobId} of schema {schemaId}: the first node with room runs it. Watch it with 'syncs list --running' or GET …/external_data_schemas/{schemaId}/jobs/.");
         return true;
     }
 
-    /// <summary>Queues the run in the durable inbox of its local queue with no owner, in the session's transaction.</summary>
-    private static void QueueForAnyNode(IDocumentSession session, WolverineOptions wolverine, RunSyncJob run)
+    /// <summary>Puts the run in the sync-run queue's table, as Wolverine's PostgreSQL sender does, in the session's transaction.</summary>
+    private static void Enqueue(IDocumentSession session, WolverineOptions wolverine, RunSyncJob run)
     {
         var serializer = wolverine.DefaultSerializer;
         var envelope = new Envelope(run)
@@ -114,16 +113,11 @@ public sealed class SyncsCommand : JasperFxAsyncCommand<SyncsInput>
             Id = Guid.CreateVersion7(),
             MessageType = typeof(RunSyncJob).ToMessageTypeName(),
             ContentType = serializer.ContentType,
-            // Wolverine's local-queue convention for a message type (LocalTransport): its message type name.
-            Destination = new Uri($"local://{typeof(RunSyncJob).ToMessageTypeName().Replace('+', '.')}"),
-            Status = EnvelopeStatus.Incoming,
-            OwnerId = TransportConstants.AnyNode,
         };
         envelope.Data = serializer.Write(envelope);
         session.QueueSqlCommand(
-            $"INSERT INTO {session.DocumentStore.Options.DatabaseSchemaName}.{Wolverine.RDBMS.DatabaseConstants.IncomingTable} ({Wolverine.RDBMS.DatabaseConstants.IncomingFields}) VALUES (?, ?, ?, ?, NULL, 0, ?, ?, NULL)",
-            Wolverine.Runtime.Serialization.EnvelopeSerializer.Serialize(envelope), envelope.Id, envelope.Status.ToString(), envelope.OwnerId,
-            envelope.MessageType, envelope.Destination.ToString());
+            $"INSERT INTO {session.DocumentStore.Options.DatabaseSchemaName}.{SyncRunQueue.Table} (id, body, message_type) VALUES (?, ?, ?)",
+            envelope.Id, Wolverine.Runtime.Serialization.EnvelopeSerializer.Serialize(envelope), envelope.MessageType);
     }
 
     private static async Task<bool> CancelAsync(IDocumentStore store, SourceTypes.SourceTypeRegistry registry, SyncsInput input)
