@@ -27,12 +27,16 @@ public sealed class when_upgrading_to_one_document_per_source(AppFixture app) : 
             var created = (await api.PostAsync(Sources, CreateBody(prefix: "upgraded", description: "kept"))).ShouldHaveStatus(HttpStatusCode.Created).Json;
             url = SourceUrl(created["id"]!.GetValue<string>());
             (await api.PatchAsync(url, new JsonObject { ["description"] = "patched before the upgrade" })).ShouldHaveStatus(HttpStatusCode.OK);
-            // The table's first run ends first: a run still waiting would end on the upgraded node and change the source.
+            // The table's first run ends, and its next one is armed, first: work still queued would be done by the upgraded
+            // node and change the source.
             var deadline = DateTime.UtcNow.AddSeconds(60);
             while (true)
             {
                 before = (await api.GetAsync(url)).ShouldHaveStatus(HttpStatusCode.OK).Text;
-                if (JsonNode.Parse(before)!["status"]!.GetValue<string>() != "Running" || DateTime.UtcNow > deadline) break;
+                var source = JsonNode.Parse(before)!;
+                var settled = source["status"]!.GetValue<string>() != "Running"
+                              && source["schemas"]!.AsArray().All(s => !s!["should_sync"]!.GetValue<bool>() || s["next_sync_at"] is not null);
+                if (settled || DateTime.UtcNow > deadline) break;
                 await Task.Delay(200);
             }
         }
