@@ -104,13 +104,12 @@ builder.Host.UseWolverine(opts =>
     builder.Configuration.GetSection("ExternalData:Durability").Bind(opts.Durability);
     // A deleted source's clean-up is committed with its deletion and survives restarts.
     opts.LocalQueueFor<CleanUpDeletedSource>().UseDurableInbox();
-    // A started sync run is committed with its start and survives restarts. It goes to a queue in the database that every
-    // node takes from (Wolverine's PostgreSQL transport: FOR UPDATE SKIP LOCKED), one message a poll, and a node stops
-    // taking while it already holds its fill: runs spread over the nodes instead of staying on the node where they were
-    // requested or fell due. A node runs two at a time (ADR 0050).
-    // Its tables are made at start-up, as the store's are (ApplyAllDatabaseChangesOnStartup).
+    // A started sync run is committed with its start and survives restarts; a node runs two at a time. A run someone asked
+    // for (reload, resync) starts at once on the node asked. A run the scheduler starts (due, or a table's first) goes to a
+    // queue in the database that every node takes from (Wolverine's PostgreSQL transport: FOR UPDATE SKIP LOCKED), one a
+    // poll, and a node stops taking while it holds its fill: a burst of due tables spreads over the nodes (ADR 0050).
+    opts.LocalQueueFor<RunSyncJob>().UseDurableInbox().MaximumParallelMessages(2);
     opts.Transports.GetOrCreate<Wolverine.Postgresql.Transport.PostgresqlTransport>().AutoProvision = true;
-    opts.PublishMessage<RunSyncJob>().ToPostgresqlQueue(SyncRunQueue.Name);
     opts.ListenToPostgresqlQueue(SyncRunQueue.Name)
         .MaximumMessagesToReceive(1)
         .MaximumParallelMessages(2)

@@ -36,7 +36,8 @@ public static class SyncScheduler
             case RunNow run when SyncRuns.Start(source, schema, stream.Aggregate, run.Trigger, caller, Guid.CreateVersion7(now), now, readable) is { } start:
                 stream.AppendOne(start.RunStarted);
                 session.Events.StartStream<SyncJob>(start.JobStarted.JobId, start.JobStarted);
-                messages.Add(start.Run);
+                // Nobody waits on this node for it: the first node with room runs it (ADR 0050).
+                messages.Add(start.Run.ToDestination(SyncRunQueue.Uri));
                 break;
             case ArmAt arm:
                 stream.AppendOne(new SyncScheduled(schema.Id, source.Id, arm.DueAt, schema.Settings.SyncFrequency ?? "", now, caller.Actor, caller.Channel, reason));
