@@ -91,3 +91,16 @@ public static class SyncRuns
     };
 }
 
+/// <summary>The queue every node takes scheduled sync runs from (Wolverine's PostgreSQL transport, ADR 0050).</summary>
+public static class SyncRunQueue
+{
+    public const string Name = "sync_runs";
+
+    public static readonly Uri Uri = new($"postgresql://{Name}");
+
+    /// <summary>Wolverine's table for the queue's waiting messages, in the transport's schema (the store's).</summary>
+    public const string Table = "wolverine_queue_" + Name;
+
+    /// <summary>Runs a node holds at most, running or waiting locally, before it stops taking more from the queue.</summary>
+    public const int HeldPerNode = 3;
+}

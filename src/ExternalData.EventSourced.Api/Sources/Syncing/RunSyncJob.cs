@@ -49,20 +49,6 @@ public sealed class SyncRunSettings
 /// included, because the warehouse is the service's own database (ADR 0041): a crash re-reads at most the page in flight.
 /// A failure leaves the warehouse as the last committed page left it and says why in words a data engineer can act on.
 /// </summary>
-/// <summary>The queue every node takes scheduled sync runs from (Wolverine's PostgreSQL transport, ADR 0050).</summary>
-public static class SyncRunQueue
-{
-    public const string Name = "sync_runs";
-
-    public static readonly Uri Uri = new($"postgresql://{Name}");
-
-    /// <summary>Wolverine's table for the queue's waiting messages, in the transport's schema (the store's).</summary>
-    public const string Table = "wolverine_queue_" + Name;
-
-    /// <summary>Runs a node holds at most, running or waiting locally, before it stops taking more from the queue.</summary>
-    public const int HeldPerNode = 3;
-}
-
 public static partial class RunSyncJobHandler
 {
     // A full load of a large table takes as long as it takes; Wolverine's default execution timeout is for messages.
