@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using ExternalData.EventSourced.LocalPostgres;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 
 namespace ExternalData.EventSourced.Bench;
@@ -42,6 +43,7 @@ internal static class SyncBench
             var rawMerge = await RawMergeAsync(cluster, database, since);
             var (incremental, incrementalHeap) = await WithPeakHeapAsync(() => ReloadAsync(bench, id, changed));
             Print(rows, $"incremental, {changed:N0} changed (10 %)", incremental, changed, "COPY + one merge", rawMerge, incrementalHeap);
+            await ResumeAsync(bench, cluster, database, id, rows, full.Batches);
         }
 
         await FixedCostAsync(bench, cluster);
@@ -52,6 +54,51 @@ internal static class SyncBench
                           "swaps it in and indexes the merge key.)");
         Console.WriteLine();
         await StripeSyncBench.RunAsync(cluster, quick);
+    }
+
+    /// <summary>
+    /// A crash at 50 % (SYNC.md §7): the table loaded again (a resync), once clean and once with every source connection cut
+    /// right after the middle batch committed — the run reconnects and goes on from its committed batches in a new snapshot
+    /// (ADR 0051), as a node taking over a dead node's job does. Baseline: the clean load; the rows it kept, dropped and read
+    /// again are the job's own <c>sync_load_resumed</c> fact.
+    /// </summary>
+    private static async Task ResumeAsync(BenchHost bench, LocalPostgresCluster cluster, string database, string id, int rows, int batches)
+    {
+        var schema = JsonNode.Parse(await bench.Http.GetStringAsync($"/api/projects/bench/external_data_sources/{id}/"))!["schemas"]!.AsArray()[0]!["id"]!.GetValue<string>();
+        (await bench.Http.PostAsync($"/api/projects/bench/external_data_schemas/{schema}/resync/", Measure.Json([]))).EnsureSuccessStatusCode();
+        var clean = await JobAsync(bench, id, 3, rows);
+
+        var settings = bench.Host.Services.GetRequiredService<ExternalData.EventSourced.Sources.SyncRunSettings>();
+        var (delays, cut) = (settings.TransientRetryDelays, 0);
+        settings.TransientRetryDelays = [TimeSpan.Zero];
+        settings.AfterBatchCommitted = async (_, batch) =>
+        {
+            if (batch != batches / 2 || Interlocked.Exchange(ref cut, 1) == 1) return;
+            await using var admin = new NpgsqlConnection(cluster.ConnectionString);
+            await admin.OpenAsync();
+            await using var kill = new NpgsqlCommand("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = @db", admin);
+            kill.Parameters.AddWithValue("db", database);
+            await kill.ExecuteScalarAsync();
+        };
+        try
+        {
+            (await bench.Http.PostAsync($"/api/projects/bench/external_data_schemas/{schema}/resync/", Measure.Json([]))).EnsureSuccessStatusCode();
+            var resumed = await JobAsync(bench, id, 4, rows);
+            await using var events = new NpgsqlConnection(cluster.ConnectionString);
+            await events.OpenAsync();
+            await using var fact = new NpgsqlCommand(
+                "SELECT data->>'KeptRows', data->>'DroppedRows', data->>'ReadAgainRows' FROM bench_sync.mt_events WHERE type = 'sync_load_resumed' ORDER BY seq_id DESC LIMIT 1", events);
+            await using var reader = await fact.ExecuteReaderAsync();
+            var went = await reader.ReadAsync() ? $"went on: {long.Parse(reader.GetString(0)):N0} rows kept, {reader.GetString(1)} dropped, {reader.GetString(2)} read again" : "started over";
+            Console.WriteLine($"| {rows:N0} | full load again (resync), source connections cut after batch {batches / 2} of {batches}; {went} | {resumed.Elapsed.TotalSeconds:F2} | " +
+                              $"{rows / resumed.Elapsed.TotalSeconds:N0} | the same resync, not cut | {clean.Elapsed.TotalSeconds:F2} | {rows / clean.Elapsed.TotalSeconds:N0} | " +
+                              $"{clean.Elapsed.TotalSeconds / resumed.Elapsed.TotalSeconds:F2}x | {resumed.Batches} | |");
+        }
+        finally
+        {
+            settings.AfterBatchCommitted = null;
+            settings.TransientRetryDelays = delays;
+        }
     }
 
     /// <summary>The engine's fixed cost (SYNC.md §7: a run of a 2-row table under 100 ms end to end): the first run of a

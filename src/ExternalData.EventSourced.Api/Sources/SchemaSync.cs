@@ -140,6 +140,13 @@ public sealed partial class SyncJobProjection : SingleStreamProjection<SyncJob, 
         return job;
     }
 
+    public static SyncJob Apply(SyncLoadResumed e, SyncJob job)
+    {
+        job.RowsSynced = e.TotalRows;
+        job.Position = e.Position;
+        return job;
+    }
+
     // Terminal states absorb: a late or repeated finish never turns Failed into Completed or back.
     public static SyncJob Apply(SyncJobCompleted e, SyncJob job)
     {

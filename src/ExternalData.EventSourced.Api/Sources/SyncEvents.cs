@@ -62,6 +62,15 @@ public sealed record SyncJobStarted(
 public sealed record SyncBatchLoaded(
     Guid JobId, int Batch, long Rows, long TotalRows, string? Position, DateTimeOffset LoadedAt, Actor? RecordedBy = null, string? RecordedVia = null) : ISyncFact;
 
+/// <summary>A full load went on in a new read of the source (another node after a crash, or a reconnect) from what earlier
+/// batches committed, in one transaction with this event: of those rows <see cref="KeptRows"/> were unchanged upstream and
+/// stayed, <see cref="DroppedRows"/> were deleted or changed upstream since (or loaded by a batch whose events never
+/// committed) and went, and <see cref="ReadAgainRows"/> — rows written upstream since in the part already loaded — were read
+/// again. The load goes on after <see cref="Position"/>; nothing else of the loaded part is read twice.</summary>
+public sealed record SyncLoadResumed(
+    Guid JobId, int Batches, long KeptRows, long DroppedRows, long ReadAgainRows, long TotalRows, string Position, DateTimeOffset ResumedAt,
+    Actor? RecordedBy = null, string? RecordedVia = null) : ISyncFact;
+
 /// <summary>The job ended well. <see cref="Mode"/> is set when the run did other than it planned (a full load instead of
 /// only the changes), and <see cref="Note"/> says why.</summary>
 public sealed record SyncJobCompleted(

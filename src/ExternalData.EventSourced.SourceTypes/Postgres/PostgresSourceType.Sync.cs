@@ -43,17 +43,26 @@ public sealed partial class PostgresSourceType : ITableReader
     {
         await using var command = new NpgsqlCommand("""
             SELECT c.relkind::text, current_setting('server_version_num')::int,
-                   pg_relation_size(c.oid) / current_setting('block_size')::bigint, c.reltuples::float8, c.relpages::bigint
+                   pg_relation_size(c.oid) / current_setting('block_size')::bigint, c.reltuples::float8, c.relpages::bigint,
+                   pg_relation_filenode(c.oid)::bigint, txid_current_snapshot()::text
               FROM pg_class c WHERE c.oid = to_regclass(@relation)
             """, connection);
         command.Parameters.AddWithValue("relation", qualified);
         await using var reader = await Guard(() => command.ExecuteReaderAsync(ct));
         if (!await reader.ReadAsync(ct) || reader.GetString(0) != "r" || reader.GetInt32(1) < 140000) return null;
         var (blocks, tuples, pages) = (reader.GetInt64(2), reader.GetDouble(3), reader.GetInt64(4));
-        return new HeapBlocks(blocks, tuples > 0 && pages > 0 ? Math.Max(1, tuples / pages) : 100);
+        return new HeapBlocks(blocks, tuples > 0 && pages > 0 ? Math.Max(1, tuples / pages) : 100, reader.GetInt64(5), reader.GetString(6));
     }
 
-    private sealed record HeapBlocks(long Count, double RowsPerBlock);
+    /// <summary>A plain table's heap as the read's snapshot sees it: its size, and what tells a later read whether the blocks
+    /// an earlier one loaded still hold the same rows — the file the heap lives in (a rewrite makes a new one) and the
+    /// snapshot itself (<c>xmin:xmax:in-progress</c>).</summary>
+    private sealed record HeapBlocks(long Count, double RowsPerBlock, long FileNode, string Snapshot);
+
+    /// <summary>Where a block-paged load stands: every row of the blocks up to <see cref="Block"/> as of <see cref="Snapshot"/>
+    /// is committed; <see cref="FileNode"/> and <see cref="Reading"/> (a digest of the columns and filters read) tell
+    /// whether another read may go on from it.</summary>
+    private sealed record BlockPoint(long Block, string Snapshot, long FileNode, string Reading);
 
     // A wrong password or a refused host stays wrong until someone acts; an unreachable server may come back.
     private static bool Retryable(string? code) => code is null or "connection_failed" or "timeout" or "connection_timeout" or "connection_refused" or "too_many_connections";
@@ -106,10 +115,48 @@ public sealed partial class PostgresSourceType : ITableReader
             return await reader.IsDBNullAsync(0, ct) ? null : new KeysetPage(after, reader.GetString(0), reader.GetInt64(1));
         }
 
-        public async Task<long> CopyAsync(RowSelection selection, KeysetPage? page, Stream destination, CancellationToken ct)
+        public Task<long> CopyAsync(RowSelection selection, KeysetPage? page, Stream destination, CancellationToken ct) =>
+            CopyAsync(Columns, Conditions(selection, page?.After, page?.LastKey), destination, ct);
+
+        public Task<long> CopyKeysAsync(RowSelection selection, Stream destination, CancellationToken ct) =>
+            CopyAsync(string.Join(", ", shape.PrimaryKey.Select(k => Column(k).ReadAs)), Conditions(selection, null, null), destination, ct);
+
+        private string Columns => string.Join(", ", shape.Columns.Select(c => c.ReadAs));
+
+        /// <summary>The columns and filters this read reads, as a digest: a load goes on from another read only if they match.</summary>
+        private string Reading => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes($"{Columns}\n{filters}")))[..16];
+
+        public string? ResumePointAfter(KeysetPage page) =>
+            PageColumnFor(RowSelection.All) != Position || blocks is null ? null
+                : System.Text.Json.JsonSerializer.Serialize(new BlockPoint(long.Parse(page.LastKey, System.Globalization.CultureInfo.InvariantCulture), blocks.Snapshot, blocks.FileNode, Reading));
+
+        public Task<LoadResume?> ResumeAsync(string point, CancellationToken ct)
         {
-            var columns = string.Join(", ", shape.Columns.Select(c => c.ReadAs));
-            var conditions = Conditions(selection, page?.After, page?.LastKey);
+            BlockPoint? committed = null;
+            try
+            {
+                if (point.StartsWith('{')) committed = System.Text.Json.JsonSerializer.Deserialize<BlockPoint>(point);
+            }
+            catch (System.Text.Json.JsonException)
+            {
+                // Not a point this reader wrote: the load starts over.
+            }
+
+            // The blocks hold the same tuples only in the same heap file; rows of another column set or filter were not loaded.
+            var resumable = committed is not null && blocks is not null && committed.FileNode == blocks.FileNode && committed.Reading == Reading
+                            && shape.PrimaryKey.Count > 0 && shape.PrimaryKey.All(k => shape.Column(k) is not null);
+            return Task.FromResult<LoadResume?>(resumable
+                ? new LoadResume(committed!.Block.ToString(System.Globalization.CultureInfo.InvariantCulture), System.Text.Json.JsonSerializer.Serialize(committed with { Snapshot = blocks!.Snapshot }),
+                    new LoadedBlocks(committed.Block, committed.Snapshot, Unchanged: true), new LoadedBlocks(committed.Block, committed.Snapshot, Unchanged: false))
+                : null);
+        }
+
+        /// <summary>The rows of the blocks up to <see cref="Through"/> that an earlier read in <see cref="Snapshot"/> loaded and
+        /// that no transaction has written since (<see cref="Unchanged"/>), or the others: rows inserted or updated since.</summary>
+        private sealed record LoadedBlocks(long Through, string Snapshot, bool Unchanged) : RowSelection;
+
+        private async Task<long> CopyAsync(string columns, List<string> conditions, Stream destination, CancellationToken ct)
+        {
             // COPY takes no parameters: every bound is a literal, dollar-quoted so no value can end it.
             await using var rows = await Guard(() => connection.BeginRawBinaryCopyAsync($"COPY (SELECT {columns} FROM {qualified}{Where(conditions)}) TO STDOUT (FORMAT BINARY)", ct));
             // Chunk by chunk, so a failure reading the source is told apart from one writing the destination.
@@ -197,6 +244,11 @@ public sealed partial class PostgresSourceType : ITableReader
                     // xmin is a 32-bit counter that wraps: "at or after Since" in modular arithmetic, as Postgres compares xids.
                     conditions.Add($"((xmin::text::bigint - {changed.Since % XidSpace} + {XidSpace}) % {XidSpace}) < {XidSpace / 2}");
                     break;
+                case LoadedBlocks loaded:
+                    if (loaded.Through < long.MaxValue / 2) conditions.Add($"ctid < '({loaded.Through + 1},0)'::tid");
+                    var visible = VisibleIn(loaded.Snapshot);
+                    conditions.Add(loaded.Unchanged ? visible : $"NOT ({visible})");
+                    break;
             }
 
             if (PageColumnFor(selection) == Position)
@@ -213,6 +265,22 @@ public sealed partial class PostgresSourceType : ITableReader
             }
 
             return conditions;
+        }
+
+        /// <summary>
+        /// Whether a live row's inserting transaction had committed for <paramref name="snapshot"/> (<c>xmin:xmax:xip</c>): then
+        /// the row is the very version that snapshot read, as a live row never moves without a new version (a rewrite makes a
+        /// new heap file). xmin is 32 bits and wraps, so it is compared to the snapshot's bounds modulo 2^32, as Postgres does;
+        /// a row frozen more than 2^31 transactions ago reads as changed, which only costs reading it again.
+        /// </summary>
+        private static string VisibleIn(string snapshot)
+        {
+            var parts = snapshot.Split(':');
+            var xmax = long.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture) % XidSpace;
+            var inProgress = parts[2].Split(',', StringSplitOptions.RemoveEmptyEntries)
+                .Select(x => (long.Parse(x, System.Globalization.CultureInfo.InvariantCulture) % XidSpace).ToString(System.Globalization.CultureInfo.InvariantCulture)).ToList();
+            var precedes = $"(xmin::text::bigint < 3 OR (({xmax} - xmin::text::bigint + {XidSpace}) % {XidSpace}) BETWEEN 1 AND {XidSpace / 2 - 1})";
+            return inProgress.Count == 0 ? precedes : $"{precedes} AND xmin::text::bigint NOT IN ({string.Join(", ", inProgress)})";
         }
 
         private static string Where(List<string> conditions) => conditions.Count == 0 ? "" : " WHERE " + string.Join(" AND ", conditions.Select(c => $"({c})"));

@@ -34,6 +34,13 @@ public sealed record CursorRows(string Column, string From, bool Inclusive, int?
 /// paged on the table's key.</summary>
 public sealed record ChangedRows(long Since) : RowSelection;
 
+/// <summary>How a whole-table load goes on in a new read (another snapshot: a reconnect, or another node after a crash) from
+/// the part an earlier read committed: pages continue after <see cref="After"/>; of the committed part, the rows
+/// <see cref="Unchanged"/> selects are still exactly as loaded (only their keys need reading, to drop every other row of
+/// that part: deleted or changed since), and the rows <see cref="Changed"/> selects were written since and are read again.
+/// <see cref="Point"/> is the committed part's resume point in this read's snapshot.</summary>
+public sealed record LoadResume(string After, string Point, RowSelection Unchanged, RowSelection Changed);
+
 /// <summary>A filter the source applies to every read (ref §5.21's <c>row_filters</c>): <c>column operator value</c>.</summary>
 public sealed record RowFilter(string Column, string Operator, JsonNode? Value);
 
@@ -83,6 +90,19 @@ public interface ITableRead : IAsyncDisposable
     /// true for pages keyed on a column; false for pages of physical position, which only hold within one snapshot, so a
     /// reconnected load must start over.</summary>
     bool PagesOutliveTheRead(RowSelection selection);
+
+    /// <summary>Where a whole-table load stands once <paramref name="page"/> is committed, written so that another read can go on
+    /// from it (<see cref="ResumeAsync"/>); null when the pages are keyed on a column, whose last key is the position.</summary>
+    string? ResumePointAfter(KeysetPage page);
+
+    /// <summary>Goes on with a whole-table load from <paramref name="point"/> (a <see cref="ResumePointAfter"/>) in this read's
+    /// snapshot; null when it cannot (the table was rewritten since — VACUUM FULL, CLUSTER, a column type change —, the
+    /// columns or filters read changed, or the table has no primary key), and the load starts over.</summary>
+    Task<LoadResume?> ResumeAsync(string point, CancellationToken ct);
+
+    /// <summary>Copies the primary key columns of the rows <paramref name="selection"/> selects, in binary COPY format, into
+    /// <paramref name="destination"/>; answers how many rows it copied.</summary>
+    Task<long> CopyKeysAsync(RowSelection selection, Stream destination, CancellationToken ct);
 
     /// <summary>The source's oldest transaction still in progress, as a 64-bit id: every row written after a read that
     /// starts now carries an <c>xmin</c> at or above it. Taken before a run reads, it is the next xmin run's start.</summary>

@@ -196,6 +196,9 @@ public sealed class when_a_run_fails(AppFixture app) : SyncContext(app, Tables, 
             restarted.Task.IsCompleted.ShouldBeTrue("the source was down mid-run");
             job["status"]!.GetValue<string>().ShouldBe("Completed", job.ToJsonString());
             job["rows_synced"]!.GetValue<long>().ShouldBe(5000);
+            // The load went on from its two committed batches in the new connection's snapshot, keeping their rows (ADR 0051).
+            (await ScalarAsync($"SELECT (data->>'KeptRows')::bigint FROM {App.Schema}.mt_events WHERE stream_id = '{job["id"]}' AND type = 'sync_load_resumed'"))
+                .ShouldBe(await ScalarAsync($"SELECT (data->>'TotalRows')::bigint FROM {App.Schema}.mt_events WHERE stream_id = '{job["id"]}' AND type = 'sync_batch_loaded' AND (data->>'Batch')::int = 2"));
             (await RowsAsync(WarehouseConnection, $"{Warehouse}.restartpostgres_flaky", ["id", "v"]))
                 .ShouldBe(await RowsAsync(upstream.ConnectionStringFor(database.Name), "public.flaky", ["id", "v"]));
             (await SchemaAsync(id, "flaky"))["should_sync"]!.GetValue<bool>().ShouldBeTrue();

@@ -178,6 +178,8 @@ public static class SourceHistoryEndpoint
         SyncRunFailed r => $"run {r.JobId} failed: {r.Error}",
         SyncJobStarted j => $"{j.Trigger} run of table {j.SchemaName} started",
         SyncBatchLoaded b => $"batch {b.Batch.ToString(CultureInfo.InvariantCulture)}: {b.Rows.ToString(CultureInfo.InvariantCulture)} rows, {b.TotalRows.ToString(CultureInfo.InvariantCulture)} so far",
+        SyncLoadResumed r => $"load resumed after batch {r.Batches.ToString(CultureInfo.InvariantCulture)}: {r.KeptRows.ToString(CultureInfo.InvariantCulture)} rows kept, " +
+                             $"{r.DroppedRows.ToString(CultureInfo.InvariantCulture)} dropped, {r.ReadAgainRows.ToString(CultureInfo.InvariantCulture)} changed upstream read again",
         SyncJobCompleted j => $"run completed: {j.Rows.ToString(CultureInfo.InvariantCulture)} rows in {j.Batches.ToString(CultureInfo.InvariantCulture)} batches",
         SyncJobFailed j => $"run failed: {j.Error}",
         SyncJobCancelled j => $"run cancelled: {j.Reason}",

@@ -306,22 +306,29 @@ public static partial class RunSyncJobHandler
 
         var shape = await context.FromSourceAsync(read => Task.FromResult(read.Shape), ct);
         var kept = await WarehouseTables.DroppedUpstreamAsync(connection, target.Schema, target.Name, run.SchemaId, shape, ct);
-        var staging = await WarehouseTables.CreateStagingAsync(connection, target.Schema, run.SchemaId, run.JobId, shape, kept, ct);
+        // A delivery after a crash (or a node's shutdown) finds the staging table its earlier batches filled, and where they
+        // ended: the load goes on from there if the source can tell what changed since (ADR 0051).
+        var goOn = context.CdcPoint is null && context.Job.Position is not null
+            ? await WarehouseTables.StagingToGoOnAsync(connection, target.Schema, run.JobId, shape, kept, ct)
+            : null;
+        var staging = goOn ?? await WarehouseTables.CreateStagingAsync(connection, target.Schema, run.SchemaId, run.JobId, shape, kept, ct);
         var stagingTable = WarehouseTables.Qualified(target.Schema, staging);
         context.Leftovers.Add(stagingTable);
-        long total = 0;
-        var batch = 0;
+        var (total, batch) = goOn is not null ? (context.Job.RowsSynced, context.Job.Batches) : (0L, 0);
+        // Where the committed part of a block-paged load ends, in a form another read (snapshot) can go on from.
+        var point = goOn is not null ? context.Job.Position : null;
         string? after = null;
-        var reads = context.Reads;
+        var reads = goOn is not null ? -1 : context.Reads;
         while (true)
         {
             var (done, page) = await context.FromSourceAsync(async read =>
             {
-                // Pages of physical position hold within one snapshot only: after a reconnect, the load starts over.
-                if (context.Reads != reads && !read.PagesOutliveTheRead(RowSelection.All))
+                if (context.Reads != reads)
                 {
-                    await WarehouseTables.EmptyAsync(connection, target.Schema, staging, ct);
-                    (after, total, reads) = (null, 0, context.Reads);
+                    // A new read, in a snapshot other than the one the committed batches were read in.
+                    reads = context.Reads;
+                    if (point is not null) (after, total, point) = await GoOnAsync(context, read, staging, shape, point, batch, ct);
+                    else if (!read.PagesOutliveTheRead(RowSelection.All)) (after, total) = (null, await StartOverAsync(context, staging, shape, kept, ct));
                 }
 
                 KeysetPage? page = null;
@@ -331,13 +338,15 @@ public static partial class RunSyncJobHandler
                 await using var transaction = await connection.BeginTransactionAsync(ct);
                 long rows = 0;
                 await PipeAsync(await WarehouseTables.CopyIntoAsync(connection, target.Schema, staging, shape, ct), async into => rows = await read.CopyAsync(RowSelection.All, page, into, ct));
+                var position = page is null ? null : read.ResumePointAfter(page) ?? page.LastKey;
                 await CommitAsync(context, transaction, null, async session =>
                 {
                     await HeldAsync(context, session, ct);
-                    session.Events.Append(run.JobId, new SyncBatchLoaded(run.JobId, batch + 1, rows, total + rows, page?.LastKey, context.Clock.GetUtcNow(), run.Recorder.Actor, run.Recorder.Channel));
+                    session.Events.Append(run.JobId, new SyncBatchLoaded(run.JobId, batch + 1, rows, total + rows, position, context.Clock.GetUtcNow(), run.Recorder.Actor, run.Recorder.Channel));
                 }, ct);
                 total += rows;
                 batch++;
+                point = page is null ? null : read.ResumePointAfter(page);
                 return (false, page);
             }, ct);
             if (done) break;
@@ -356,6 +365,46 @@ public static partial class RunSyncJobHandler
         await CompleteAsync(context, finish, table, table.RowCount, batch, watermark, ceiling, ct);
         // Swapped in for good only now: a run stopped at its end rolls the swap back, and its staging table is dropped.
         context.Leftovers.Remove(stagingTable);
+    }
+
+    /// <summary>
+    /// Goes on with a block-paged full load in a new read of the source (ADR 0051): of the rows the committed batches loaded,
+    /// those no transaction has written since stay (the source sends their keys only); every other row of the staging table
+    /// goes (deleted or changed upstream since, or loaded by a batch whose events never committed); the rows written since
+    /// in the blocks already loaded are read again; the next page starts after the last committed block. One transaction,
+    /// recorded as <see cref="SyncLoadResumed"/>. If the source cannot go on (its table rewritten, its key gone), the load
+    /// starts over in a new staging table.
+    /// </summary>
+    private static async Task<(string? After, long Total, string? Point)> GoOnAsync(
+        RunContext context, ITableRead read, string staging, TableShape shape, string point, int batch, CancellationToken ct)
+    {
+        var (run, connection, target) = (context.Run, context.Connection, context.Target);
+        if (await read.ResumeAsync(point, ct) is not { } resume)
+        {
+            var kept = await WarehouseTables.DroppedUpstreamAsync(connection, target.Schema, target.Name, run.SchemaId, shape, ct);
+            return (null, await StartOverAsync(context, staging, shape, kept, ct), null);
+        }
+
+        await using var transaction = await connection.BeginTransactionAsync(ct);
+        var (unchanged, dropped) = await WarehouseTables.KeepOnlyAsync(connection, transaction, target.Schema, staging, shape, into => read.CopyKeysAsync(resume.Unchanged, into, ct), ct);
+        long again = 0;
+        await PipeAsync(await WarehouseTables.CopyIntoAsync(connection, target.Schema, staging, shape, ct), async into => again = await read.CopyAsync(resume.Changed, null, into, ct));
+        await CommitAsync(context, transaction, null, async session =>
+        {
+            await HeldAsync(context, session, ct);
+            session.Events.Append(run.JobId, new SyncLoadResumed(run.JobId, batch, unchanged, dropped, again, unchanged + again, resume.Point, context.Clock.GetUtcNow(),
+                run.Recorder.Actor, run.Recorder.Channel));
+        }, ct);
+        context.Logger.LogInformation("Sync job {Job} goes on after batch {Batch}: {Kept} rows kept, {Dropped} dropped, {Again} read again", run.JobId, batch, unchanged, dropped, again);
+        return (resume.After, unchanged + again, resume.Point);
+    }
+
+    /// <summary>A load that cannot go on from its committed batches starts over in a staging table made anew (the columns
+    /// read may have changed). Answers the rows loaded: none.</summary>
+    private static async Task<long> StartOverAsync(RunContext context, string staging, TableShape shape, IReadOnlyList<WarehouseTableColumn> kept, CancellationToken ct)
+    {
+        var made = await WarehouseTables.CreateStagingAsync(context.Connection, context.Target.Schema, context.Run.SchemaId, context.Run.JobId, shape, kept, ct);
+        return made == staging ? 0 : throw new InvalidOperationException("A job's staging table is named after the job.");
     }
 
     /// <summary>Only what changed since the last run (SYNC.md §3.2–§3.4), page by page, each merged (or appended) into the

@@ -109,6 +109,57 @@ public static class WarehouseTables
                 ADD COLUMN IF NOT EXISTS {MetadataDeletedAt} timestamptz
             """, ct);
 
+    /// <summary>The staging table a full load of <paramref name="jobId"/> left (a crash, a node shut down), if it is still
+    /// there with the columns this run would create: then the load may go on in it.</summary>
+    public static async Task<string?> StagingToGoOnAsync(
+        NpgsqlConnection connection, string schema, Guid jobId, TableShape shape, IReadOnlyList<WarehouseTableColumn> kept, CancellationToken ct)
+    {
+        var staging = $"_stage_{jobId:N}";
+        await using var transaction = await connection.BeginTransactionAsync(ct);
+        var columns = await ColumnsAsync(connection, transaction, schema, staging, ct);
+        await transaction.CommitAsync(ct);
+        // Names only: the types are the reader's to vouch for (its resume point carries a digest of what it reads, casts included).
+        var expected = shape.Columns.Select(c => c.Name).Concat(kept.Select(c => c.Name)).Append(MetadataSyncedAt);
+        return columns.Count > 0 && columns.Select(c => c.Name).ToHashSet().SetEquals(expected) ? staging : null;
+    }
+
+    /// <summary>
+    /// Keeps in a staging table only the rows whose <paramref name="key"/> a load going on from an earlier read found unchanged
+    /// upstream: the keys are copied (by <paramref name="fill"/>) into a temporary table and every other row goes — deleted
+    /// or changed upstream since it was loaded, or loaded by a batch whose events never committed. Answers the rows kept
+    /// (the keys copied) and the rows dropped.
+    /// </summary>
+    public static async Task<(long Kept, long Dropped)> KeepOnlyAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string staging, TableShape shape, Func<Stream, Task<long>> fill, CancellationToken ct)
+    {
+        var key = shape.PrimaryKey.Select(k => shape.Column(k)!).ToList();
+        var unchanged = $"_unchanged_{staging}";
+        await ExecuteAsync(connection, transaction,
+            $"CREATE TEMP TABLE {Quote(unchanged)} ({string.Join(", ", key.Select(c => $"{Quote(c.Name)} {c.Type}"))}) ON COMMIT DROP", ct);
+        long kept = 0;
+        var into = await connection.BeginRawBinaryCopyAsync($"COPY pg_temp.{Quote(unchanged)} ({string.Join(", ", key.Select(c => Quote(c.Name)))}) FROM STDIN (FORMAT BINARY)", ct);
+        try
+        {
+            kept = await fill(into);
+        }
+        catch
+        {
+            await into.CancelAsync();
+            throw;
+        }
+        finally
+        {
+            await into.DisposeAsync();
+        }
+
+        var dropped = await ExecuteAsync(connection, transaction, $"""
+            ANALYZE pg_temp.{Quote(unchanged)};
+            DELETE FROM {Qualified(schema, staging)} s
+             WHERE NOT EXISTS (SELECT 1 FROM pg_temp.{Quote(unchanged)} u WHERE {string.Join(" AND ", key.Select(c => $"u.{Quote(c.Name)} = s.{Quote(c.Name)}"))})
+            """, ct);
+        return (kept, dropped);
+    }
+
     /// <summary>Empties a staging table (a load starting over).</summary>
     public static Task EmptyAsync(NpgsqlConnection connection, string schema, string staging, CancellationToken ct) =>
         ExecuteAsync(connection, null, $"TRUNCATE {Quote(schema)}.{Quote(staging)}", ct);
