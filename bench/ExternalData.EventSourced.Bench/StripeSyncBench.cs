@@ -39,9 +39,13 @@ internal static class StripeSyncBench
             },
         }));
         var id = JsonNode.Parse(await created.Content.ReadAsStringAsync())!["id"]!.GetValue<string>();
-        var backfill = await SyncBench.JobAsync(bench, id, 1, objects);
+        var backfill = await SyncBench.JobAsync(bench, id, 1, objects, "Customer");
 
         (await bench.Http.PostAsync($"{sources}{id}/create_webhook/", Measure.Json(new JsonObject()))).EnsureSuccessStatusCode();
+        // A table's first run after it switched to webhook polls every object (ADR 0048): deliveries made before it are
+        // covered by the poll, so the deliveries to drain are sent after it.
+        (await bench.Http.PostAsync($"{sources}{id}/reload/", Measure.Json(new JsonObject()))).EnsureSuccessStatusCode();
+        await SyncBench.JobAsync(bench, id, 2, objects, "Customer");
         var secret = stripe.Endpoints.Single(e => e.Url.EndsWith(id, StringComparison.Ordinal)).Secret;
         var inbound = bench.Host.Server.CreateClient();
         var now = account.Now.ToUnixTimeSeconds();
@@ -57,7 +61,7 @@ internal static class StripeSyncBench
         });
         var accepted = pushing.Elapsed;
         (await bench.Http.PostAsync($"{sources}{id}/reload/", Measure.Json(new JsonObject()))).EnsureSuccessStatusCode();
-        var drain = await SyncBench.JobAsync(bench, id, 2, deliveries);
+        var drain = await SyncBench.JobAsync(bench, id, 3, deliveries, "Customer");
 
         Console.WriteLine("| Stripe run | service (s) | service objects/s | baseline | baseline (s) | baseline objects/s | ratio (service / baseline) | batches |");
         Console.WriteLine("|---|---:|---:|---|---:|---:|---:|---:|");

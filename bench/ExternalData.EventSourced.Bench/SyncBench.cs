@@ -41,7 +41,9 @@ internal static class SyncBench
             var changed = rows / 10;
             var since = await ChangeAsync(cluster, database, changed);
             var rawMerge = await RawMergeAsync(cluster, database, since);
+            using var profile = Environment.GetEnvironmentVariable("EDBENCH_SYNC_PROFILE") == "1" ? new SpanProfile() : null;
             var (incremental, incrementalHeap) = await WithPeakHeapAsync(() => ReloadAsync(bench, id, changed));
+            profile?.Print(1, incremental.Elapsed.TotalMilliseconds);
             Print(rows, $"incremental, {changed:N0} changed (10 %)", incremental, changed, "COPY + one merge", rawMerge, incrementalHeap);
             await ResumeAsync(bench, cluster, database, id, rows, full.Batches);
         }
@@ -213,20 +215,22 @@ internal static class SyncBench
         return await JobAsync(bench, id, 2, changed);
     }
 
-    /// <summary>The source's newest job once it is the <paramref name="nth"/> and has ended; it must have moved <paramref name="rows"/> rows.</summary>
-    internal static async Task<(TimeSpan Elapsed, int Batches)> JobAsync(BenchHost bench, string id, int nth, int rows)
+    /// <summary>The source's newest job (of table <paramref name="table"/>, when given) once it is the <paramref name="nth"/> and
+    /// has ended; it must have moved <paramref name="rows"/> rows.</summary>
+    internal static async Task<(TimeSpan Elapsed, int Batches)> JobAsync(BenchHost bench, string id, int nth, int rows, string? table = null)
     {
-        JsonArray jobs;
+        List<JsonNode> jobs;
         while (true)
         {
             // Polled gently: a client hammering jobs/ would take the cores the run needs. The run's own start and end
             // times are the measure.
             await Task.Delay(200);
-            jobs = JsonNode.Parse(await bench.Http.GetStringAsync($"/api/projects/bench/external_data_sources/{id}/jobs/"))!.AsArray();
-            if (jobs.Count >= nth && jobs[0]!["status"]!.GetValue<string>() != "Running") break;
+            jobs = JsonNode.Parse(await bench.Http.GetStringAsync($"/api/projects/bench/external_data_sources/{id}/jobs/"))!.AsArray()
+                .Select(j => j!).Where(j => table is null || j["schema"]!["name"]!.GetValue<string>() == table).ToList();
+            if (jobs.Count >= nth && jobs[0]["status"]!.GetValue<string>() != "Running") break;
         }
 
-        var job = jobs[0]!;
+        var job = jobs[0];
         if (job["status"]!.GetValue<string>() != "Completed" || job["rows_synced"]!.GetValue<long>() != rows)
             throw new InvalidOperationException($"the run did not complete with {rows} rows: {job.ToJsonString()}");
         return (job["finished_at"]!.GetValue<DateTimeOffset>() - job["created_at"]!.GetValue<DateTimeOffset>(), job["batches"]!.GetValue<int>());

@@ -358,7 +358,8 @@ public static partial class RunSyncJobHandler
 
         await using var finish = await connection.BeginTransactionAsync(ct);
         if (context.CdcPoint is not null) await WarehouseTables.AddCdcColumnsAsync(connection, finish, target.Schema, staging, ct);
-        var table = await WarehouseTables.SwapInAsync(connection, finish, target.Schema, staging, target.Name, run.SchemaId, ct);
+        // Staging holds exactly the rows its batches copied (and a resume kept), so they are the table's count.
+        var table = await WarehouseTables.SwapInAsync(connection, finish, target.Schema, staging, target.Name, run.SchemaId, ct, total);
         if (key is not null) await WarehouseTables.EnsureKeyIndexAsync(connection, finish, target.Schema, target.Name, run.SchemaId, key, ct);
         if (syncType == SyncTypes.Append && context.Field is { } appendField)
             watermark = await WarehouseTables.MaxAsync(connection, finish, target.Schema, target.Name, appendField, ct);
@@ -431,6 +432,10 @@ public static partial class RunSyncJobHandler
         var after = cursor is null ? context.Job.Position : null;
         var (batch, total) = (context.Job.Batches, context.Job.RowsSynced);
         string? watermark = cursor?.From;
+        // The table's row count follows from its last exact count and the rows this run inserts — when this run is the only
+        // writer since: the last run completed, this is the job's first delivery, and rows commit with their events.
+        var tableRows = context.State is { LastStatus: JobStatuses.Completed, Table: { } last } && context.Job.Batches == 0 && !context.Settings.SeparateWarehouse
+            ? last.RowCount : (long?)null;
         while (true)
         {
             var (done, page) = await context.FromSourceAsync(async read =>
@@ -441,9 +446,9 @@ public static partial class RunSyncJobHandler
 
                 await using var transaction = await connection.BeginTransactionAsync(ct);
                 await PipeAsync(await WarehouseTables.CopyIntoBatchAsync(connection, batchTable, shape, ct), async into => await read.CopyAsync(selection, page, into, ct));
-                var rows = key is not null
+                var (rows, inserted) = key is not null
                     ? await WarehouseTables.MergeBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, shape, key, ct)
-                    : await WarehouseTables.AppendBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, shape, ct);
+                    : await WarehouseTables.AppendBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, shape, ct) is var appended ? (appended, appended) : default;
                 await CommitAsync(context, transaction, cursor is not null ? page?.LastKey : null, async session =>
                 {
                     var sync = await HeldAsync(context, session, ct);
@@ -453,6 +458,7 @@ public static partial class RunSyncJobHandler
                         sync.AppendOne(new SyncWatermarkAdvanced(run.SchemaId, run.JobId, batch + 1, cursor.Column, page.LastKey, now, run.Recorder.Actor, run.Recorder.Channel));
                 }, ct);
                 total += rows;
+                tableRows += inserted;
                 batch++;
                 return (false, page);
             }, ct);
@@ -465,7 +471,7 @@ public static partial class RunSyncJobHandler
         }
 
         await using var finish = await connection.BeginTransactionAsync(ct);
-        var table = await WarehouseTables.DescribeAsync(connection, finish, target.Schema, target.Name, run.SchemaId, ct);
+        var table = await WarehouseTables.DescribeAsync(connection, finish, target.Schema, target.Name, run.SchemaId, ct, tableRows);
         await CompleteAsync(context, finish, table, total, batch, watermark, ceiling, ct);
     }
 

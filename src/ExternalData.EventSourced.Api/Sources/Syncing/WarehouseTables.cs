@@ -173,7 +173,7 @@ public static class WarehouseTables
     /// until the commit and the new one after it. Refuses to replace a table of the same name that this service did not
     /// create. Returns the table as the API shows it.</summary>
     public static async Task<WarehouseTable> SwapInAsync(
-        NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string staging, string name, Guid schemaId, CancellationToken ct)
+        NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string staging, string name, Guid schemaId, CancellationToken ct, long? rows = null)
     {
         await IsOursAsync(connection, transaction, schema, name, schemaId, ct);
 
@@ -182,7 +182,7 @@ public static class WarehouseTables
             ALTER TABLE {Quote(schema)}.{Quote(staging)} RENAME TO {Quote(name)};
             COMMENT ON TABLE {Quote(schema)}.{Quote(name)} IS '{OwnerMark}{schemaId}';
             """, ct);
-        return await DescribeAsync(connection, transaction, schema, name, schemaId, ct);
+        return await DescribeAsync(connection, transaction, schema, name, schemaId, ct, rows);
     }
 
     /// <summary>Checks the schema's table is there and this service's, and follows upstream's changes of shape (SYNC.md §5,
@@ -232,21 +232,29 @@ public static class WarehouseTables
         connection.BeginRawBinaryCopyAsync($"COPY pg_temp.{Quote(batch)} ({string.Join(", ", shape.Columns.Select(c => Quote(c.Name)))}) FROM STDIN (FORMAT BINARY)", ct);
 
     /// <summary>Merges the batch into the table by <paramref name="key"/>: a new key is inserted, a known one takes the batch's
-    /// values. Returns the rows written. Two rows of one key in a batch are the source's duplicate keys, not ours to pick from.</summary>
-    public static async Task<long> MergeBatchAsync(
+    /// values. Returns the rows written and how many of them are new to the table (a row inserted has no <c>xmax</c>; one the
+    /// conflict updated carries the lock's), so the table's row count follows without counting it. Two rows of one key in a
+    /// batch are the source's duplicate keys, not ours to pick from.</summary>
+    public static async Task<(long Written, long Inserted)> MergeBatchAsync(
         NpgsqlConnection connection, NpgsqlTransaction transaction, string batch, string schema, string name, TableShape shape, IReadOnlyList<string> key, CancellationToken ct)
     {
         var columns = shape.Columns.Select(c => Quote(c.Name)).ToList();
         var updates = shape.Columns.Where(c => !key.Contains(c.Name)).Select(c => $"{Quote(c.Name)} = EXCLUDED.{Quote(c.Name)}")
             .Append($"{MetadataSyncedAt} = EXCLUDED.{MetadataSyncedAt}");
         var sql = $"""
-            INSERT INTO {Quote(schema)}.{Quote(name)} ({string.Join(", ", columns)}, {MetadataSyncedAt})
-            SELECT {string.Join(", ", columns)}, now() FROM pg_temp.{Quote(batch)}
-            ON CONFLICT ({string.Join(", ", key.Select(Quote))}) DO UPDATE SET {string.Join(", ", updates)}
+            WITH merged AS (
+                INSERT INTO {Quote(schema)}.{Quote(name)} ({string.Join(", ", columns)}, {MetadataSyncedAt})
+                SELECT {string.Join(", ", columns)}, now() FROM pg_temp.{Quote(batch)}
+                ON CONFLICT ({string.Join(", ", key.Select(Quote))}) DO UPDATE SET {string.Join(", ", updates)}
+                RETURNING xmax::text = '0' AS inserted)
+            SELECT count(*), count(*) FILTER (WHERE inserted) FROM merged
             """;
         try
         {
-            return await ExecuteAsync(connection, transaction, sql, ct);
+            await using var command = new NpgsqlCommand(sql, connection, transaction);
+            await using var reader = await command.ExecuteReaderAsync(ct);
+            await reader.ReadAsync(ct);
+            return (reader.GetInt64(0), reader.GetInt64(1));
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.CardinalityViolation)
         {
@@ -324,12 +332,19 @@ public static class WarehouseTables
 
     public static string Qualified(string schema, string table) => $"{Quote(schema)}.{Quote(table)}";
 
-    public static async Task<WarehouseTable> DescribeAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string name, Guid schemaId, CancellationToken ct)
+    /// <summary>The table as the API shows it. Its row count is <paramref name="rows"/> when the run knows it (it wrote every row
+    /// since the table's last exact count), else counted: on a large table after a merge, the count is a run's slowest statement.</summary>
+    public static async Task<WarehouseTable> DescribeAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string name, Guid schemaId, CancellationToken ct, long? rows = null)
     {
         var columns = await ColumnsAsync(connection, transaction, schema, name, ct);
-        await using var count = new NpgsqlCommand($"SELECT count(*) FROM {Quote(schema)}.{Quote(name)}", connection, transaction);
-        var rows = (long)(await count.ExecuteScalarAsync(ct))!;
-        return new WarehouseTable(schemaId, schema, name, columns, rows);
+        if (rows is null)
+        {
+            await using var count = new NpgsqlCommand($"SELECT count(*) FROM {Quote(schema)}.{Quote(name)}", connection, transaction);
+            rows = (long)(await count.ExecuteScalarAsync(ct))!;
+        }
+
+        return new WarehouseTable(schemaId, schema, name, columns, rows.Value);
     }
 
     internal static async Task<List<WarehouseTableColumn>> ColumnsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string name, CancellationToken ct)
