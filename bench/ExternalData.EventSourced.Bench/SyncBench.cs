@@ -35,8 +35,10 @@ internal static class SyncBench
         {
             var database = await CreateSourceAsync(cluster, rows);
             var raw = await RawPipeAsync(cluster, database);
-            var ((id, full), heap) = await WithPeakHeapAsync(() => FirstRunAsync(bench, cluster, database, rows));
-            Print(rows, "full load (first run)", full, rows, "COPY pipe", raw, heap);
+            var ((whole, load), loadHeap) = await WithPeakHeapAsync(() => FirstRunAsync(bench, cluster, database, rows, incremental: false));
+            Print(rows, "full load (a full_refresh schema's run)", load, rows, "COPY pipe", raw, loadHeap);
+            var ((id, full), heap) = await WithPeakHeapAsync(() => FirstRunAsync(bench, cluster, database, rows, incremental: true));
+            Print(rows, "full load (an incremental schema's first run: also indexes its merge key)", full, rows, "COPY pipe", raw, heap);
 
             var changed = rows / 10;
             var since = await ChangeAsync(cluster, database, changed);
@@ -45,7 +47,7 @@ internal static class SyncBench
             var (incremental, incrementalHeap) = await WithPeakHeapAsync(() => ReloadAsync(bench, id, changed));
             profile?.Print(1, incremental.Elapsed.TotalMilliseconds);
             Print(rows, $"incremental, {changed:N0} changed (10 %)", incremental, changed, "COPY + one merge", rawMerge, incrementalHeap);
-            await ResumeAsync(bench, cluster, database, id, rows, full.Batches);
+            await ResumeAsync(bench, cluster, database, whole, rows, load.Batches);
         }
 
         await FixedCostAsync(bench, cluster);
@@ -59,16 +61,15 @@ internal static class SyncBench
     }
 
     /// <summary>
-    /// A crash at 50 % (SYNC.md §7): the table loaded again (a resync), once clean and once with every source connection cut
+    /// A crash at 50 % (SYNC.md §7): the full_refresh schema's table loaded again (a reload), once clean and once with every source connection cut
     /// right after the middle batch committed — the run reconnects and goes on from its committed batches in a new snapshot
     /// (ADR 0051), as a node taking over a dead node's job does. Baseline: the clean load; the rows it kept, dropped and read
     /// again are the job's own <c>sync_load_resumed</c> fact.
     /// </summary>
     private static async Task ResumeAsync(BenchHost bench, LocalPostgresCluster cluster, string database, string id, int rows, int batches)
     {
-        var schema = JsonNode.Parse(await bench.Http.GetStringAsync($"/api/projects/bench/external_data_sources/{id}/"))!["schemas"]!.AsArray()[0]!["id"]!.GetValue<string>();
-        (await bench.Http.PostAsync($"/api/projects/bench/external_data_schemas/{schema}/resync/", Measure.Json([]))).EnsureSuccessStatusCode();
-        var clean = await JobAsync(bench, id, 3, rows);
+        (await bench.Http.PostAsync($"/api/projects/bench/external_data_sources/{id}/reload/", Measure.Json([]))).EnsureSuccessStatusCode();
+        var clean = await JobAsync(bench, id, 2, rows);
 
         var settings = bench.Host.Services.GetRequiredService<ExternalData.EventSourced.Sources.SyncRunSettings>();
         var (delays, cut) = (settings.TransientRetryDelays, 0);
@@ -84,16 +85,16 @@ internal static class SyncBench
         };
         try
         {
-            (await bench.Http.PostAsync($"/api/projects/bench/external_data_schemas/{schema}/resync/", Measure.Json([]))).EnsureSuccessStatusCode();
-            var resumed = await JobAsync(bench, id, 4, rows);
+            (await bench.Http.PostAsync($"/api/projects/bench/external_data_sources/{id}/reload/", Measure.Json([]))).EnsureSuccessStatusCode();
+            var resumed = await JobAsync(bench, id, 3, rows);
             await using var events = new NpgsqlConnection(cluster.ConnectionString);
             await events.OpenAsync();
             await using var fact = new NpgsqlCommand(
                 "SELECT data->>'KeptRows', data->>'DroppedRows', data->>'ReadAgainRows' FROM bench_sync.mt_events WHERE type = 'sync_load_resumed' ORDER BY seq_id DESC LIMIT 1", events);
             await using var reader = await fact.ExecuteReaderAsync();
             var went = await reader.ReadAsync() ? $"went on: {long.Parse(reader.GetString(0)):N0} rows kept, {reader.GetString(1)} dropped, {reader.GetString(2)} read again" : "started over";
-            Console.WriteLine($"| {rows:N0} | full load again (resync), source connections cut after batch {batches / 2} of {batches}; {went} | {resumed.Elapsed.TotalSeconds:F2} | " +
-                              $"{rows / resumed.Elapsed.TotalSeconds:N0} | the same resync, not cut | {clean.Elapsed.TotalSeconds:F2} | {rows / clean.Elapsed.TotalSeconds:N0} | " +
+            Console.WriteLine($"| {rows:N0} | full load again (reload), source connections cut after batch {batches / 2} of {batches}; {went} | {resumed.Elapsed.TotalSeconds:F2} | " +
+                              $"{rows / resumed.Elapsed.TotalSeconds:N0} | the same reload, not cut | {clean.Elapsed.TotalSeconds:F2} | {rows / clean.Elapsed.TotalSeconds:N0} | " +
                               $"{clean.Elapsed.TotalSeconds / resumed.Elapsed.TotalSeconds:F2}x | {resumed.Batches} | |");
         }
         finally
@@ -196,14 +197,17 @@ internal static class SyncBench
         return clock.Elapsed;
     }
 
-    /// <summary>Creates the source with t1 incremental on updated_at; its first run (a full load) starts by itself.</summary>
-    private static async Task<(string Id, (TimeSpan Elapsed, int Batches) Run)> FirstRunAsync(BenchHost bench, LocalPostgresCluster cluster, string database, int rows)
+    /// <summary>Creates a source with t1 incremental on updated_at (else full_refresh); its first run (a full load) starts by itself.</summary>
+    private static async Task<(string Id, (TimeSpan Elapsed, int Batches) Run)> FirstRunAsync(
+        BenchHost bench, LocalPostgresCluster cluster, string database, int rows, bool incremental = true)
     {
-        var body = BenchHost.PostgresSource(cluster, database, $"s{rows}");
-        body["payload"]!["schemas"] = new JsonArray(new JsonObject
-        {
-            ["name"] = "t1", ["should_sync"] = true, ["sync_type"] = "incremental", ["incremental_field"] = "updated_at", ["incremental_field_type"] = "timestamp",
-        });
+        var body = BenchHost.PostgresSource(cluster, database, $"{(incremental ? "s" : "f")}{rows}");
+        body["payload"]!["schemas"] = new JsonArray(incremental
+            ? new JsonObject
+            {
+                ["name"] = "t1", ["should_sync"] = true, ["sync_type"] = "incremental", ["incremental_field"] = "updated_at", ["incremental_field_type"] = "timestamp",
+            }
+            : new JsonObject { ["name"] = "t1", ["should_sync"] = true, ["sync_type"] = "full_refresh" });
         var created = await bench.Http.PostAsync("/api/projects/bench/external_data_sources/", Measure.Json(body));
         var id = JsonNode.Parse(await created.Content.ReadAsStringAsync())!["id"]!.GetValue<string>();
         return (id, await JobAsync(bench, id, 1, rows));

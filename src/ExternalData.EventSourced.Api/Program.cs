@@ -29,6 +29,7 @@ using Wolverine;
 using Wolverine.ErrorHandling;
 using Wolverine.Http;
 using Wolverine.Marten;
+using Npgsql;
 using Wolverine.Postgresql;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -39,12 +40,19 @@ builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThresh
 // The database: the configured one, or an embedded local PostgreSQL for a newcomer's first run.
 await using var database = await EmbeddedDatabase.ResolveAsync(builder, EmbeddedDatabase.IsServiceRun(args));
 var connectionString = database.ConnectionString;
+// The statements every request runs (Marten's loads, appends and upserts, Wolverine's inbox) are prepared on a backend once
+// they have run a few times there, and keep their plans across pool uses: with prepared statements on a connection, Npgsql
+// resets a returned one without DISCARD ALL — role, settings, temp tables, cursors, listens and advisory locks still go
+// (Operations/when_a_pooled_connection_is_used_again), the plans stay (ADR 0053). ExternalData:Database:MaxAutoPrepare=0 turns it off.
+var storeConnectionString = new NpgsqlConnectionStringBuilder(connectionString) is { MaxAutoPrepare: 0 }
+    ? new NpgsqlConnectionStringBuilder(connectionString) { MaxAutoPrepare = builder.Configuration.GetValue("ExternalData:Database:MaxAutoPrepare", 64) }.ConnectionString
+    : connectionString;
 var localData = Path.Combine(builder.Environment.ContentRootPath, EmbeddedDatabase.LocalDataFolder);
 
 // Event store and documents. Events and documents are conjoined-tenanted by project (ADR 0002).
 builder.Services.AddMarten(opts =>
     {
-        opts.Connection(connectionString);
+        opts.Connection(storeConnectionString);
         opts.DatabaseSchemaName = builder.Configuration["ExternalData:Database:Schema"] ?? "externaldata";
         opts.Events.TenancyStyle = TenancyStyle.Conjoined;
         opts.Events.StreamIdentity = StreamIdentity.AsGuid;

@@ -10,7 +10,7 @@ namespace ExternalData.EventSourced.IntegrationTests.Operations;
 /// The service's store hands its connections back to a pool. Whatever one use left on a connection — a role, a search path,
 /// a temp table (runs make them on the warehouse connection), an advisory lock — must not reach the next use of that same
 /// backend, where it would change what a later query reads or writes. The guard for any change to how connections are
-/// reset (issue 23: <c>No Reset On Close</c>, <c>Max Auto Prepare</c>).
+/// reset (issue 23: <c>Max Auto Prepare</c> is on, ADR 0053, so the reset is Npgsql's list rather than DISCARD ALL).
 /// </summary>
 public sealed class when_a_pooled_connection_is_used_again(AppFixture app) : IntegrationContext(app)
 {
@@ -34,6 +34,11 @@ public sealed class when_a_pooled_connection_is_used_again(AppFixture app) : Int
                 await first.OpenAsync();
                 pid = await ScalarAsync<int>(first, "SELECT pg_backend_pid()");
                 user = await ScalarAsync<string>(first, "SELECT current_user");
+                // A statement run often enough is prepared on the backend (Max Auto Prepare, ADR 0053): with one prepared,
+                // Npgsql resets a returned connection with its own list of resets instead of DISCARD ALL — the case to guard.
+                for (var n = 0; n < 6; n++) await ScalarAsync<int>(first, "SELECT 424242");
+                (await ScalarAsync<long>(first, "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%424242%'"))
+                    .ShouldBe(1, "the store's connections prepare the statements they run again and again");
                 await ExecuteAsync(first, $"""
                     SET ROLE {role};
                     SET search_path = pg_temp, public;
@@ -71,6 +76,8 @@ public sealed class when_a_pooled_connection_is_used_again(AppFixture app) : Int
             (await ScalarAsync<string>(again, "SHOW application_name")).ShouldNotBe("left-over");
             (await ScalarAsync<bool>(again, "SELECT to_regclass('pg_temp._ph_left_over') IS NULL")).ShouldBeTrue("a temp table of the previous use");
             (await ScalarAsync<long>(again, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")).ShouldBe(0, "an advisory lock of the previous use");
+            (await ScalarAsync<long>(again, "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%424242%'"))
+                .ShouldBe(1, "the prepared statement, and its plan, outlive the return to the pool");
         }
         finally
         {
