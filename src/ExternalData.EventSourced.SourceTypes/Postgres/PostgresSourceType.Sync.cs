@@ -118,6 +118,12 @@ public sealed partial class PostgresSourceType : ITableReader
         public Task<long> CopyAsync(RowSelection selection, KeysetPage? page, Stream destination, CancellationToken ct) =>
             CopyAsync(Columns, Conditions(selection, page?.After, page?.LastKey), destination, ct);
 
+        public async Task<long> CountAsync(RowSelection selection, CancellationToken ct)
+        {
+            await using var command = new NpgsqlCommand($"SELECT count(*) FROM {qualified}{Where(Conditions(selection, null, null))}", connection) { CommandTimeout = 0 };
+            return (long)(await Guard(() => command.ExecuteScalarAsync(ct)))!;
+        }
+
         public Task<long> CopyKeysAsync(RowSelection selection, Stream destination, CancellationToken ct) =>
             CopyAsync(string.Join(", ", shape.PrimaryKey.Select(k => Column(k).ReadAs)), Conditions(selection, null, null), destination, ct);
 

@@ -100,6 +100,9 @@ public interface ITableRead : IAsyncDisposable
     /// columns or filters read changed, or the table has no primary key), and the load starts over.</summary>
     Task<LoadResume?> ResumeAsync(string point, CancellationToken ct);
 
+    /// <summary>How many rows <paramref name="selection"/> selects (a count on the source's side: nothing crosses the wire).</summary>
+    Task<long> CountAsync(RowSelection selection, CancellationToken ct);
+
     /// <summary>Copies the primary key columns of the rows <paramref name="selection"/> selects, in binary COPY format, into
     /// <paramref name="destination"/>; answers how many rows it copied.</summary>
     Task<long> CopyKeysAsync(RowSelection selection, Stream destination, CancellationToken ct);

@@ -387,7 +387,11 @@ public static partial class RunSyncJobHandler
         }
 
         await using var transaction = await connection.BeginTransactionAsync(ct);
-        var (unchanged, dropped) = await WarehouseTables.KeepOnlyAsync(connection, transaction, target.Schema, staging, shape, into => read.CopyKeysAsync(resume.Unchanged, into, ct), ct);
+        // Every row unchanged upstream is in staging, so when staging holds no more rows than those, none is to drop and no
+        // key needs to cross the wire: two counts instead of a key per loaded row (the common case: a crash, nothing changed).
+        var (unchanged, dropped) = await read.CountAsync(resume.Unchanged, ct) is var same && same == await WarehouseTables.CountAsync(connection, transaction, target.Schema, staging, ct)
+            ? (same, 0L)
+            : await WarehouseTables.KeepOnlyAsync(connection, transaction, target.Schema, staging, shape, into => read.CopyKeysAsync(resume.Unchanged, into, ct), ct);
         long again = 0;
         await PipeAsync(await WarehouseTables.CopyIntoAsync(connection, target.Schema, staging, shape, ct), async into => again = await read.CopyAsync(resume.Changed, null, into, ct));
         await CommitAsync(context, transaction, null, async session =>

@@ -152,12 +152,20 @@ public static class WarehouseTables
             await into.DisposeAsync();
         }
 
+        // The anti-join hashes every kept key: given room, it stays in memory instead of spilling in batches to disk.
         var dropped = await ExecuteAsync(connection, transaction, $"""
+            SET LOCAL work_mem = '256MB';
             ANALYZE pg_temp.{Quote(unchanged)};
             DELETE FROM {Qualified(schema, staging)} s
              WHERE NOT EXISTS (SELECT 1 FROM pg_temp.{Quote(unchanged)} u WHERE {string.Join(" AND ", key.Select(c => $"u.{Quote(c.Name)} = s.{Quote(c.Name)}"))})
             """, ct);
         return (kept, dropped);
+    }
+
+    public static async Task<long> CountAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string table, CancellationToken ct)
+    {
+        await using var command = new NpgsqlCommand($"SELECT count(*) FROM {Qualified(schema, table)}", connection, transaction) { CommandTimeout = 0 };
+        return (long)(await command.ExecuteScalarAsync(ct))!;
     }
 
     /// <summary>Empties a staging table (a load starting over).</summary>
