@@ -103,4 +103,8 @@ public static class SyncRunQueue
 
     /// <summary>Runs a node holds at most, running or waiting locally, before it stops taking more from the queue.</summary>
     public const int HeldPerNode = 3;
+
+    /// <summary>First runs that start at once on the node that answered (a table created or enabled, as many as a node runs
+    /// at a time): a burst of more (a setup of many tables) goes to the queue, for the nodes to share.</summary>
+    public const int StartedWhereAsked = 2;
 }

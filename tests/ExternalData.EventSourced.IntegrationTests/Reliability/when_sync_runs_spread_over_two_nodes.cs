@@ -74,6 +74,17 @@ public sealed class when_sync_runs_spread_over_two_nodes : IAsyncLifetime
 
         for (var t = 1; t <= Tables; t++)
             (await CountAsync(_env.Database.ConnectionStringFor("postgres"), $"warehouse_7001.spreadpostgres_spread_{t}")).ShouldBe(Rows);
+
+        // A source of one table: its first run starts at once on the node that answered the create, as an asked-for run.
+        var single = _env.PostgresSource("single");
+        single["payload"]!["schemas"] = new JsonArray(new JsonObject { ["name"] = "spread_1", ["should_sync"] = true, ["sync_type"] = "full_refresh" });
+        var answeredBy = _env.ClientOf(b);
+        var one = (await answeredBy.PostAsync(_env.Sources, single)).ShouldHaveStatus(HttpStatusCode.Created).Json["id"]!.GetValue<string>();
+        var run = (await JobsWhenDoneAsync(answeredBy, one, 1)).ShouldHaveSingleItem();
+        run["status"]!.GetValue<string>().ShouldBe("Completed");
+        (await _env.QueryAsync<string>($"SELECT headers->>'node' FROM {{schema}}.mt_events WHERE type = 'sync_job_completed' AND stream_id = '{run["id"]}'"))
+            .ShouldBe(await _env.QueryAsync<string>($"SELECT headers->>'node' FROM {{schema}}.mt_events WHERE type = 'source_created' AND stream_id = '{one}'"),
+                "the one table's first run ran where the create was answered");
         GC.KeepAlive(b);
     }
 

@@ -26,18 +26,18 @@ public static class SyncScheduler
     }
 
     /// <summary>Carries out a decision on a schema's sync stream: a run started (its job and the message that runs it) or
-    /// the next due time armed (its durable scheduled message) or disarmed. Appends only; the caller's transaction commits.</summary>
+    /// the next due time armed (its durable scheduled message) or disarmed. Appends only; the caller's transaction commits.
+    /// A started run goes to the queue every node takes from (ADR 0050), or, <paramref name="startHere"/>, to this node's own.</summary>
     public static void Apply(
         ScheduleDecision decision, Source source, SourceSchema schema, IEventStream<SchemaSync> stream, IDocumentSession session, Caller caller,
-        OutgoingMessages messages, DateTimeOffset now, bool readable, string? reason = null)
+        OutgoingMessages messages, DateTimeOffset now, bool readable, string? reason = null, bool startHere = false)
     {
         switch (decision)
         {
             case RunNow run when SyncRuns.Start(source, schema, stream.Aggregate, run.Trigger, caller, Guid.CreateVersion7(now), now, readable) is { } start:
                 stream.AppendOne(start.RunStarted);
                 session.Events.StartStream<SyncJob>(start.JobStarted.JobId, start.JobStarted);
-                // Nobody waits on this node for it: the first node with room runs it (ADR 0050).
-                messages.Add(start.Run.ToDestination(SyncRunQueue.Uri));
+                messages.Add(startHere ? start.Run : start.Run.ToDestination(SyncRunQueue.Uri));
                 break;
             case ArmAt arm:
                 stream.AppendOne(new SyncScheduled(schema.Id, source.Id, arm.DueAt, schema.Settings.SyncFrequency ?? "", now, caller.Actor, caller.Channel, reason));
@@ -58,12 +58,18 @@ public static class ArmSyncSchedulesHandler
         var messages = new OutgoingMessages();
         if (await session.LoadAsync<Source>(command.SourceId, ct) is not { } source) return messages;
         var schemas = await session.LoadManyAsync<SourceSchema>(ct, command.SchemaIds);
+        var decided = new List<(SourceSchema Schema, IEventStream<SchemaSync> Stream, ScheduleDecision Decision)>();
         foreach (var schema in schemas)
         {
             var stream = await session.Events.FetchForWriting<SchemaSync>(schema.Id, ct);
-            SyncScheduler.Apply(SyncSchedule.Decide(source, schema, stream.Aggregate, now, rearm: command.Reason is not null), source, schema, stream, session,
-                command.Caller, messages, now, SyncScheduler.Readable(registry, source), command.Reason);
+            decided.Add((schema, stream, SyncSchedule.Decide(source, schema, stream.Aggregate, now, rearm: command.Reason is not null)));
         }
+
+        // A table or two just created or enabled start at once on this node, as a run someone asked for does; a burst (a
+        // setup of many tables) goes to the shared queue, for the nodes to share (ADR 0050).
+        var startHere = decided.Count(d => d.Decision is RunNow) <= SyncRunQueue.StartedWhereAsked;
+        foreach (var (schema, stream, decision) in decided)
+            SyncScheduler.Apply(decision, source, schema, stream, session, command.Caller, messages, now, SyncScheduler.Readable(registry, source), command.Reason, startHere);
 
         return messages;
     }
