@@ -36,7 +36,7 @@ internal static class SyncBench
             var database = await CreateSourceAsync(cluster, rows);
             var raw = await RawPipeAsync(cluster, database);
             var ((whole, load), loadHeap) = await WithPeakHeapAsync(() => FirstRunAsync(bench, cluster, database, rows, incremental: false));
-            Print(rows, "full load, a full_refresh schema's first run (the scheduler starts it: it waits for a node's poll of the shared run queue, ADR 0050)", load, rows, "COPY pipe", raw, loadHeap);
+            Print(rows, "full load, a full_refresh schema's first run (started by the create's scheduling)", load, rows, "COPY pipe", raw, loadHeap);
             var (reload, reloadHeap) = await WithPeakHeapAsync(() => ReloadAsync(bench, whole, rows));
             Print(rows, "full load, the same schema's run on request (reload/: starts at once)", reload, rows, "COPY pipe", raw, reloadHeap);
             var ((id, full), heap) = await WithPeakHeapAsync(() => FirstRunAsync(bench, cluster, database, rows, incremental: true));
