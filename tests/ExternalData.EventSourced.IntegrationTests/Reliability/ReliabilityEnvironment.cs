@@ -146,6 +146,26 @@ public sealed class ReliabilityEnvironment : IAsyncDisposable
         return id;
     }
 
+    /// <summary>Runs <paramref name="sql"/> on the source database, as its owner.</summary>
+    public async Task SourceAsync(string sql)
+    {
+        await using var source = new NpgsqlConnection(Database.ConnectionStringFor(Source.Name));
+        await source.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, source);
+        await command.ExecuteNonQueryAsync();
+    }
+
+    /// <summary>The source table <c>public.slow</c> of <paramref name="rows"/> rows, which reads slowly on purpose (a row-level
+    /// security policy that sleeps 0.3 ms a row for the service's reader), so a run lasts long enough to be interrupted.</summary>
+    public Task CreateSlowTableAsync(int rows) => SourceAsync($"""
+        CREATE TABLE public.slow (id bigint PRIMARY KEY, label text, amount numeric(12,2));
+        INSERT INTO public.slow SELECT g, 'row ' || g, g * 0.5 FROM generate_series(1, {rows}) g;
+        CREATE FUNCTION public.slowly(bigint) RETURNS boolean LANGUAGE sql VOLATILE AS 'SELECT pg_sleep(0.0003) IS NOT NULL';
+        ALTER TABLE public.slow ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY slow_reads ON public.slow FOR SELECT TO {SourceDatabase.Reader} USING (public.slowly(id));
+        GRANT SELECT ON public.slow TO {SourceDatabase.Reader};
+        """);
+
     public async Task<T> QueryAsync<T>(string sql)
     {
         await using var connection = new NpgsqlConnection(Database.ConnectionStringFor("postgres"));

@@ -26,25 +26,10 @@ public sealed class when_a_full_load_is_killed_half_way(ITestOutputHelper output
     public async Task InitializeAsync()
     {
         _env = await ReliabilityEnvironment.StartAsync();
-        await SourceAsync($"""
-            CREATE TABLE public.slow (id bigint PRIMARY KEY, label text, amount numeric(12,2));
-            INSERT INTO public.slow SELECT g, 'row ' || g, g * 0.5 FROM generate_series(1, {Rows}) g;
-            CREATE FUNCTION public.slowly(bigint) RETURNS boolean LANGUAGE sql VOLATILE AS 'SELECT pg_sleep(0.0003) IS NOT NULL';
-            ALTER TABLE public.slow ENABLE ROW LEVEL SECURITY;
-            CREATE POLICY slow_reads ON public.slow FOR SELECT TO {SourceDatabase.Reader} USING (public.slowly(id));
-            GRANT SELECT ON public.slow TO {SourceDatabase.Reader};
-            """);
+        await _env.CreateSlowTableAsync(Rows);
     }
 
     public async Task DisposeAsync() => await _env.DisposeAsync();
-
-    private async Task SourceAsync(string sql)
-    {
-        await using var source = new NpgsqlConnection(_env.Database.ConnectionStringFor(_env.Source.Name));
-        await source.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, source);
-        await command.ExecuteNonQueryAsync();
-    }
 
     [Fact]
     public async Task the_next_node_goes_on_from_the_last_committed_batch_and_reads_again_only_what_changed_since()
@@ -66,7 +51,7 @@ public sealed class when_a_full_load_is_killed_half_way(ITestOutputHelper output
         committed.ShouldBeLessThan(Rows, "killed before the end");
 
         // While no node runs: the loaded part changes (updates, deletes), so does the part still to load, and rows arrive.
-        await SourceAsync($"""
+        await _env.SourceAsync($"""
             UPDATE public.slow SET label = label || ' changed' WHERE id <= 50;
             DELETE FROM public.slow WHERE id BETWEEN 51 AND 80;
             UPDATE public.slow SET amount = amount + 1 WHERE id > {Rows - 50};

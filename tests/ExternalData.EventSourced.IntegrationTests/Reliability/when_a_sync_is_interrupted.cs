@@ -30,17 +30,7 @@ public sealed class when_a_sync_is_interrupted(ITestOutputHelper output) : IAsyn
     public async Task InitializeAsync()
     {
         _env = await ReliabilityEnvironment.StartAsync();
-        await using var source = new NpgsqlConnection(_env.Database.ConnectionStringFor(_env.Source.Name));
-        await source.OpenAsync();
-        await using var create = new NpgsqlCommand($"""
-            CREATE TABLE public.slow (id bigint PRIMARY KEY, label text, amount numeric(12,2));
-            INSERT INTO public.slow SELECT g, 'row ' || g, g * 0.5 FROM generate_series(1, {Rows}) g;
-            CREATE FUNCTION public.slowly(bigint) RETURNS boolean LANGUAGE sql VOLATILE AS 'SELECT pg_sleep(0.0003) IS NOT NULL';
-            ALTER TABLE public.slow ENABLE ROW LEVEL SECURITY;
-            CREATE POLICY slow_reads ON public.slow FOR SELECT TO {SourceDatabase.Reader} USING (public.slowly(id));
-            GRANT SELECT ON public.slow TO {SourceDatabase.Reader};
-            """, source);
-        await create.ExecuteNonQueryAsync();
+        await _env.CreateSlowTableAsync(Rows);
     }
 
     public async Task DisposeAsync() => await _env.DisposeAsync();
