@@ -328,7 +328,7 @@ public static partial class RunSyncJobHandler
                     // A new read, in a snapshot other than the one the committed batches were read in.
                     reads = context.Reads;
                     if (point is not null) (after, total, point) = await GoOnAsync(context, read, staging, shape, point, batch, ct);
-                    else if (!read.PagesOutliveTheRead(RowSelection.All)) (after, total) = (null, await StartOverAsync(context, staging, shape, kept, ct));
+                    else if (!read.PagesOutliveTheRead(RowSelection.All)) (after, total) = (null, await StartOverAsync(context, shape, kept, ct));
                 }
 
                 KeysetPage? page = null;
@@ -383,7 +383,7 @@ public static partial class RunSyncJobHandler
         if (await read.ResumeAsync(point, ct) is not { } resume)
         {
             var kept = await WarehouseTables.DroppedUpstreamAsync(connection, target.Schema, target.Name, run.SchemaId, shape, ct);
-            return (null, await StartOverAsync(context, staging, shape, kept, ct), null);
+            return (null, await StartOverAsync(context, shape, kept, ct), null);
         }
 
         await using var transaction = await connection.BeginTransactionAsync(ct);
@@ -404,12 +404,12 @@ public static partial class RunSyncJobHandler
         return (resume.After, unchanged + again, resume.Point);
     }
 
-    /// <summary>A load that cannot go on from its committed batches starts over in a staging table made anew (the columns
-    /// read may have changed). Answers the rows loaded: none.</summary>
-    private static async Task<long> StartOverAsync(RunContext context, string staging, TableShape shape, IReadOnlyList<WarehouseTableColumn> kept, CancellationToken ct)
+    /// <summary>A load that cannot go on from its committed batches starts over in its staging table made anew (the columns
+    /// read may have changed; the table keeps the job's name). Answers the rows loaded: none.</summary>
+    private static async Task<long> StartOverAsync(RunContext context, TableShape shape, IReadOnlyList<WarehouseTableColumn> kept, CancellationToken ct)
     {
-        var made = await WarehouseTables.CreateStagingAsync(context.Connection, context.Target.Schema, context.Run.SchemaId, context.Run.JobId, shape, kept, ct);
-        return made == staging ? 0 : throw new InvalidOperationException("A job's staging table is named after the job.");
+        await WarehouseTables.CreateStagingAsync(context.Connection, context.Target.Schema, context.Run.SchemaId, context.Run.JobId, shape, kept, ct);
+        return 0;
     }
 
     /// <summary>Only what changed since the last run (SYNC.md §3.2–§3.4), page by page, each merged (or appended) into the
@@ -450,9 +450,9 @@ public static partial class RunSyncJobHandler
 
                 await using var transaction = await connection.BeginTransactionAsync(ct);
                 await PipeAsync(await WarehouseTables.CopyIntoBatchAsync(connection, batchTable, shape, ct), async into => await read.CopyAsync(selection, page, into, ct));
-                var (rows, inserted) = key is not null
-                    ? await WarehouseTables.MergeBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, shape, key, ct)
-                    : await WarehouseTables.AppendBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, shape, ct) is var appended ? (appended, appended) : default;
+                long rows, inserted;
+                if (key is not null) (rows, inserted) = await WarehouseTables.MergeBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, shape, key, ct);
+                else rows = inserted = await WarehouseTables.AppendBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, shape, ct);
                 await CommitAsync(context, transaction, cursor is not null ? page?.LastKey : null, async session =>
                 {
                     var sync = await HeldAsync(context, session, ct);
