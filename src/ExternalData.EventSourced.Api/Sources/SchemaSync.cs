@@ -189,12 +189,15 @@ public sealed record SourceSyncView(IReadOnlyDictionary<Guid, SchemaSync> States
 
 public static class SyncViews
 {
-    /// <summary>Two small queries for a whole page of sources: their schemas' sync states, and which schemas are enabled.</summary>
+    /// <summary>Two small queries in one round trip for a whole page of sources: their schemas' sync states, and which schemas are enabled.</summary>
     public static async Task<IReadOnlyDictionary<Guid, SourceSyncView>> ForSourcesAsync(Marten.IQuerySession session, Guid[] sourceIds, CancellationToken ct)
     {
-        var states = await Marten.QueryableExtensions.ToListAsync(session.Query<SchemaSync>().Where(s => sourceIds.Contains(s.SourceId)), ct);
-        var enabled = await Marten.QueryableExtensions.ToListAsync(session.Query<SourceSchema>()
-            .Where(s => sourceIds.Contains(s.SourceId) && !s.Removed && s.Settings.ShouldSync).Select(s => new EnabledSchema(s.Id, s.SourceId)), ct);
+        var batch = session.CreateBatchQuery();
+        var statesRead = batch.Query<SchemaSync>().Where(s => sourceIds.Contains(s.SourceId)).ToList();
+        var enabledRead = batch.Query<SourceSchema>()
+            .Where(s => sourceIds.Contains(s.SourceId) && !s.Removed && s.Settings.ShouldSync).Select(s => new EnabledSchema(s.Id, s.SourceId)).ToList();
+        await batch.Execute(ct);
+        var (states, enabled) = (await statesRead, await enabledRead);
         var bySource = states.ToLookup(s => s.SourceId);
         var enabledBySource = enabled.ToLookup(s => s.SourceId, s => s.Id);
         return sourceIds.ToDictionary(id => id, id => Derive(bySource[id].ToDictionary(s => s.Id), enabledBySource[id].ToHashSet()));

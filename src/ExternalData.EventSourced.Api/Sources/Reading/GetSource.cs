@@ -19,8 +19,10 @@ public static class GetSourceEndpoint
     {
         if (string.IsNullOrEmpty(as_of))
         {
-            var source = await SourceQueries.FindAsync(session, registry, id, ct);
-            return source is null ? Results.Problem(Problems.NotFound()) : SourceResponses.Source(source, withSchemas: true, session);
+            var view = await SourceView.ReadAsync(session, id, withSource: true, withSchemas: true, ct);
+            return view.Source is { } source
+                ? SourceResponses.Source(SourceDetails.Of(source, registry), withSchemas: true, session, read: view)
+                : Results.Problem(Problems.NotFound());
         }
 
         IReadOnlyList<IEvent> events;

@@ -39,9 +39,9 @@ public static class SourceQueries
     /// instead, see <see cref="SourceResponses"/>).</summary>
     public static async Task<SourceDetails> WithSchemasAsync(IQuerySession session, SourceDetails source, CancellationToken ct)
     {
-        var sync = (await SyncViews.ForSourcesAsync(session, [source.Id], ct))[source.Id];
+        var view = await SourceView.ReadAsync(session, source.Id, withSource: false, withSchemas: true, ct);
         var schemas = new List<SchemaDetails>();
-        await foreach (var schema in SourceResponses.SchemasOf(session, source, ct, sync)) schemas.Add(schema);
-        return source.WithSync(sync).WithSchemas(schemas);
+        await foreach (var schema in SourceResponses.SchemasOf(session, source, ct, view.Sync, view.Held)) schemas.Add(schema);
+        return source.WithSync(view.Sync).WithSchemas(schemas);
     }
 }

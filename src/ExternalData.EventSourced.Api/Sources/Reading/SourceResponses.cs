@@ -16,15 +16,18 @@ public static class SourceResponses
     public static bool PrefersMinimal(HttpContext context) =>
         context.Request.Headers["Prefer"].Any(v => v?.Contains("return=minimal", StringComparison.OrdinalIgnoreCase) == true);
 
-    /// <summary>One source. Its schemas come from <paramref name="schemasFrom"/> when given, else from
-    /// <see cref="SourceDetails.Schemas"/> when filled, else the key is left out.</summary>
-    public static IResult Source(SourceDetails source, bool withSchemas, IQuerySession? schemasFrom = null, int status = StatusCodes.Status200OK, string? location = null) =>
+    /// <summary>One source. Its schemas come from <see cref="SourceDetails.Schemas"/> when filled, else from
+    /// <paramref name="read"/> or <paramref name="schemasFrom"/> (one round trip, see <see cref="SourceView"/>), else the key
+    /// is left out.</summary>
+    public static IResult Source(SourceDetails source, bool withSchemas, IQuerySession? schemasFrom = null, int status = StatusCodes.Status200OK,
+        string? location = null, SourceView? read = null) =>
         new Written(status, location, async (writer, options, flush, ct) =>
         {
-            var sync = schemasFrom is null ? null : (await SyncViews.ForSourcesAsync(schemasFrom, [source.Id], ct))[source.Id];
-            if (sync is not null) source.WithSync(sync);
+            var view = read ?? (schemasFrom is null ? null
+                : await SourceView.ReadAsync(schemasFrom, source.Id, withSource: false, withSchemas: withSchemas && source.Schemas is null, ct));
+            if (view is not null) source.WithSync(view.Sync);
             var schemas = source.Schemas is { } held ? held.ToAsyncEnumerable()
-                : withSchemas && schemasFrom is not null ? SchemasOf(schemasFrom, source, ct, sync) : null;
+                : withSchemas && schemasFrom is not null ? SchemasOf(schemasFrom, source, ct, view?.Sync, view?.Held) : null;
             await WriteSourceAsync(writer, source, schemas, options, flush, ct);
         });
 
@@ -64,13 +67,17 @@ public static class SourceResponses
             }
         });
 
+    /// <summary>The source's live schemas in name order: the ones <paramref name="held"/> when a read holds them all, else
+    /// streamed from the store.</summary>
     public static async IAsyncEnumerable<SchemaDetails> SchemasOf(
-        IQuerySession session, SourceDetails source, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct, SourceSyncView? sync = null)
+        IQuerySession session, SourceDetails source, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct,
+        SourceSyncView? sync = null, IReadOnlyList<SourceSchema>? held = null)
     {
         var sourceId = source.Id;
         var stats = await WebhookStats.ForSourceAsync(session, source, ct);
-        var query = session.Query<SourceSchema>().Where(s => s.SourceId == sourceId && !s.Removed).OrderBy(s => s.Name);
-        await foreach (var schema in QueryableExtensions.ToAsyncEnumerable(query, ct))
+        var schemas = held?.ToAsyncEnumerable()
+            ?? QueryableExtensions.ToAsyncEnumerable(session.Query<SourceSchema>().Where(s => s.SourceId == sourceId && !s.Removed).OrderBy(s => s.Name), ct);
+        await foreach (var schema in schemas.WithCancellation(ct))
         {
             yield return SchemaDetails.From(schema).With(stats).WithSync(sync?.States.GetValueOrDefault(schema.Id));
         }

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# The service from outside: wrk against the published service over real TCP, and pgbench doing the same SQL work on the
+# same throwaway PostgreSQL cluster, same run, same machine. pg_stat_statements (with planning) records what the database
+# did per request during each service run. Prints Markdown.
+#
+#   bash bench/outside/run.sh [seconds per run, default 20] [connections, default 16]
+#
+# Needs: PostgreSQL server binaries on PATH (as the tests), wrk (apt-get install wrk), pgbench (comes with PostgreSQL),
+# the .NET SDK. Runs as root (the cluster runs as the postgres OS user) or as an ordinary user.
+set -euo pipefail
+SECONDS_PER_RUN=${1:-20}
+CONNECTIONS=${2:-16}
+SOURCES=64
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+WORK=$(mktemp -d /tmp/edbench-outside.XXXXXX)
+PORT=${EDBENCH_PG_PORT:-55871}
+HTTP_PORT=${EDBENCH_HTTP_PORT:-5191}
+chmod 755 "$WORK"
+
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+psql_() { psql -X -q -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1 "$@"; }
+SVC=
+cleanup() {
+  [ -n "$SVC" ] && kill "$SVC" 2>/dev/null && wait "$SVC" 2>/dev/null || true
+  as_pg pg_ctl -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "publishing the service (Release)…" >&2
+dotnet publish "$REPO/src/ExternalData.EventSourced.Api" -c Release -o "$WORK/app" -v q -nologo >&2
+
+# The cluster: as the tests' (fsync off), plus pg_stat_statements with planning times and statements inside functions.
+mkdir -p "$WORK/pg"; [ "$(id -u)" = 0 ] && chown postgres "$WORK/pg"
+as_pg initdb -D "$WORK/pg" -U postgres -A trust >/dev/null
+as_pg pg_ctl -D "$WORK/pg" -l "$WORK/pg/log" -w start -o "-p $PORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c fsync=off \
+  -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB \
+  -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all -c pg_stat_statements.track_planning=on" >/dev/null
+psql_ -c "CREATE DATABASE service" -c "CREATE DATABASE customer"
+psql_ -d service -c "CREATE EXTENSION pg_stat_statements"
+psql_ -d customer -c "CREATE TABLE orders (id bigint PRIMARY KEY, customer text, total numeric, created_at timestamptz)" \
+  -c "CREATE TABLE customers (id bigint PRIMARY KEY, name text, email text)" -c "CREATE TABLE events (id bigint PRIMARY KEY, payload jsonb)"
+
+export ASPNETCORE_ENVIRONMENT=Production
+export ConnectionStrings__Marten="Host=127.0.0.1;Port=$PORT;Username=postgres;Database=service"
+export ExternalData__Encryption__MasterKeys__bench=$(head -c 32 /dev/urandom | base64)
+export ExternalData__Network__AllowPrivateHosts=true
+export Logging__LogLevel__Default=Warning
+APP="$WORK/app/ExternalData.EventSourced.Api.dll"
+export KEY=$(dotnet "$APP" api-keys create --name outside-bench --projects all 2>/dev/null | tail -1)
+dotnet "$APP" --urls "http://127.0.0.1:$HTTP_PORT" > "$WORK/service.log" 2>&1 &
+SVC=$!
+for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$HTTP_PORT/health/ready" >/dev/null && break; sleep 0.5; done
+BASE="http://127.0.0.1:$HTTP_PORT/api/projects/1/external_data_sources"
+
+echo "creating $SOURCES sources of 3 tables…" >&2
+PATHS=""
+for i in $(seq 1 $SOURCES); do
+  body='{"source_type":"Postgres","prefix":"p'$i'","payload":{"host":"127.0.0.1","port":"'$PORT'","database":"customer","user":"postgres","password":"unused","schema":"public","schemas":[{"name":"orders","should_sync":false},{"name":"customers","should_sync":false},{"name":"events","should_sync":false}]}}'
+  id=$(curl -sf -X POST -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" -d "$body" "$BASE/" \
+    | python3 -c 'import sys,json; print(json.load(sys.stdin)["id"])')
+  PATHS="$PATHS /api/projects/1/external_data_sources/$id/"
+done
+export PATHS
+
+# One warm-up pass of each, so the JIT and the plans are warm as in a long-running service.
+wrk -t2 -c"$CONNECTIONS" -d3s -s "$HERE/patch.lua" "http://127.0.0.1:$HTTP_PORT" >/dev/null
+wrk -t2 -c"$CONNECTIONS" -d3s -s "$HERE/get.lua" "http://127.0.0.1:$HTTP_PORT" >/dev/null
+
+statements() { # $1 = requests served: the top statements by total time, per request
+  psql_ -d service -A -F '|' -t -c "
+    SELECT round(calls::numeric / $1, 2), round(mean_exec_time::numeric, 3), round((plans::numeric / greatest(calls, 1)), 2),
+           round(mean_plan_time::numeric, 3), round(((total_exec_time + total_plan_time) / $1)::numeric, 3),
+           left(regexp_replace(query, '\s+', ' ', 'g'), 110)
+    FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'service')
+      AND calls >= $1 / 4
+    ORDER BY total_exec_time + total_plan_time DESC LIMIT 12" \
+  | awk -F'|' '{ q=$6; gsub(/\|/, "\\|", q); printf "| %s | %s | %s | %s | %s | `%s` |\n", $1, $2, $3, $4, $5, q }'
+}
+requests() { awk '/requests in/ {print $1}' "$1"; }
+rate() { awk '/Requests\/sec/ {printf "%.0f", $2}' "$1"; }
+pct() { awk -v p="$2" '$1 == p {print $2}' "$1"; }
+non2xx() { awk '/Non-2xx/ {print $5}' "$1"; }
+
+run_service() { # $1 = patch|get
+  psql_ -d service -c "SELECT pg_stat_statements_reset()" >/dev/null
+  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$HERE/$1.lua" "http://127.0.0.1:$HTTP_PORT" > "$WORK/$1.wrk"
+  statements "$(requests "$WORK/$1.wrk")" > "$WORK/$1.statements"
+}
+run_service patch
+run_service get
+kill "$SVC"; wait "$SVC" 2>/dev/null || true; SVC=
+
+# The same work in SQL, by pgbench on the same cluster: prepared statements (the service prepares its own, ADR 0053).
+SCHEMA=$(psql_ -d service -A -t -c "SELECT table_schema FROM information_schema.tables WHERE table_name = 'mt_doc_source' LIMIT 1")
+psql_ -d service -c "DROP SCHEMA IF EXISTS raw CASCADE; CREATE SCHEMA raw;
+  CREATE TABLE raw.events (seq bigserial PRIMARY KEY, stream_id uuid NOT NULL, version int NOT NULL, data jsonb NOT NULL, timestamp timestamptz NOT NULL DEFAULT now());
+  CREATE TABLE raw.docs AS SELECT row_number() OVER (ORDER BY id) - 1 AS n, id, tenant_id, mt_version AS version, data FROM $SCHEMA.mt_doc_source;
+  ALTER TABLE raw.docs ADD PRIMARY KEY (n); CREATE UNIQUE INDEX ON raw.docs (id);" >/dev/null
+# Each client owns four sources, so no two clients wait on one row lock (as wrk's threads never do, see patch.lua).
+cat > "$WORK/patch.sql" <<SQL
+\set n (:client_id * 4 + random(0, 3)) % $SOURCES
+BEGIN;
+SELECT id, version, data FROM raw.docs WHERE n = :n FOR UPDATE;
+INSERT INTO raw.events (stream_id, version, data) SELECT id, version + 1, jsonb_build_object('description', 'load ' || :client_id) FROM raw.docs WHERE n = :n;
+UPDATE raw.docs SET version = version + 1, data = jsonb_set(data, '{description}', to_jsonb('load ' || :client_id)) WHERE n = :n;
+END;
+SQL
+# The retrieve's own two reads (the source's document, its schemas' documents) on the service's tables.
+cat > "$WORK/get.sql" <<SQL
+\set n random(0, $((SOURCES - 1)))
+SELECT d.data FROM $SCHEMA.mt_doc_source d JOIN raw.docs r USING (id) WHERE r.n = :n AND d.tenant_id = r.tenant_id;
+SELECT s.data FROM $SCHEMA.mt_doc_sourceschema s JOIN raw.docs r ON r.id = s.source_id WHERE r.n = :n ORDER BY s.name;
+SQL
+for w in patch get; do
+  pgbench -n -h 127.0.0.1 -p "$PORT" -U postgres -M prepared -c "$CONNECTIONS" -j 2 -T "$SECONDS_PER_RUN" -f "$WORK/$w.sql" service \
+    > "$WORK/$w.pgbench" 2>&1
+done
+tps() { awk '/^tps/ {printf "%.0f", $3}' "$1"; }
+lat() { awk '/latency average/ {print $4}' "$1"; }
+
+echo "## From outside: wrk against the service, pgbench on the same SQL ($(date -u '+%Y-%m-%d %H:%M') UTC)"
+echo
+echo "$CONNECTIONS connections, ${SECONDS_PER_RUN} s each, $SOURCES sources of 3 tables, published Release build (Production), $(nproc) cores shared by wrk/pgbench, the service and PostgreSQL."
+echo
+echo "| | service req/s | p50 / p99 ms | non-2xx | raw SQL tx/s (pgbench) | raw avg ms | ratio |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for w in patch get; do
+  s=$(rate "$WORK/$w.wrk"); r=$(tps "$WORK/$w.pgbench")
+  echo "| $w | $s | $(pct "$WORK/$w.wrk" 50%) / $(pct "$WORK/$w.wrk" 99%) | $(non2xx "$WORK/$w.wrk") | $r | $(lat "$WORK/$w.pgbench") | $(awk -v a="$s" -v b="$r" 'BEGIN {printf "%.2fx", a / b}') |"
+done
+for w in patch get; do
+  echo
+  echo "### pg_stat_statements during the service's $w run (per request; statements run by at least every 4th request)"
+  echo
+  echo "| calls/request | mean exec ms | plans/call | mean plan ms | ms/request | statement |"
+  echo "|---:|---:|---:|---:|---:|---|"
+  cat "$WORK/$w.statements"
+done
