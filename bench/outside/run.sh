@@ -83,10 +83,23 @@ rate() { awk '/Requests\/sec/ {printf "%.0f", $2}' "$1"; }
 pct() { awk -v p="$2" '$1 == p {print $2}' "$1"; }
 non2xx() { awk '/Non-2xx/ {print $5}' "$1"; }
 
-run_service() { # $1 = patch|get
+HZ=$(getconf CLK_TCK)
+# CPU ticks used so far by the service's process, and by the cluster's processes (the pool's backends live through a run).
+service_ticks() { awk '{print $14 + $15}' "/proc/$SVC/stat"; }
+cluster_ticks() {
+  local postmaster; postmaster=$(head -1 "$WORK/pg/postmaster.pid")
+  { echo "$postmaster"; pgrep -P "$postmaster"; } | while read -r pid; do awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null; done \
+    | awk '{s += $1} END {print s}'
+}
+run_service() { # $1 = patch|get: wrk's report, the statements per request, and CPU ms per request of the service, PostgreSQL, wrk
   psql_ -d service -c "SELECT pg_stat_statements_reset()" >/dev/null
-  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$HERE/$1.lua" "http://127.0.0.1:$HTTP_PORT" > "$WORK/$1.wrk"
-  statements "$(requests "$WORK/$1.wrk")" > "$WORK/$1.statements"
+  local s0 c0 s1 c1 n; s0=$(service_ticks); c0=$(cluster_ticks)
+  { TIMEFORMAT='%U %S'; time wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$HERE/$1.lua" "http://127.0.0.1:$HTTP_PORT" \
+      > "$WORK/$1.wrk"; } 2> "$WORK/$1.wrktime"
+  s1=$(service_ticks); c1=$(cluster_ticks); n=$(requests "$WORK/$1.wrk")
+  awk -v s="$((s1 - s0))" -v c="$((c1 - c0))" -v hz="$HZ" -v n="$n" '{printf "%.3f %.3f %.3f", s / hz * 1000 / n, c / hz * 1000 / n, ($1 + $2) * 1000 / n}' \
+    "$WORK/$1.wrktime" > "$WORK/$1.cpu"
+  statements "$n" > "$WORK/$1.statements"
 }
 run_service patch
 run_service get
@@ -130,9 +143,19 @@ for w in patch get; do
   s=$(rate "$WORK/$w.wrk"); r=$(tps "$WORK/$w.pgbench")
   echo "| $w | $s | $(pct "$WORK/$w.wrk" 50%) / $(pct "$WORK/$w.wrk" 99%) | $(non2xx "$WORK/$w.wrk") | $r | $(lat "$WORK/$w.pgbench") | $(awk -v a="$s" -v b="$r" 'BEGIN {printf "%.2fx", a / b}') |"
 done
+echo
+echo "CPU per request during the service's runs (ms; /proc ticks of the service process and of the cluster's processes, wrk's own time):"
+echo
+echo "| | service | PostgreSQL | wrk | sum |"
+echo "|---|---:|---:|---:|---:|"
+for w in patch get; do
+  read -r sv pg lg < "$WORK/$w.cpu"
+  echo "| $w | $sv | $pg | $lg | $(awk -v a="$sv" -v b="$pg" -v c="$lg" 'BEGIN {printf "%.3f", a + b + c}') |"
+done
 for w in patch get; do
   echo
-  echo "### pg_stat_statements during the service's $w run (per request; statements run by at least every 4th request)"
+  echo "### pg_stat_statements during the service's $w run (per request; statements run by at least every 4th request; with"
+  echo "track=all a function's own statements are listed beside the call that ran them, so the column does not add up)"
   echo
   echo "| calls/request | mean exec ms | plans/call | mean plan ms | ms/request | statement |"
   echo "|---:|---:|---:|---:|---:|---|"

@@ -440,38 +440,64 @@ public static partial class RunSyncJobHandler
         // writer since: the last run completed, this is the job's first delivery, and rows commit with their events.
         var tableRows = context.State is { LastStatus: JobStatuses.Completed, Table: { } last } && context.Job.Batches == 0 && !context.Settings.SeparateWarehouse
             ? last.RowCount : (long?)null;
-        while (true)
+        // The next page's bounds, probed on the source while the warehouse merges this page (the two are different
+        // databases' work, so they overlap); taken by the next page only if it reads through the same connection.
+        NextPage? probing = null;
+        try
         {
-            var (done, page) = await context.FromSourceAsync(async read =>
+            while (true)
             {
-                KeysetPage? page = null;
-                if (read.PageColumnFor(selection) is not null && (page = await read.NextPageAsync(selection, after, context.Settings.PageSize, ct)) is null)
-                    return (true, null);
-
-                await using var transaction = await connection.BeginTransactionAsync(ct);
-                await PipeAsync(await WarehouseTables.CopyIntoBatchAsync(connection, batchTable, shape, ct), async into => await read.CopyAsync(selection, page, into, ct));
-                long rows, inserted;
-                if (key is not null) (rows, inserted) = await WarehouseTables.MergeBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, shape, key, ct);
-                else rows = inserted = await WarehouseTables.AppendBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, shape, ct);
-                await CommitAsync(context, transaction, cursor is not null ? page?.LastKey : null, async session =>
+                var (done, page) = await context.FromSourceAsync(async read =>
                 {
-                    var sync = await HeldAsync(context, session, ct);
-                    var now = context.Clock.GetUtcNow();
-                    session.Events.Append(run.JobId, new SyncBatchLoaded(run.JobId, batch + 1, rows, total + rows, page?.LastKey, now, run.Recorder.Actor, run.Recorder.Channel));
-                    if (cursor is not null && page is not null)
-                        sync.AppendOne(new SyncWatermarkAdvanced(run.SchemaId, run.JobId, batch + 1, cursor.Column, page.LastKey, now, run.Recorder.Actor, run.Recorder.Channel));
-                }, ct);
-                total += rows;
-                tableRows += inserted;
-                batch++;
-                return (false, page);
-            }, ct);
-            if (done) break;
-            if (context.Settings.AfterBatchCommitted is { } hook) await hook(run, batch);
+                    KeysetPage? page = null;
+                    if (read.PageColumnFor(selection) is not null)
+                    {
+                        var probed = await TakeAsync(Interlocked.Exchange(ref probing, null), context.Reads);
+                        if ((page = probed.Taken ? probed.Page : await read.NextPageAsync(selection, after, context.Settings.PageSize, ct)) is null)
+                            return (true, null);
+                    }
 
-            if (page is null) break;
-            after = page.LastKey;
-            if (cursor is not null) watermark = page.LastKey;
+                    await using var transaction = await connection.BeginTransactionAsync(ct);
+                    await PipeAsync(await WarehouseTables.CopyIntoBatchAsync(connection, batchTable, shape, ct), async into => await read.CopyAsync(selection, page, into, ct));
+                    if (page is not null) probing = new NextPage(read.NextPageAsync(selection, page.LastKey, context.Settings.PageSize, ct), context.Reads);
+                    long rows, inserted;
+                    try
+                    {
+                        if (key is not null) (rows, inserted) = await WarehouseTables.MergeBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, shape, key, ct);
+                        else rows = inserted = await WarehouseTables.AppendBatchAsync(connection, transaction, batchTable, target.Schema, target.Name, shape, ct);
+                        await CommitAsync(context, transaction, cursor is not null ? page?.LastKey : null, async session =>
+                        {
+                            var sync = await HeldAsync(context, session, ct);
+                            var now = context.Clock.GetUtcNow();
+                            session.Events.Append(run.JobId, new SyncBatchLoaded(run.JobId, batch + 1, rows, total + rows, page?.LastKey, now, run.Recorder.Actor, run.Recorder.Channel));
+                            if (cursor is not null && page is not null)
+                                sync.AppendOne(new SyncWatermarkAdvanced(run.SchemaId, run.JobId, batch + 1, cursor.Column, page.LastKey, now, run.Recorder.Actor, run.Recorder.Channel));
+                        }, ct);
+                    }
+                    catch
+                    {
+                        // Never leave a statement running on the source connection the run is about to close.
+                        await TakeAsync(Interlocked.Exchange(ref probing, null), reads: -1);
+                        throw;
+                    }
+
+                    total += rows;
+                    tableRows += inserted;
+                    batch++;
+                    return (false, page);
+                }, ct);
+                if (done) break;
+                if (context.Settings.AfterBatchCommitted is { } hook) await hook(run, batch);
+
+                if (page is null) break;
+                after = page.LastKey;
+                if (cursor is not null) watermark = page.LastKey;
+            }
+        }
+        finally
+        {
+            // However the loop ends, no probe outlives it on the connection the run closes next.
+            await TakeAsync(Interlocked.Exchange(ref probing, null), reads: -1);
         }
 
         await using var finish = await connection.BeginTransactionAsync(ct);
@@ -481,6 +507,28 @@ public static partial class RunSyncJobHandler
 
     /// <summary>Fills a COPY into the warehouse from the source. If the source fails part-way, the COPY is cancelled (a
     /// half-written row must never reach the server as if whole) and the source's failure, not the cancel's, goes up.</summary>
+    /// <summary>A probe of the next page under way, and the read (connection) it runs on.</summary>
+    private sealed record NextPage(Task<KeysetPage?> Probe, int Read);
+
+    /// <summary>The probed page when the probe ran on the read now in use; otherwise (a reconnect since, or none under way)
+    /// not taken: a probe of a dropped read is waited for and its failure, the dropped connection's, is not the run's.</summary>
+    private static async Task<(bool Taken, KeysetPage? Page)> TakeAsync(NextPage? next, int reads)
+    {
+#pragma warning disable VSTHRD003 // The probe is this run's own, started by its page loop; a handler has no synchronization context to deadlock on.
+        if (next is null) return (false, null);
+        if (next.Read == reads) return (true, await next.Probe);
+        try
+        {
+            await next.Probe;
+        }
+        catch (Exception e) when (e is SourceReadException or NpgsqlException or IOException or InvalidOperationException or OperationCanceledException)
+        {
+        }
+
+        return (false, null);
+#pragma warning restore VSTHRD003
+    }
+
     private static async Task PipeAsync(NpgsqlRawCopyStream into, Func<Stream, Task> fill)
     {
         try
