@@ -24,7 +24,7 @@ SVC=
 cleanup() {
   [ -n "$SVC" ] && kill "$SVC" 2>/dev/null && wait "$SVC" 2>/dev/null || true
   as_pg pg_ctl -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$WORK"
+  [ -n "${EDBENCH_KEEP:-}" ] && echo "kept $WORK" >&2 || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -43,7 +43,7 @@ psql_ -d customer -c "CREATE TABLE orders (id bigint PRIMARY KEY, customer text,
   -c "CREATE TABLE customers (id bigint PRIMARY KEY, name text, email text)" -c "CREATE TABLE events (id bigint PRIMARY KEY, payload jsonb)"
 
 export ASPNETCORE_ENVIRONMENT=Production
-export ConnectionStrings__Marten="Host=127.0.0.1;Port=$PORT;Username=postgres;Database=service"
+export ConnectionStrings__Marten="Host=127.0.0.1;Port=$PORT;Username=postgres;Database=service${EDBENCH_CONNECTION_EXTRA:-}"
 export ExternalData__Encryption__MasterKeys__bench=$(head -c 32 /dev/urandom | base64)
 export ExternalData__Network__AllowPrivateHosts=true
 export Logging__LogLevel__Default=Warning
@@ -88,8 +88,8 @@ HZ=$(getconf CLK_TCK)
 service_ticks() { awk '{print $14 + $15}' "/proc/$SVC/stat"; }
 cluster_ticks() {
   local postmaster; postmaster=$(head -1 "$WORK/pg/postmaster.pid")
-  { echo "$postmaster"; pgrep -P "$postmaster"; } | while read -r pid; do awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null; done \
-    | awk '{s += $1} END {print s}'
+  { echo "$postmaster"; pgrep -P "$postmaster" || true; } | while read -r pid; do cat "/proc/$pid/stat" 2>/dev/null || true; done \
+    | awk '{s += $14 + $15} END {print s}'
 }
 run_service() { # $1 = patch|get: wrk's report, the statements per request, and CPU ms per request of the service, PostgreSQL, wrk
   psql_ -d service -c "SELECT pg_stat_statements_reset()" >/dev/null
@@ -97,9 +97,10 @@ run_service() { # $1 = patch|get: wrk's report, the statements per request, and 
   { TIMEFORMAT='%U %S'; time wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$HERE/$1.lua" "http://127.0.0.1:$HTTP_PORT" \
       > "$WORK/$1.wrk"; } 2> "$WORK/$1.wrktime"
   s1=$(service_ticks); c1=$(cluster_ticks); n=$(requests "$WORK/$1.wrk")
-  awk -v s="$((s1 - s0))" -v c="$((c1 - c0))" -v hz="$HZ" -v n="$n" '{printf "%.3f %.3f %.3f", s / hz * 1000 / n, c / hz * 1000 / n, ($1 + $2) * 1000 / n}' \
+  awk -v s="$((s1 - s0))" -v c="$((c1 - c0))" -v hz="$HZ" -v n="$n" '{printf "%.3f %.3f %.3f\n", s / hz * 1000 / n, c / hz * 1000 / n, ($1 + $2) * 1000 / n}' \
     "$WORK/$1.wrktime" > "$WORK/$1.cpu"
   statements "$n" > "$WORK/$1.statements"
+  psql_ -d service -A -t -c "SELECT calls, query FROM pg_stat_statements ORDER BY calls DESC" > "$WORK/$1.queries"
 }
 run_service patch
 run_service get
@@ -126,7 +127,53 @@ cat > "$WORK/get.sql" <<SQL
 SELECT d.data FROM $SCHEMA.mt_doc_source d JOIN raw.docs r USING (id) WHERE r.n = :n AND d.tenant_id = r.tenant_id;
 SELECT s.data FROM $SCHEMA.mt_doc_sourceschema s JOIN raw.docs r ON r.id = s.source_id WHERE r.n = :n ORDER BY s.name;
 SQL
-for w in patch get; do
+# The service's own statements per request, as pg_stat_statements listed them, replayed by pgbench with the same documents
+# and event bodies (a sample taken from what the service wrote): what the database alone does for a request.
+psql_ -d service -c "CREATE TABLE raw.sample AS SELECT
+    (SELECT data FROM $SCHEMA.mt_events WHERE type = 'source_updated' ORDER BY seq_id DESC LIMIT 1) AS event,
+    (SELECT headers FROM $SCHEMA.mt_events WHERE type = 'source_updated' ORDER BY seq_id DESC LIMIT 1) AS headers,
+    (SELECT data FROM $SCHEMA.mt_doc_auditentry ORDER BY mt_last_modified DESC LIMIT 1) AS audit" >/dev/null
+# Pipelined as the service batches them (Npgsql sends a batch in one round trip): the lock with the load, the append with
+# the document, the commit, the answer's reads; the audit feed's document rides along with those (the daemon writes a page
+# of them per round trip).
+SID="(SELECT id FROM raw.docs WHERE n = :n)"
+cat > "$WORK/patch-own.sql" <<SQL
+\set n (:client_id * 4 + random(0, 3)) % $SOURCES
+\startpipeline
+BEGIN;
+SELECT version FROM $SCHEMA.mt_streams WHERE id = $SID AND tenant_id = '1' FOR UPDATE;
+SELECT d.id, d.data, d.mt_version FROM $SCHEMA.mt_doc_source AS d WHERE id = $SID AND d.tenant_id = '1';
+\endpipeline
+\startpipeline
+SELECT $SCHEMA.mt_quick_append_events($SID, 'source', '1', ARRAY[gen_random_uuid()], ARRAY['source_updated']::varchar[],
+  ARRAY['ExternalData.EventSourced.Sources.SourceUpdated']::varchar[], ARRAY[(SELECT event FROM raw.sample)], ARRAY[NULL]::bytea[],
+  ARRAY[NULL]::varchar[], ARRAY[NULL]::varchar[], ARRAY[(SELECT headers FROM raw.sample)], ARRAY[NULL]::varchar[], ARRAY[now()], NULL);
+INSERT INTO $SCHEMA.mt_doc_source (tenant_id, id, data, mt_version, mt_dotnet_type, mt_last_modified, source_type, prefix, warehouse_prefix_key)
+  SELECT d.tenant_id, d.id, jsonb_set(d.data, '{Description}', to_jsonb('load ' || :client_id)), s.version, d.mt_dotnet_type, transaction_timestamp(),
+    d.source_type, d.prefix, d.warehouse_prefix_key FROM $SCHEMA.mt_doc_source d JOIN $SCHEMA.mt_streams s ON s.id = d.id AND s.tenant_id = d.tenant_id
+  WHERE d.id = $SID AND d.tenant_id = '1'
+  ON CONFLICT (tenant_id, id) DO UPDATE SET data = excluded.data, mt_version = excluded.mt_version, mt_last_modified = excluded.mt_last_modified
+  RETURNING mt_version;
+\endpipeline
+END;
+\startpipeline
+SELECT d.id, d.data, d.mt_version FROM $SCHEMA.mt_doc_schemasync AS d WHERE d.tenant_id = '1' AND d.source_id = $SID;
+SELECT d.id, d.data, d.mt_version FROM $SCHEMA.mt_doc_sourceschema AS d WHERE d.tenant_id = '1' AND d.source_id = $SID
+  AND (d.data ->> 'Removed' IS NULL OR CAST(d.data ->> 'Removed' AS boolean) = false) ORDER BY d.name LIMIT 501;
+INSERT INTO $SCHEMA.mt_doc_auditentry (tenant_id, id, data, mt_version, mt_dotnet_type, mt_last_modified, type, actor_name, created_via)
+  SELECT '1', gen_random_uuid(), audit, gen_random_uuid(), 'ExternalData.EventSourced.Audit.AuditEntry', transaction_timestamp(), 'source_updated', 'outside-bench', 'api' FROM raw.sample;
+\endpipeline
+SQL
+cat > "$WORK/get-own.sql" <<SQL
+\set n random(0, $((SOURCES - 1)))
+\startpipeline
+SELECT d.id, d.data, d.mt_version FROM $SCHEMA.mt_doc_source AS d WHERE id = $SID AND d.tenant_id = '1';
+SELECT d.id, d.data, d.mt_version FROM $SCHEMA.mt_doc_schemasync AS d WHERE d.tenant_id = '1' AND d.source_id = $SID;
+SELECT d.id, d.data, d.mt_version FROM $SCHEMA.mt_doc_sourceschema AS d WHERE d.tenant_id = '1' AND d.source_id = $SID
+  AND (d.data ->> 'Removed' IS NULL OR CAST(d.data ->> 'Removed' AS boolean) = false) ORDER BY d.name LIMIT 501;
+\endpipeline
+SQL
+for w in patch get patch-own get-own; do
   pgbench -n -h 127.0.0.1 -p "$PORT" -U postgres -M prepared -c "$CONNECTIONS" -j 2 -T "$SECONDS_PER_RUN" -f "$WORK/$w.sql" service \
     > "$WORK/$w.pgbench" 2>&1
 done
@@ -137,11 +184,15 @@ echo "## From outside: wrk against the service, pgbench on the same SQL ($(date 
 echo
 echo "$CONNECTIONS connections, ${SECONDS_PER_RUN} s each, $SOURCES sources of 3 tables, published Release build (Production), $(nproc) cores shared by wrk/pgbench, the service and PostgreSQL."
 echo
-echo "| | service req/s | p50 / p99 ms | non-2xx | raw SQL tx/s (pgbench) | raw avg ms | ratio |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "Raw SQL: the same logical work in minimal SQL (lock the row, insert the event, update the document; read the document"
+echo "and its schemas). The service's SQL: the statements the service sends per request (pg_stat_statements below), the"
+echo "audit feed's document included, replayed by pgbench with the same documents and event bodies."
+echo
+echo "| | service req/s | p50 / p99 ms | non-2xx | raw SQL tx/s | ratio | the service's SQL tx/s | ratio |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for w in patch get; do
-  s=$(rate "$WORK/$w.wrk"); r=$(tps "$WORK/$w.pgbench")
-  echo "| $w | $s | $(pct "$WORK/$w.wrk" 50%) / $(pct "$WORK/$w.wrk" 99%) | $(non2xx "$WORK/$w.wrk") | $r | $(lat "$WORK/$w.pgbench") | $(awk -v a="$s" -v b="$r" 'BEGIN {printf "%.2fx", a / b}') |"
+  s=$(rate "$WORK/$w.wrk"); r=$(tps "$WORK/$w.pgbench"); o=$(tps "$WORK/$w-own.pgbench")
+  echo "| $w | $s | $(pct "$WORK/$w.wrk" 50%) / $(pct "$WORK/$w.wrk" 99%) | $(non2xx "$WORK/$w.wrk") | $r | $(awk -v a="$s" -v b="$r" 'BEGIN {printf "%.2fx", a / b}') | $o | $(awk -v a="$s" -v b="$o" 'BEGIN {printf "%.2fx", a / b}') |"
 done
 echo
 echo "CPU per request during the service's runs (ms; /proc ticks of the service process and of the cluster's processes, wrk's own time):"
