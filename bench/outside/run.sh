@@ -65,8 +65,8 @@ done
 export PATHS
 
 # One warm-up pass of each, so the JIT and the plans are warm as in a long-running service.
-wrk -t2 -c"$CONNECTIONS" -d3s -s "$HERE/patch.lua" "http://127.0.0.1:$HTTP_PORT" >/dev/null
-wrk -t2 -c"$CONNECTIONS" -d3s -s "$HERE/get.lua" "http://127.0.0.1:$HTTP_PORT" >/dev/null
+METHOD=PATCH wrk -t2 -c"$CONNECTIONS" -d3s -s "$HERE/requests.lua" "http://127.0.0.1:$HTTP_PORT" >/dev/null
+METHOD=GET wrk -t2 -c"$CONNECTIONS" -d3s -s "$HERE/requests.lua" "http://127.0.0.1:$HTTP_PORT" >/dev/null
 
 statements() { # $1 = requests served: the top statements by total time, per request
   psql_ -d service -A -F '|' -t -c "
@@ -94,7 +94,7 @@ cluster_ticks() {
 run_service() { # $1 = patch|get: wrk's report, the statements per request, and CPU ms per request of the service, PostgreSQL, wrk
   psql_ -d service -c "SELECT pg_stat_statements_reset()" >/dev/null
   local s0 c0 s1 c1 n; s0=$(service_ticks); c0=$(cluster_ticks)
-  { TIMEFORMAT='%U %S'; time wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$HERE/$1.lua" "http://127.0.0.1:$HTTP_PORT" \
+  { TIMEFORMAT='%U %S'; time METHOD=${1^^} wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$HERE/requests.lua" "http://127.0.0.1:$HTTP_PORT" \
       > "$WORK/$1.wrk"; } 2> "$WORK/$1.wrktime"
   s1=$(service_ticks); c1=$(cluster_ticks); n=$(requests "$WORK/$1.wrk")
   awk -v s="$((s1 - s0))" -v c="$((c1 - c0))" -v hz="$HZ" -v n="$n" '{printf "%.3f %.3f %.3f\n", s / hz * 1000 / n, c / hz * 1000 / n, ($1 + $2) * 1000 / n}' \
@@ -112,7 +112,7 @@ psql_ -d service -c "DROP SCHEMA IF EXISTS raw CASCADE; CREATE SCHEMA raw;
   CREATE TABLE raw.events (seq bigserial PRIMARY KEY, stream_id uuid NOT NULL, version int NOT NULL, data jsonb NOT NULL, timestamp timestamptz NOT NULL DEFAULT now());
   CREATE TABLE raw.docs AS SELECT row_number() OVER (ORDER BY id) - 1 AS n, id, tenant_id, mt_version AS version, data FROM $SCHEMA.mt_doc_source;
   ALTER TABLE raw.docs ADD PRIMARY KEY (n); CREATE UNIQUE INDEX ON raw.docs (id);" >/dev/null
-# Each client owns four sources, so no two clients wait on one row lock (as wrk's threads never do, see patch.lua).
+# Each client owns four sources, so no two clients wait on one row lock (as wrk's threads never do, see requests.lua).
 cat > "$WORK/patch.sql" <<SQL
 \set n (:client_id * 4 + random(0, 3)) % $SOURCES
 BEGIN;

@@ -48,6 +48,28 @@ public sealed class when_a_run_fails(AppFixture app) : SyncContext(app, Tables, 
         ["name"] = table, ["should_sync"] = true, ["sync_type"] = "incremental", ["incremental_field"] = field, ["incremental_field_type"] = "timestamp",
     };
 
+    /// <summary>Pages of 1,000 rows, patient retries, and the upstream cluster crashed once right after a run's second batch
+    /// committed, started again 1.5 s later; the task completes once it is up again.</summary>
+    private TaskCompletionSource RestartOnceAfterBatchTwo(TestDatabase upstream)
+    {
+        Settings.PageSize = 1000;
+        Settings.TransientRetryDelays = [TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(4), TimeSpan.FromSeconds(8)];
+        var restarted = new TaskCompletionSource();
+        var crashed = 0;
+        Settings.AfterBatchCommitted = async (run, batch) =>
+        {
+            if (batch != 2 || Interlocked.Exchange(ref crashed, 1) == 1) return;
+            await upstream.CrashAsync();
+            _ = Task.Run(async () =>
+            {
+                await Task.Delay(1500);
+                await upstream.StartAgainAsync();
+                restarted.SetResult();
+            });
+        };
+        return restarted;
+    }
+
     private async Task<JsonNode> SchemaAsync(string id, string name) =>
         (await Api.GetAsync(SourceUrl(id))).ShouldHaveStatus(HttpStatusCode.OK).Json["schemas"]!.AsArray().Single(s => s!["name"]!.GetValue<string>() == name)!;
 
@@ -178,21 +200,7 @@ public sealed class when_a_run_fails(AppFixture app) : SyncContext(app, Tables, 
         await database.ExecuteAsync("CHECKPOINT");
         try
         {
-            Settings.PageSize = 1000;
-            Settings.TransientRetryDelays = [TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(4), TimeSpan.FromSeconds(8)];
-            var restarted = new TaskCompletionSource();
-            var crashed = 0;
-            Settings.AfterBatchCommitted = async (run, batch) =>
-            {
-                if (batch != 2 || Interlocked.Exchange(ref crashed, 1) == 1) return;
-                await upstream.CrashAsync();
-                _ = Task.Run(async () =>
-                {
-                    await Task.Delay(1500);
-                    await upstream.StartAgainAsync();
-                    restarted.SetResult();
-                });
-            };
+            var restarted = RestartOnceAfterBatchTwo(upstream);
             var id = await CreateWithAsync(database.Config(), "restart", FullRefresh("flaky"));
             var job = FirstRun(id);
             restarted.Task.IsCompleted.ShouldBeTrue("the source was down mid-run");
@@ -228,21 +236,7 @@ public sealed class when_a_run_fails(AppFixture app) : SyncContext(app, Tables, 
                 INSERT INTO public.flaky_changes SELECT g, '2025-06-01'::timestamptz + g * interval '1 second', 'new ' || g FROM generate_series(5001, 5100) g;
                 CHECKPOINT;
                 """);
-            Settings.PageSize = 1000;
-            Settings.TransientRetryDelays = [TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(4), TimeSpan.FromSeconds(8)];
-            var restarted = new TaskCompletionSource();
-            var crashed = 0;
-            Settings.AfterBatchCommitted = async (run, batch) =>
-            {
-                if (batch != 2 || Interlocked.Exchange(ref crashed, 1) == 1) return;
-                await upstream.CrashAsync();
-                _ = Task.Run(async () =>
-                {
-                    await Task.Delay(1500);
-                    await upstream.StartAgainAsync();
-                    restarted.SetResult();
-                });
-            };
+            var restarted = RestartOnceAfterBatchTwo(upstream);
 
             var job = (await ReloadAndWaitAsync(id, 1))[0];
             restarted.Task.IsCompleted.ShouldBeTrue("the source was down mid-run");
