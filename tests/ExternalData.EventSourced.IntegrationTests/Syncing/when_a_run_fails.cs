@@ -234,8 +234,10 @@ public sealed class when_a_run_fails(AppFixture app) : SyncContext(app, Tables, 
             await database.ExecuteAsync("""
                 UPDATE public.flaky_changes SET v = 'changed ' || id, updated_at = '2025-01-01'::timestamptz + id * interval '1 second' WHERE id % 5 <> 0;
                 INSERT INTO public.flaky_changes SELECT g, '2025-06-01'::timestamptz + g * interval '1 second', 'new ' || g FROM generate_series(5001, 5100) g;
-                CHECKPOINT;
                 """);
+            // Committed first, then made durable: in the same query string the checkpoint would run before the commit, and the
+            // crash (synchronous_commit off) could take the changes with it.
+            await database.ExecuteAsync("CHECKPOINT");
             var restarted = RestartOnceAfterBatchTwo(upstream);
 
             var job = (await ReloadAndWaitAsync(id, 1))[0];
