@@ -16,27 +16,15 @@ REPO=$(cd "$HERE/../.." && pwd)
 WORK=$(mktemp -d /tmp/edbench-outside.XXXXXX)
 PORT=${EDBENCH_PG_PORT:-55871}
 HTTP_PORT=${EDBENCH_HTTP_PORT:-5191}
-chmod 755 "$WORK"
-
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+source "$HERE/../throwaway-cluster.sh"
 psql_() { psql -X -q -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1 "$@"; }
-SVC=
-cleanup() {
-  [ -n "$SVC" ] && kill "$SVC" 2>/dev/null && wait "$SVC" 2>/dev/null || true
-  as_pg pg_ctl -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true
-  [ -n "${EDBENCH_KEEP:-}" ] && echo "kept $WORK" >&2 || rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 echo "publishing the service (Release)…" >&2
 dotnet publish "$REPO/src/ExternalData.EventSourced.Api" -c Release -o "$WORK/app" -v q -nologo >&2
 
 # The cluster: as the tests' (fsync off), plus pg_stat_statements with planning times and statements inside functions.
-mkdir -p "$WORK/pg"; [ "$(id -u)" = 0 ] && chown postgres "$WORK/pg"
-as_pg initdb -D "$WORK/pg" -U postgres -A trust >/dev/null
-as_pg pg_ctl -D "$WORK/pg" -l "$WORK/pg/log" -w start -o "-p $PORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c fsync=off \
-  -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB \
-  -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all -c pg_stat_statements.track_planning=on" >/dev/null
+start_cluster -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB \
+  -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all -c pg_stat_statements.track_planning=on
 psql_ -c "CREATE DATABASE service" -c "CREATE DATABASE customer"
 psql_ -d service -c "CREATE EXTENSION pg_stat_statements"
 psql_ -d customer -c "CREATE TABLE orders (id bigint PRIMARY KEY, customer text, total numeric, created_at timestamptz)" \

@@ -13,19 +13,14 @@ REPO=$(cd "$HERE/../.." && pwd)
 WORK=$(mktemp -d /tmp/edbench-start.XXXXXX)
 PORT=${EDBENCH_PG_PORT:-55872}
 HTTP_PORT=${EDBENCH_HTTP_PORT:-5192}
-chmod 755 "$WORK"
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-cleanup() { as_pg pg_ctl -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$WORK"; }
-trap cleanup EXIT
+source "$HERE/../throwaway-cluster.sh"
 
 echo "publishing twice (plain, ReadyToRun)…" >&2
 dotnet publish "$REPO/src/ExternalData.EventSourced.Api" -c Release -o "$WORK/plain" -v q -nologo >&2
 dotnet publish "$REPO/src/ExternalData.EventSourced.Api" -c Release --use-current-runtime --self-contained false -p:PublishReadyToRun=true \
   -o "$WORK/r2r" -v q -nologo >&2
 
-mkdir -p "$WORK/pg"; [ "$(id -u)" = 0 ] && chown postgres "$WORK/pg"
-as_pg initdb -D "$WORK/pg" -U postgres -A trust >/dev/null
-as_pg pg_ctl -D "$WORK/pg" -l "$WORK/pg/log" -w start -o "-p $PORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c fsync=off" >/dev/null
+start_cluster
 psql -X -q -h 127.0.0.1 -p "$PORT" -U postgres -c "CREATE DATABASE service"
 
 export ASPNETCORE_ENVIRONMENT=Production
