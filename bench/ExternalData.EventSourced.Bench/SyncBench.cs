@@ -143,6 +143,7 @@ internal static class SyncBench
         var database = await CreateSourceAsync(cluster, 2);
         var (id, first) = await FirstRunAsync(bench, cluster, database, 2);
         var runs = new List<double>();
+        using var profile = Environment.GetEnvironmentVariable("EDBENCH_SYNC_PROFILE") == "1" ? new SpanProfile() : null;
         for (var n = 0; n < 10; n++)
         {
             (await bench.Http.PostAsync($"/api/projects/bench/external_data_sources/{id}/reload/", Measure.Json([]))).EnsureSuccessStatusCode();
@@ -150,6 +151,7 @@ internal static class SyncBench
             runs.Add((await JobAsync(bench, id, n + 2, 1)).Elapsed.TotalMilliseconds);
         }
 
+        profile?.Print(runs.Count, runs.Average());
         runs.Sort();
         Console.WriteLine($"| 2 | first run (full load) of a 2-row table | {first.Elapsed.TotalMilliseconds / 1000:F3} | | | | | | {first.Batches} | |");
         Console.WriteLine($"| 2 | incremental run, nothing changed (the watermark row re-read; 10 runs: median {runs[4]:F0} ms, max {runs[^1]:F0} ms) | {runs[4] / 1000:F3} | | | | | | | |");

@@ -25,8 +25,9 @@ public sealed partial class PostgresSourceType : ITableReader
                 await Guard(() => import.ExecuteNonQueryAsync(ct));
             }
             var (schema, name) = Split(request.Table, ConfigSchema.Lookup(request.Config, "schema"));
-            var shape = await PostgresTableShape.ReadAsync(connection, schema, name, request.Table, request.EnabledColumns, ct);
-            var all = await PostgresTableShape.ReadAsync(connection, schema, name, request.Table, null, ct);
+            // One catalog read: the filters may name any column, the copy reads the enabled ones.
+            var all = await PostgresTableShape.ReadAsync(connection, schema, name, request.Table, ct);
+            var shape = PostgresTableShape.Enabled(all, request.EnabledColumns);
             var blocks = await HeapBlocksAsync(connection, Qualified(schema, name), ct);
             return new PostgresTableRead(connection, Qualified(schema, name), shape, PostgresRowFilters.Where(request.RowFilters, all), blocks);
         }

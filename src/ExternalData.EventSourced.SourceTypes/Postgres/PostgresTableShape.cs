@@ -36,8 +36,8 @@ internal static class PostgresTableShape
          ORDER BY a.attnum
         """;
 
-    public static async Task<TableShape> ReadAsync(
-        NpgsqlConnection connection, string schema, string name, string table, IReadOnlyList<string>? enabledColumns, CancellationToken ct)
+    /// <summary>Every column of the table, in the warehouse's types.</summary>
+    public static async Task<TableShape> ReadAsync(NpgsqlConnection connection, string schema, string name, string table, CancellationToken ct)
     {
         await using var command = new NpgsqlCommand(ColumnsSql, connection);
         command.Parameters.AddWithValue("relation", $"{PostgresSourceType.Quote(schema)}.{PostgresSourceType.Quote(name)}");
@@ -59,16 +59,22 @@ internal static class PostgresTableShape
 
         if (columns.Count == 0)
             throw new SourceReadException($"The table '{table}' is gone upstream, or the source's user can no longer see it. Refresh the source's schemas.", false, "table_missing");
-        if (enabledColumns is { Count: > 0 })
-        {
-            var missing = enabledColumns.Where(c => columns.All(col => col.Name != c)).ToList();
-            if (missing.Count > 0)
-                throw new SourceReadException($"Enabled columns are gone from '{table}': {string.Join(", ", missing)}. Refresh the source's schemas and update enabled_columns.", false, "column_missing");
-            columns = columns.Where(c => enabledColumns.Contains(c.Name)).ToList();
-            if (pageColumn is not null && !enabledColumns.Contains(pageColumn)) pageColumn = null;
-        }
-
         return new TableShape(table, columns, pageColumn, primaryKey.Values.ToList());
+    }
+
+    /// <summary>The columns a schema syncs (<c>enabled_columns</c>; all when none are named). An enabled column gone upstream
+    /// fails the run: its data would silently stop.</summary>
+    public static TableShape Enabled(TableShape all, IReadOnlyList<string>? enabledColumns)
+    {
+        if (enabledColumns is not { Count: > 0 }) return all;
+        var missing = enabledColumns.Where(c => all.Columns.All(col => col.Name != c)).ToList();
+        if (missing.Count > 0)
+            throw new SourceReadException($"Enabled columns are gone from '{all.Table}': {string.Join(", ", missing)}. Refresh the source's schemas and update enabled_columns.", false, "column_missing");
+        return all with
+        {
+            Columns = all.Columns.Where(c => enabledColumns.Contains(c.Name)).ToList(),
+            PageColumn = all.PageColumn is { } page && enabledColumns.Contains(page) ? page : null,
+        };
     }
 
     /// <summary>The warehouse type of a source column, from its formatted type and its catalog kind.</summary>

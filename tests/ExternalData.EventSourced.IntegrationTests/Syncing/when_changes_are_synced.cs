@@ -213,4 +213,18 @@ public sealed class when_changes_are_synced(AppFixture app) : SyncContext(app, T
         (await RowsAsync(WarehouseConnection, $"{Warehouse}.filteredpostgres_regions", ["id", "region", "amount"]))
             .ShouldBe(await RowsAsync(SourceConnection, "(SELECT * FROM public.regions WHERE region = 'eu' AND amount > 150) r", ["id", "region", "amount"]));
     }
+
+    [Fact]
+    public async Task only_the_enabled_columns_land_and_a_row_filter_may_name_another()
+    {
+        var schema = FullRefresh("regions");
+        schema["enabled_columns"] = new JsonArray("id", "amount");
+        schema["row_filters"] = new JsonArray(new JsonObject { ["column"] = "region", ["operator"] = "=", ["value"] = "eu" });
+        var id = await CreateAsync("narrow", schema);
+        FirstRun(id)["rows_synced"]!.GetValue<long>().ShouldBe(100);
+        (await ScalarAsync($"SELECT count(*) FROM information_schema.columns WHERE table_schema = '{Warehouse}' AND table_name = 'narrowpostgres_regions' AND column_name = 'region'"))
+            .ShouldBe(0, "a column that is not enabled is not in the warehouse");
+        (await RowsAsync(WarehouseConnection, $"{Warehouse}.narrowpostgres_regions", ["id", "amount"]))
+            .ShouldBe(await RowsAsync(SourceConnection, "(SELECT * FROM public.regions WHERE region = 'eu') r", ["id", "amount"]));
+    }
 }
