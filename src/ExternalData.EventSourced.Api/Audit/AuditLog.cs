@@ -11,7 +11,10 @@ using JasperFx.Events.Projections;
 using Marten;
 using Marten.Events.Projections;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Weasel.Postgresql;
+using Weasel.Postgresql.Tables;
 using Wolverine.Http;
+using ExternalData.EventSourced.Infrastructure.Messaging;
 
 namespace ExternalData.EventSourced.Audit;
 
@@ -31,42 +34,79 @@ public sealed class AuditEntry
     public string? CausationId { get; set; }
     public string Summary { get; set; } = "";
     public JsonNode? Data { get; set; }
-}
 
-/// <summary>
-/// The first async projection: every event of the store becomes an entry, written by Marten's daemon off the write
-/// path (a burst of writes never waits for it). Entries are API-shaped and masked the way history shows them.
-/// </summary>
-public sealed partial class AuditLogProjection : EventProjection
-{
-    public const string ProjectionName = "AuditLog";
-
-    public AuditLogProjection()
+    /// <summary>The entry of a stored event, masked the way history shows it.</summary>
+    public static AuditEntry Of(IEvent e)
     {
-        Name = ProjectionName;
-        // A rebuild starts from an empty feed.
-        Options.DeleteViewTypeOnTeardown<AuditEntry>();
-    }
-
-    public override ValueTask ApplyAsync(IDocumentOperations operations, IEvent e, CancellationToken cancellation)
-    {
-        // Marten records an append that rolled back as a "tombstone" event; it is no fact of anyone's.
-        if (e.EventTypeName == "tombstone") return ValueTask.CompletedTask;
-        // Sync runs are shown by jobs/, not here (SYNC.md §4): a run's batches would bury the feed's lifecycle facts.
-        if (e.Data is ISyncFact) return ValueTask.CompletedTask;
         var entry = SourceHistoryEndpoint.Entry(e, ApiJson.Options);
-        operations.ForTenant(e.TenantId).Store(new AuditEntry
+        return new AuditEntry
         {
             Id = e.Id, Sequence = e.Sequence, SourceId = e.StreamId, Version = entry.Version, Type = entry.Type, OccurredAt = entry.OccurredAt,
             Actor = entry.Actor, ActorName = entry.Actor.Name, CreatedVia = entry.CreatedVia, CorrelationId = entry.CorrelationId,
             CausationId = entry.CausationId, Summary = entry.Summary, Data = entry.Data,
-        });
-        return ValueTask.CompletedTask;
+        };
     }
 }
 
+/// <summary>
+/// The audit feed's index: a narrow row per event of the store (its sequence, project, stream, type, actor and channel),
+/// written by Marten's daemon off the write path (a burst of writes never waits for it). The entries themselves are the
+/// events: the feed reads a page's events from the event store and renders them as history does, so a write's data is
+/// not stored a second time (ADR 0057).
+/// </summary>
+public sealed class AuditLogProjection : IProjection
+{
+    public const string ProjectionName = "AuditLog";
+    public const string TableName = "mt_audit_feed";
+
+    private readonly string _insert;
+
+    public AuditLogProjection(string schema)
+    {
+        Table = new Table(new PostgresqlObjectName(schema, TableName, SchemaUtils.IdentifierUsage.General));
+        Table.AddColumn<long>("seq_id").AsPrimaryKey();
+        Table.AddColumn<string>("tenant_id").NotNull();
+        Table.AddColumn<Guid>("stream_id").NotNull();
+        Table.AddColumn<string>("type").NotNull();
+        Table.AddColumn<string>("actor_name");
+        Table.AddColumn<string>("created_via");
+        Table.AddColumn<DateTimeOffset>("timestamp").NotNull();
+        // A project's feed, newest first, and the same for one type: what the feed's page and count read.
+        Table.Indexes.Add(new IndexDefinition($"ix_{TableName}_tenant_seq") { Columns = ["tenant_id", "seq_id"] });
+        Table.Indexes.Add(new IndexDefinition($"ix_{TableName}_tenant_type_seq") { Columns = ["tenant_id", "type", "seq_id"] });
+        // One statement a page, idempotent: a page the daemon projects again after a crash adds nothing.
+        _insert = $"insert into {Table.Identifier} (seq_id, tenant_id, stream_id, type, actor_name, created_via, timestamp) " +
+                  "select * from unnest(?::bigint[], ?::text[], ?::uuid[], ?::text[], ?::text[], ?::text[], ?::timestamptz[]) on conflict (seq_id) do nothing";
+    }
+
+    /// <summary>The feed's index table (created with the store's schema; emptied when the projection is rebuilt).</summary>
+    public Table Table { get; }
+
+    public Task ApplyAsync(IDocumentOperations operations, IReadOnlyList<IEvent> events, CancellationToken cancellation)
+    {
+        var rows = new List<IEvent>(events.Count);
+        foreach (var e in events)
+        {
+            // Marten records an append that rolled back as a "tombstone" event; it is no fact of anyone's.
+            if (e.EventTypeName == "tombstone") continue;
+            // Sync runs are shown by jobs/, not here (SYNC.md §4): a run's batches would bury the feed's lifecycle facts.
+            if (e.Data is ISyncFact) continue;
+            rows.Add(e);
+        }
+
+        if (rows.Count == 0) return Task.CompletedTask;
+        operations.QueueSqlCommand(_insert,
+            rows.Select(e => e.Sequence).ToArray(), rows.Select(e => e.TenantId).ToArray(), rows.Select(e => e.StreamId).ToArray(),
+            rows.Select(e => e.EventTypeName).ToArray(), rows.Select(e => Header(e, CallerMetadata.ActorNameHeader)).ToArray(),
+            rows.Select(e => Header(e, CallerMetadata.CreatedViaHeader)).ToArray(), rows.Select(e => e.Timestamp.ToUniversalTime()).ToArray());
+        return Task.CompletedTask;
+    }
+
+    private static string? Header(IEvent e, string key) => e.Headers is { } headers && headers.TryGetValue(key, out var value) ? value?.ToString() : null;
+}
+
 /// <summary>GET external_data_sources/audit_log/ [beyond]: every event of the project's sources and stashes, newest
-/// first, filterable. Served by the async projection, so it may trail the writes by a moment (see /health/ready), but
+/// first, filterable. Its index is written by the daemon, so it may trail the writes by a moment (see /health/ready), but
 /// it never shows an event before an earlier one: its order is the event store's, a source's own events in the order
 /// they were committed (docs/architecture.md, "The audit feed's order").</summary>
 public static class AuditLogEndpoint
@@ -81,21 +121,48 @@ public static class AuditLogEndpoint
         var (from, to, badTime) = TimeRange.Parse(since, until);
         if (badTime is not null) return Results.Problem(badTime);
 
-        // The daemon writes the feed in event-sequence order and publishes an event only once every earlier one has
-        // committed or rolled back, so what is visible at any moment is a gap-free prefix of the store's order. Bounding
-        // the page and its count by the head read first makes them one snapshot while the daemon keeps writing (read
-        // apart, a count could include entries the page predates).
-        var head = await session.Query<AuditEntry>().OrderByDescending(e => e.Sequence).Select(e => e.Sequence).FirstOrDefaultAsync(ct);
-        IQueryable<AuditEntry> query = session.Query<AuditEntry>().Where(e => e.Sequence <= head);
-        if (!string.IsNullOrEmpty(actor)) query = query.Where(e => e.ActorName == actor);
-        if (!string.IsNullOrEmpty(created_via)) query = query.Where(e => e.CreatedVia == created_via);
-        if (!string.IsNullOrEmpty(type)) query = query.Where(e => e.Type == type);
-        if (from is { } start) query = query.Where(e => e.OccurredAt >= start);
-        if (to is { } end) query = query.Where(e => e.OccurredAt <= end);
-        // A count of its own rather than Marten's Stats (a count window that reads every matching entry's JSON).
-        var page = await query.OrderByDescending(e => e.Sequence).Skip(skip).Take(take).ToListAsync(ct);
-        long total = await query.CountAsync(ct);
+        var (total, sequences) = await PageAsync(session, take, skip, actor, created_via, type, from, to, ct);
+        var events = sequences.Length == 0 ? [] : await session.Events.QueryAllRawEvents().Where(e => sequences.Contains(e.Sequence)).ToListAsync(ct);
+        var page = events.OrderByDescending(e => e.Sequence).Select(AuditEntry.Of).ToList();
         return Results.Json(PageLinks.PageOf(page, total, take, skip, context));
+    }
+
+    /// <summary>
+    /// The page's sequence numbers and the count of every matching entry, in one statement: one snapshot, so the two agree
+    /// while the daemon keeps writing. The daemon writes the index in event-sequence order and publishes an event only once
+    /// every earlier one has committed or rolled back, so any snapshot of it is a gap-free prefix of the store's order.
+    /// Only the filters asked for are in the statement, so each plan can use the index that fits it.
+    /// </summary>
+    private static async Task<(long Total, long[] Sequences)> PageAsync(
+        IQuerySession session, int take, int skip, string? actor, string? createdVia, string? type, DateTimeOffset? from, DateTimeOffset? to, CancellationToken ct)
+    {
+        var filters = new List<string> { "tenant_id = @tenant" };
+        await using var command = new Npgsql.NpgsqlCommand();
+        command.Parameters.AddWithValue("tenant", session.TenantId);
+        void Filter(string sql, string name, object? value)
+        {
+            if (value is null or "") return;
+            filters.Add(sql);
+            command.Parameters.AddWithValue(name, value);
+        }
+
+        Filter("actor_name = @actor", "actor", actor);
+        Filter("created_via = @via", "via", createdVia);
+        Filter("type = @type", "type", type);
+        Filter("timestamp >= @from", "from", from);
+        Filter("timestamp <= @to", "to", to);
+        command.Parameters.AddWithValue("take", take);
+        command.Parameters.AddWithValue("skip", skip);
+        command.CommandText = $"""
+            WITH matched AS (SELECT seq_id FROM {session.DocumentStore.Options.DatabaseSchemaName}.{AuditLogProjection.TableName} WHERE {string.Join(" AND ", filters)})
+            SELECT (SELECT count(*) FROM matched), array(SELECT seq_id FROM matched ORDER BY seq_id DESC LIMIT @take OFFSET @skip)
+            """;
+        await using var connection = session.DocumentStore.Storage.Database.CreateConnection();
+        await connection.OpenAsync(ct);
+        command.Connection = connection;
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        await reader.ReadAsync(ct);
+        return (reader.GetInt64(0), await reader.GetFieldValueAsync<long[]>(1, ct));
     }
 }
 
@@ -123,8 +190,11 @@ public static class AuditConfiguration
 {
     public static StoreOptions ConfigureAudit(this StoreOptions options)
     {
-        options.Projections.Add(new AuditLogProjection(), ProjectionLifecycle.Async);
-        options.Schema.For<AuditEntry>().MultiTenanted().Index(x => x.Sequence).Duplicate(x => x.Type).Duplicate(x => x.ActorName!).Duplicate(x => x.CreatedVia!);
+        var audit = new AuditLogProjection(options.DatabaseSchemaName);
+        options.Storage.ExtendedSchemaObjects.Add(audit.Table);
+        options.Projections.Add(audit, ProjectionLifecycle.Async, AuditLogProjection.ProjectionName,
+            // A rebuild starts from an empty feed.
+            asyncConfiguration: o => o.DeleteDataInTableOnTeardown(audit.Table.Identifier.QualifiedName));
         return options;
     }
 }
