@@ -56,6 +56,13 @@ public sealed class when_reading_the_project_audit_feed(AppFixture app) : Integr
         (await Api.GetAsync($"{FeedUrl}?created_via=mcp")).Json["count"]!.GetValue<long>().ShouldBe(0);
         (await Api.GetAsync($"{FeedUrl}?until=2000-01-01T00:00:00Z")).Json["count"]!.GetValue<long>().ShouldBe(0);
 
+        // Another project's feed holds none of this project's entries, though the index and the events are one table each.
+        var otherProject = (int.Parse(ProjectId, System.Globalization.CultureInfo.InvariantCulture) - 1).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var outsider = App.Client(await App.IssueKeyAsync("audit-outsider", ExternalData.EventSourced.Infrastructure.Auth.Scopes.All, [otherProject]));
+        var theirs = (await outsider.GetAsync($"/api/projects/{otherProject}/external_data_sources/audit_log/?limit=1000")).ShouldHaveStatus(HttpStatusCode.OK).Json;
+        theirs["results"]!.AsArray().Select(e => e!["source_id"]!.GetValue<string>()).ShouldNotContain(ids[0]);
+        (await outsider.GetAsync(FeedUrl)).ShouldHaveStatus(HttpStatusCode.NotFound);
+
         var ready = (await Api.GetAsync("/health/ready")).ShouldHaveStatus(HttpStatusCode.OK).Json;
         ready["checks"]!["projections"]!["data"]!["audit_log_lag"].ShouldNotBeNull();
 
