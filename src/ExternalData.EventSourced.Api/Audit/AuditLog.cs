@@ -97,12 +97,11 @@ public sealed class AuditLogProjection : IProjection
         if (rows.Count == 0) return Task.CompletedTask;
         operations.QueueSqlCommand(_insert,
             rows.Select(e => e.Sequence).ToArray(), rows.Select(e => e.TenantId).ToArray(), rows.Select(e => e.StreamId).ToArray(),
-            rows.Select(e => e.EventTypeName).ToArray(), rows.Select(e => Header(e, CallerMetadata.ActorNameHeader)).ToArray(),
-            rows.Select(e => Header(e, CallerMetadata.CreatedViaHeader)).ToArray(), rows.Select(e => e.Timestamp.ToUniversalTime()).ToArray());
+            rows.Select(e => e.EventTypeName).ToArray(), rows.Select(e => SourceHistoryEndpoint.Header(e, CallerMetadata.ActorNameHeader)).ToArray(),
+            rows.Select(e => SourceHistoryEndpoint.Header(e, CallerMetadata.CreatedViaHeader)).ToArray(), rows.Select(e => e.Timestamp.ToUniversalTime()).ToArray());
         return Task.CompletedTask;
     }
 
-    private static string? Header(IEvent e, string key) => e.Headers is { } headers && headers.TryGetValue(key, out var value) ? value?.ToString() : null;
 }
 
 /// <summary>GET external_data_sources/audit_log/ [beyond]: every event of the project's sources and stashes, newest

@@ -122,7 +122,8 @@ public static class SourceHistoryEndpoint
         Summary(e.Data),
         Mask(JsonSerializer.SerializeToNode(e.Data, e.Data.GetType(), options)));
 
-    private static string? Header(IEvent e, string key) => e.Headers is { } headers && headers.TryGetValue(key, out var value) ? value?.ToString() : null;
+    /// <summary>A metadata header of the event (the caller's id, name, channel), as text.</summary>
+    internal static string? Header(IEvent e, string key) => e.Headers is { } headers && headers.TryGetValue(key, out var value) ? value?.ToString() : null;
 
     /// <summary>Every sealed blob (the only form a secret takes in an event) shows as "[secret]".</summary>
     public static JsonNode? Mask(JsonNode? node)
