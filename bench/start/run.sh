@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # An operator's start: the service published as the image publishes it, started against an existing database, timed from
 # process start to its first 200 of /health/ready. Two publishes compared: plain (every method JIT-compiled at start, the
-# baseline) and ReadyToRun (the app and its packages precompiled, ADR 0056). Prints Markdown.
+# baseline) and ReadyToRun (the app and its packages precompiled, ADR 0056). Then a newcomer's start: Development, the
+# Debug build `dotnet run` makes, on an existing `.local` data folder (the embedded PostgreSQL started by the run), three
+# ways: the built program, `dotnet run --no-build`, and `dotnet run` (which first checks the build is current). Prints Markdown.
 #
 #   bash bench/start/run.sh [starts per build, default 5]
 #
@@ -55,3 +57,40 @@ echo "| publish | median (ms) | starts (ms) | ratio |"
 echo "|---|---:|---|---:|"
 echo "| plain (JIT at start, baseline) | $p | ${plain[*]} | 1.00x |"
 echo "| ReadyToRun (the image's) | $r | ${r2r[*]} | $(awk -v a="$r" -v b="$p" 'BEGIN {printf "%.2fx", a / b}') |"
+
+echo
+# A newcomer's start. The first start (untimed) creates the data folder, as the README's first run does.
+echo "building Debug, creating the embedded data folder…" >&2
+dotnet build "$REPO/src/ExternalData.EventSourced.Api" -c Debug -v q -nologo >&2
+mkdir -p "$WORK/newcomer"
+DLL="$REPO/src/ExternalData.EventSourced.Api/bin/Debug/net10.0/ExternalData.EventSourced.Api.dll"
+dev_once() { # $@ = the command; prints ms to the first 200 of /health/ready
+  local t0 t1 pid
+  t0=$(date +%s%N)
+  # Its own process group, so Ctrl-C's signal reaches `dotnet run` and the program it started, as in a terminal.
+  (cd "$WORK/newcomer" && exec setsid env -u ConnectionStrings__Marten ASPNETCORE_ENVIRONMENT=Development "$@" --urls "http://127.0.0.1:$HTTP_PORT") > "$WORK/dev.log" 2>&1 &
+  pid=$!
+  until curl -sf -o /dev/null "http://127.0.0.1:$HTTP_PORT/health/ready"; do
+    kill -0 "$pid" 2>/dev/null || { cat "$WORK/dev.log" >&2; exit 1; }
+    sleep 0.02
+  done
+  t1=$(date +%s%N)
+  # The program stops its embedded PostgreSQL before it exits.
+  kill -INT -- "-$pid"; wait "$pid" 2>/dev/null || true
+  echo $(( (t1 - t0) / 1000000 ))
+}
+dev_once dotnet "$DLL" >/dev/null
+built=(); norun=(); run=()
+for _ in $(seq 1 "$STARTS"); do
+  built+=("$(dev_once dotnet "$DLL")")
+  norun+=("$(dev_once dotnet run --no-build --project "$REPO/src/ExternalData.EventSourced.Api" --)")
+  run+=("$(dev_once dotnet run --project "$REPO/src/ExternalData.EventSourced.Api" --)")
+done
+b=$(printf '%s\n' "${built[@]}" | median); n=$(printf '%s\n' "${norun[@]}" | median); d=$(printf '%s\n' "${run[@]}" | median)
+echo "Development, the Debug build, an existing \`.local\` data folder (the embedded PostgreSQL starts with each run), median of $STARTS starts each, alternating."
+echo
+echo "| command | median (ms) | starts (ms) | ratio |"
+echo "|---|---:|---|---:|"
+echo "| \`dotnet bin/Debug/…/ExternalData.EventSourced.Api.dll\` (baseline) | $b | ${built[*]} | 1.00x |"
+echo "| \`dotnet run --no-build\` | $n | ${norun[*]} | $(awk -v a="$n" -v b="$b" 'BEGIN {printf "%.2fx", a / b}') |"
+echo "| \`dotnet run\` (the README's) | $d | ${run[*]} | $(awk -v a="$d" -v b="$b" 'BEGIN {printf "%.2fx", a / b}') |"

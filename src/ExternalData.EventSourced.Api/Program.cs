@@ -37,7 +37,8 @@ var builder = WebApplication.CreateBuilder(args);
 // Operator commands print their result on stdout; everything the host logs goes to stderr so it cannot mix in.
 builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
 
-// The database: the configured one, or an embedded local PostgreSQL for a newcomer's first run.
+// The database: the configured one, or an embedded local PostgreSQL for a newcomer's first run. The embedded server starts
+// in the background while the host is built; `database.WhenReadyAsync()` is awaited before the host's first connection.
 await using var database = await EmbeddedDatabase.ResolveAsync(builder, EmbeddedDatabase.IsServiceRun(args));
 var connectionString = database.ConnectionString;
 // The statements every request runs (Marten's loads, appends and upserts, Wolverine's inbox) are prepared on a backend once
@@ -267,6 +268,7 @@ app.Lifetime.ApplicationStarted.Register(() =>
 // A plain start runs the service directly: JasperFx's command discovery prints a "Searching … for commands" line per
 // Critter Stack assembly, which a newcomer reads as trouble. Operator commands (api-keys, projections, codegen, …) go
 // through JasperFx as before.
+await database.WhenReadyAsync();
 if (args.Length == 0)
 {
     await app.RunAsync();

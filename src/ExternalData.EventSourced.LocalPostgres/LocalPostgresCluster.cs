@@ -59,6 +59,23 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
     public static async Task<LocalPostgresCluster> StartAsync(
         string root, bool persistent, IReadOnlyDictionary<string, string>? settings, Action<string>? log = null, CancellationToken ct = default, int? preferredPort = null)
     {
+        var cluster = await BeginStartAsync(root, persistent, settings, log, ct, preferredPort);
+#pragma warning disable VSTHRD003 // the start this call began
+        await cluster.Ready;
+#pragma warning restore VSTHRD003
+        return cluster;
+    }
+
+    /// <summary>Completes when the server accepts connections (at once for a cluster this process attached to).</summary>
+    public Task Ready { get; private set; } = Task.CompletedTask;
+
+    /// <summary>As <see cref="StartAsync(string, bool, IReadOnlyDictionary{string, string}?, Action{string}?, CancellationToken, int?)"/>,
+    /// but returns once the cluster's folder, port and password are settled (its connection string is known) and starts the
+    /// server in the background: the service builds its host meanwhile, on the other core, instead of waiting for
+    /// <c>pg_ctl</c> (issue 23's start). Await <see cref="Ready"/> before the first connection.</summary>
+    public static async Task<LocalPostgresCluster> BeginStartAsync(
+        string root, bool persistent, IReadOnlyDictionary<string, string>? settings, Action<string>? log = null, CancellationToken ct = default, int? preferredPort = null)
+    {
         log ??= _ => { };
         var pgCtl = FindBinary("pg_ctl") ?? throw new InvalidOperationException("PostgreSQL server binaries (pg_ctl, initdb) were not found on PATH or under /usr/lib/postgresql.");
         var initdb = FindBinary("initdb")!;
@@ -89,12 +106,17 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
             "-c listen_addresses=127.0.0.1", $"-p {port}", $"-c unix_socket_directories={root}",
             string.Join(' ', merged.Select(kv => $"-c {kv.Key}={kv.Value}")),
             persistent ? "" : "-c fsync=off -c synchronous_commit=off -c full_page_writes=off");
-        // -l is essential: without a log file the postmaster inherits our stdout and the call never returns.
-        await RunAsync(pgCtl, ["-D", data, "-l", Path.Combine(root, "postgres.log"), "-w", "-t", "60", "-o", options, "start"], ct);
-        log($"Local PostgreSQL listening on 127.0.0.1:{port}");
         var cluster = new LocalPostgresCluster(root, port, !persistent, log) { _startOptions = options };
-        await cluster.WaitUntilReadyAsync(ct);
+        cluster.Ready = cluster.StartServerAsync(pgCtl, ct);
         return cluster;
+    }
+
+    private async Task StartServerAsync(string pgCtl, CancellationToken ct)
+    {
+        // -l is essential: without a log file the postmaster inherits our stdout and the call never returns.
+        await RunAsync(pgCtl, ["-D", DataDirectory, "-l", Path.Combine(_root, "postgres.log"), "-w", "-t", "60", "-o", _startOptions!, "start"], ct);
+        _log($"Local PostgreSQL listening on 127.0.0.1:{Port}");
+        await WaitUntilReadyAsync(ct);
     }
 
     /// <summary>Stops the server. A cluster this process only attached to (started by a running service, while an
@@ -103,6 +125,11 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
     {
         if (_stopped || (_attached && !evenIfAttached)) return;
         _stopped = true;
+        // A server still starting is stopped once it has started; a start that failed was reported to whoever awaited it.
+#pragma warning disable VSTHRD003 // Ready is this cluster's own start; a console host and tests have no synchronization context to deadlock on.
+        try { await Ready; }
+        catch (Exception) { }
+#pragma warning restore VSTHRD003
         try
         {
             await RunAsync(FindBinary("pg_ctl")!, ["-D", DataDirectory, "-m", "fast", "-w", "stop"], CancellationToken.None);
@@ -180,6 +207,9 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
     {
         Directory.CreateDirectory(root);
         if (!IsRoot) return root;
+        // A cluster that ran from this folder before is the postgres user's already: the reach test and the recursive chown
+        // (a quarter of a second of every start, most of it walking the data folder) are for a new or moved folder.
+        if (IsOwnedByPostgres(Path.Combine(root, "data", "PG_VERSION"))) return root;
 
         if (!CanPostgresUserReach(root))
         {
@@ -198,6 +228,15 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
     {
         RunSync("chown", ["postgres:postgres", directory]);
         return RunSync("runuser", ["-u", "postgres", "--", "test", "-w", directory]) == 0;
+    }
+
+    private static bool IsOwnedByPostgres(string path)
+    {
+        if (!File.Exists(path)) return false;
+        using var process = Process.Start(new ProcessStartInfo("stat", ["-c", "%U", path]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        var owner = process.StandardOutput.ReadToEnd().Trim();
+        process.WaitForExit();
+        return process.ExitCode == 0 && owner == "postgres";
     }
 
     private static int RunSync(string file, string[] args)

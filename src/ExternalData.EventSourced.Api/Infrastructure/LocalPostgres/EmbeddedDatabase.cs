@@ -24,6 +24,16 @@ public sealed class EmbeddedDatabase : IAsyncDisposable
     public string ConnectionString { get; }
     public bool IsEmbedded => _cluster is not null;
 
+    /// <summary>Completes when the database accepts connections. The embedded server starts while the host is built;
+    /// await this before the host starts (its first connection).</summary>
+    public async Task WhenReadyAsync()
+    {
+        if (_cluster is null) return;
+#pragma warning disable VSTHRD003 // the start ResolveAsync began; the program's main flow has no synchronization context
+        await _cluster.Ready;
+#pragma warning restore VSTHRD003
+    }
+
     /// <param name="isServiceRun">The service owns the cluster even when it re-attaches to one a crash left running;
     /// an operator command run beside a live service must leave that service's cluster alone.</param>
     public static async Task<EmbeddedDatabase> ResolveAsync(WebApplicationBuilder builder, bool isServiceRun)
@@ -32,7 +42,7 @@ public sealed class EmbeddedDatabase : IAsyncDisposable
         if (!string.IsNullOrWhiteSpace(configured)) return new EmbeddedDatabase(configured, null, false);
 
         // A fixed port when it is free, so the demo source's connection values stay what the README says.
-        var cluster = await LocalPostgresCluster.StartAsync(
+        var cluster = await LocalPostgresCluster.BeginStartAsync(
             Path.Combine(builder.Environment.ContentRootPath, LocalDataFolder, "postgres"),
             persistent: true,
             settings: null,
