@@ -28,7 +28,8 @@ internal sealed class BenchHost : IAsyncDisposable
     public HttpClient Http { get; }
     public IDocumentStore Store => Host.Services.GetRequiredService<IDocumentStore>();
 
-    public static async Task<BenchHost> StartAsync(LocalPostgresCluster cluster, string schema, IDictionary<string, string>? settings = null)
+    public static async Task<BenchHost> StartAsync(LocalPostgresCluster cluster, string schema, IDictionary<string, string>? settings = null,
+        Action<IServiceCollection>? services = null)
     {
         // Any type of the service assembly names its entry point (the bench has a Program of its own).
         var host = await AlbaHost.For<ExternalData.EventSourced.Sources.SourceDetails>(builder =>
@@ -40,11 +41,12 @@ internal sealed class BenchHost : IAsyncDisposable
             builder.UseSetting("ExternalData:Encryption:MasterKeys:bench", Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
             builder.UseSetting("ExternalData:Network:AllowPrivateHosts", "true");
             foreach (var (key, value) in settings ?? new Dictionary<string, string>()) builder.UseSetting(key, value);
-            builder.ConfigureServices(services =>
+            builder.ConfigureServices(collection =>
             {
-                services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
-                services.RunWolverineInSoloMode();
+                collection.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
+                collection.RunWolverineInSoloMode();
                 // No external transport is stubbed: sync runs go through Wolverine's PostgreSQL queue, on the test's own database (ADR 0050).
+                services?.Invoke(collection);
             });
         });
         var (key, token) = ApiKey.Issue("bench", Scopes.All, [ApiKey.AllProjects], DateTimeOffset.UtcNow);

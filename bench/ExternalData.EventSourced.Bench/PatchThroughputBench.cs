@@ -114,13 +114,13 @@ internal static class PatchThroughputBench
         await response.Content.CopyToAsync(Stream.Null);
     }
 
-    private sealed record Load(double Rate, List<double> Ms)
+    internal sealed record Load(double Rate, List<double> Ms)
     {
         public double P(int p) => Measure.Percentile(Ms, p);
     }
 
     /// <summary>Each client sends back to back for the duration, after a short warm-up.</summary>
-    private static async Task<Load> LoadAsync(int clients, TimeSpan duration, Func<int, long, Task> work)
+    internal static async Task<Load> LoadAsync(int clients, TimeSpan duration, Func<int, long, Task> work)
     {
         for (var c = 0; c < clients; c++) await work(c, -c - 1);
         var times = new List<double>[clients];

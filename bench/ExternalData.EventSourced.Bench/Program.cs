@@ -33,7 +33,7 @@ foreach (var scenario in scenarios)
     else if (scenario == "webhooks") await WebhookBench.RunAsync(cluster, quick);
     else if (scenario == "cold-start") await ColdStartBench.RunAsync(cluster, quick);
     else if (scenario == "patch") await PatchThroughputBench.RunAsync(cluster, quick, args.Contains("--profile"));
-    else if (scenario == "reads") await ReadsBench.RunAsync(cluster, quick);
+    else if (scenario == "reads") await ReadsBench.RunAsync(cluster, quick, args.Contains("--profile"));
     else if (scenario == "rebuild") await RebuildBench.RunAsync(cluster, quick);
     else if (scenario == "setup") await SetupBench.RunAsync(cluster, quick);
     else if (scenario == "sync") await SyncBench.RunAsync(cluster, quick, rowCounts);

@@ -17,7 +17,7 @@ namespace ExternalData.EventSourced.Bench;
 /// </summary>
 internal static class ReadsBench
 {
-    public static async Task RunAsync(LocalPostgresCluster cluster, bool quick)
+    public static async Task RunAsync(LocalPostgresCluster cluster, bool quick, bool profile = false)
     {
         var sizes = quick ? new[] { 1_000, 10_000 } : [1_000, 10_000, 100_000];
         var runs = quick ? 200 : 1000;
@@ -88,6 +88,30 @@ internal static class ReadsBench
             await GrowAsync(raw, seedId, have, size);
             have = size;
             var ids = await SampleIdsAsync(raw, 200);
+            if (profile)
+            {
+                // Where a retrieve's time goes (--profile): the libraries' spans over 2,000 sequential retrieves, then B2's.
+                using var spans = new SpanProfile();
+                foreach (var (label, client, url) in new[] { ("the service", service, (Func<int, string>)(n => $"/api/projects/{ids[n % ids.Count].Tenant}/external_data_sources/{ids[n % ids.Count].Id}/")),
+                             ("B2", b2Client, n => $"/raw/{ids[n % ids.Count].Tenant}/{ids[n % ids.Count].Id}") })
+                {
+                    for (var round = 0; round < 2; round++)
+                    {
+                        spans.Reset();
+                        var clock = Stopwatch.StartNew();
+                        for (var n = 0; n < 2000; n++) await GetAsync(client, url(n));
+                        if (round == 1)
+                        {
+                            Console.WriteLine($"**{label}**, {size:N0} sources:");
+                            spans.Print(2000, clock.Elapsed.TotalMilliseconds / 2000);
+                            Console.WriteLine();
+                        }
+                    }
+                }
+
+                return;
+            }
+
             var retrieve = await TimeAsync(runs, n => GetAsync(service, $"/api/projects/{ids[n % ids.Count].Tenant}/external_data_sources/{ids[n % ids.Count].Id}/"));
             var baseline = await TimeAsync(runs, n => GetAsync(b2Client, $"/raw/{ids[n % ids.Count].Tenant}/{ids[n % ids.Count].Id}"));
             var b1 = await TimeAsync(runs, n => RawReadAsync(ids[n % ids.Count].Tenant, ids[n % ids.Count].Id));
@@ -98,6 +122,24 @@ internal static class ReadsBench
                               $"{Measure.Percentile(b1, 50):F2} | {Measure.Percentile(retrieve, 50) / Measure.Percentile(baseline, 50):F1}x | " +
                               $"{Measure.Percentile(list, 50):F1} / {Measure.Percentile(list, 99):F1} | {Measure.Percentile(listBaseline, 50):F1} | " +
                               $"{Measure.Percentile(list, 50) / Measure.Percentile(listBaseline, 50):F1}x | {Measure.Percentile(deep, 50):F1} |");
+        }
+
+        // Retrieve under concurrent clients (issue 23's goal: ≥ 0.5x B2 at 16), on the largest store, each client its own
+        // run of the sampled sources.
+        var sample = await SampleIdsAsync(raw, 200);
+        var duration = TimeSpan.FromSeconds(quick ? 2 : 5);
+        Console.WriteLine();
+        Console.WriteLine($"Retrieve under concurrent clients, {have:N0} sources, {duration.TotalSeconds:F0} s per level");
+        Console.WriteLine();
+        Console.WriteLine("| clients | retrieve req/s | B2 req/s | retrieve / B2 | retrieve p50 / p99 (ms) | B2 p50 / p99 (ms) |");
+        Console.WriteLine("|---:|---:|---:|---:|---|---|");
+        string Url(int client, long n) => $"{sample[(int)((client * 37 + n) % sample.Count)].Tenant}/external_data_sources/{sample[(int)((client * 37 + n) % sample.Count)].Id}/";
+        string RawUrl(int client, long n) => $"/raw/{sample[(int)((client * 37 + n) % sample.Count)].Tenant}/{sample[(int)((client * 37 + n) % sample.Count)].Id}";
+        foreach (var clients in quick ? new[] { 1, 16 } : [1, 4, 16, 64])
+        {
+            var s = await PatchThroughputBench.LoadAsync(clients, duration, (c, n) => GetAsync(service, "/api/projects/" + Url(c, Math.Abs(n))));
+            var h = await PatchThroughputBench.LoadAsync(clients, duration, (c, n) => GetAsync(b2Client, RawUrl(c, Math.Abs(n))));
+            Console.WriteLine($"| {clients} | {s.Rate:F0} | {h.Rate:F0} | {s.Rate / h.Rate:F2}x | {s.P(50):F2} / {s.P(99):F2} | {h.P(50):F2} / {h.P(99):F2} |");
         }
     }
 
