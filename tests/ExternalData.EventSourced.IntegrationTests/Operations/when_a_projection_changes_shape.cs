@@ -62,9 +62,12 @@ public sealed class when_a_projection_changes_shape(AppFixture app) : Integratio
                 ids[n] = (await api.PostAsync(Sources, CreateBody(prefix: $"bg_{n}"))).ShouldHaveStatus(HttpStatusCode.Created).Json["id"]!.GetValue<string>();
             await api.PatchAsync(SourceUrl(ids[0]), new JsonObject { ["description"] = "renamed later" });
             (await api.DeleteAsync(SourceUrl(ids[2]))).ShouldHaveStatus(HttpStatusCode.NoContent);
-            // The sources' first runs end before the snapshot: version 1 must then serve exactly this.
+            // The sources' first runs end, and arm their tables' next runs (a moment after a run's end), before the snapshot:
+            // version 1 must then serve exactly this (the settled condition of RunsSettledAsync, over the list).
             var deadline = DateTimeOffset.UtcNow.AddSeconds(60);
-            while ((await api.GetAsync(Sources)).Json["results"]!.AsArray().Any(r => r!["last_run_at"] is null || r["status"]!.GetValue<string>() == "Running"))
+            while ((await api.GetAsync(Sources)).Json["results"]!.AsArray().Any(r => r!["last_run_at"] is null || r["status"]!.GetValue<string>() == "Running"
+                       || r["schemas"]!.AsArray().Any(t => t!["should_sync"]!.GetValue<bool>() && t["status"]?.GetValue<string>() is "Completed" or "Failed"
+                                                          && t["next_sync_at"] is null)))
             {
                 DateTimeOffset.UtcNow.ShouldBeLessThan(deadline, "the first runs end");
                 await Task.Delay(100);
