@@ -91,7 +91,7 @@ public sealed class ServiceProcess : IAsyncDisposable
         lock (_output) _output.AppendLine(line);
     }
 
-    private static int FreePort()
+    internal static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

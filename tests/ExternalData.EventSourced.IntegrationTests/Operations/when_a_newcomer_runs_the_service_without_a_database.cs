@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
+using ExternalData.EventSourced.IntegrationTests.Fixtures;
+using ExternalData.EventSourced.LocalPostgres;
 using Shouldly;
 
 namespace ExternalData.EventSourced.IntegrationTests.Operations;
@@ -10,7 +11,7 @@ namespace ExternalData.EventSourced.IntegrationTests.Operations;
 /// <c>.local/</c> in the working directory, starts it while the host is being built, and stops it on Ctrl-C. A second
 /// run re-uses the folder (the cluster that ran there is not re-initialised or re-owned).
 /// </summary>
-public sealed class when_a_newcomer_runs_the_service_without_a_database : IDisposable
+public sealed class when_a_newcomer_runs_the_service_without_a_database : IAsyncLifetime
 {
     private readonly string _folder = Directory.CreateTempSubdirectory("edtest-newcomer-").FullName;
 
@@ -39,7 +40,7 @@ public sealed class when_a_newcomer_runs_the_service_without_a_database : IDispo
 
     private async Task<string> RunUntilReadyThenInterruptAsync()
     {
-        var port = FreePort();
+        var port = ServiceProcess.FreePort();
         var dll = typeof(Program).Assembly.Location;
         var start = new ProcessStartInfo("dotnet", [dll, "--urls", $"http://127.0.0.1:{port}"])
         {
@@ -86,29 +87,14 @@ public sealed class when_a_newcomer_runs_the_service_without_a_database : IDispo
         lock (output) return output.ToString();
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    public Task InitializeAsync() => Task.CompletedTask;
 
-    public void Dispose()
+    public async Task DisposeAsync()
     {
-        // A run that failed may have left its server up: stop it before the folder goes.
-        var data = Path.Combine(_folder, ".local", "postgres", "data");
-        if (File.Exists(Path.Combine(data, "postmaster.pid")))
-        {
-            var pgCtl = Directory.Exists("/usr/lib/postgresql")
-                ? Directory.GetDirectories("/usr/lib/postgresql").Select(d => Path.Combine(d, "bin", "pg_ctl")).FirstOrDefault(File.Exists)
-                : null;
-            if (pgCtl is not null)
-            {
-                var asRoot = Environment.UserName == "root";
-                using var stop = Process.Start(asRoot ? "runuser" : pgCtl, asRoot ? ["-u", "postgres", "--", pgCtl, "-D", data, "-m", "immediate", "stop"] : ["-D", data, "-m", "immediate", "stop"]);
-                stop?.WaitForExit(30_000);
-            }
-        }
+        // A run that failed may have left its server up: attach to it and stop it before the folder goes.
+        var root = Path.Combine(_folder, ".local", "postgres");
+        if (File.Exists(Path.Combine(root, "data", "postmaster.pid")))
+            await (await LocalPostgresCluster.StartAsync(root, persistent: true)).StopAsync(evenIfAttached: true);
 
         try { Directory.Delete(_folder, recursive: true); }
         catch (IOException) { }
