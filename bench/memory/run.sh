@@ -19,6 +19,7 @@ WORK=$(mktemp -d /tmp/edbench-memory.XXXXXX)
 PORT=${EDBENCH_PG_PORT:-55873}
 HTTP_PORT=${EDBENCH_HTTP_PORT:-5193}
 source "$HERE/../throwaway-cluster.sh"
+source "$HERE/../sources.sh"
 psql_() { psql -X -q -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1 "$@"; }
 
 # The image's publish (ReadyToRun, ADR 0056) unless EDBENCH_MEMORY_PUBLISH=plain.
@@ -31,9 +32,7 @@ else
     -o "$WORK/app" -v q -nologo >&2
 fi
 start_cluster -c synchronous_commit=off -c full_page_writes=off -c max_connections=200
-psql_ -c "CREATE DATABASE customer"
-psql_ -d customer -c "CREATE TABLE orders (id bigint PRIMARY KEY, customer text, total numeric, created_at timestamptz)" \
-  -c "CREATE TABLE customers (id bigint PRIMARY KEY, name text, email text)" -c "CREATE TABLE events (id bigint PRIMARY KEY, payload jsonb)"
+create_customer_database
 
 export ExternalData__Encryption__MasterKeys__bench=$(head -c 32 /dev/urandom | base64)
 export ExternalData__Network__AllowPrivateHosts=true
@@ -55,14 +54,8 @@ measure() { # $1 = environment; prints one table row
   env ${EDBENCH_MEMORY_ENV:-} dotnet "$APP" --urls "http://127.0.0.1:$HTTP_PORT" > "$WORK/service-$env.log" 2>&1 &
   SVC=$!
   for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$HTTP_PORT/health/ready" >/dev/null && break; sleep 0.5; done
-  local base="http://127.0.0.1:$HTTP_PORT/api/projects/1/external_data_sources" paths="" at_start
-  for i in $(seq 1 $SOURCES); do
-    body='{"source_type":"Postgres","prefix":"p'$i'","payload":{"host":"127.0.0.1","port":"'$PORT'","database":"customer","user":"postgres","password":"unused","schema":"public","schemas":[{"name":"orders","should_sync":false},{"name":"customers","should_sync":false},{"name":"events","should_sync":false}]}}'
-    id=$(curl -sf -X POST -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" -d "$body" "$base/" \
-      | python3 -c 'import sys,json; print(json.load(sys.stdin)["id"])')
-    paths="$paths /api/projects/1/external_data_sources/$id/"
-  done
-  export PATHS=$paths
+  local at_start
+  PATHS=$(create_sources "http://127.0.0.1:$HTTP_PORT" $SOURCES); export PATHS
   sleep 5; at_start=$(rss)
 
   : > "$WORK/samples"

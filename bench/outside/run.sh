@@ -17,6 +17,7 @@ WORK=$(mktemp -d /tmp/edbench-outside.XXXXXX)
 PORT=${EDBENCH_PG_PORT:-55871}
 HTTP_PORT=${EDBENCH_HTTP_PORT:-5191}
 source "$HERE/../throwaway-cluster.sh"
+source "$HERE/../sources.sh"
 psql_() { psql -X -q -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1 "$@"; }
 
 echo "publishing the service (Release)…" >&2
@@ -25,10 +26,9 @@ dotnet publish "$REPO/src/ExternalData.EventSourced.Api" -c Release -o "$WORK/ap
 # The cluster: as the tests' (fsync off), plus pg_stat_statements with planning times and statements inside functions.
 start_cluster -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB \
   -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all -c pg_stat_statements.track_planning=on
-psql_ -c "CREATE DATABASE service" -c "CREATE DATABASE customer"
+psql_ -c "CREATE DATABASE service"
 psql_ -d service -c "CREATE EXTENSION pg_stat_statements"
-psql_ -d customer -c "CREATE TABLE orders (id bigint PRIMARY KEY, customer text, total numeric, created_at timestamptz)" \
-  -c "CREATE TABLE customers (id bigint PRIMARY KEY, name text, email text)" -c "CREATE TABLE events (id bigint PRIMARY KEY, payload jsonb)"
+create_customer_database
 
 export ASPNETCORE_ENVIRONMENT=Production
 export ConnectionStrings__Marten="Host=127.0.0.1;Port=$PORT;Username=postgres;Database=service${EDBENCH_CONNECTION_EXTRA:-}"
@@ -40,16 +40,9 @@ export KEY=$(dotnet "$APP" api-keys create --name outside-bench --projects all 2
 dotnet "$APP" --urls "http://127.0.0.1:$HTTP_PORT" > "$WORK/service.log" 2>&1 &
 SVC=$!
 for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$HTTP_PORT/health/ready" >/dev/null && break; sleep 0.5; done
-BASE="http://127.0.0.1:$HTTP_PORT/api/projects/1/external_data_sources"
 
 echo "creating $SOURCES sources of 3 tables…" >&2
-PATHS=""
-for i in $(seq 1 $SOURCES); do
-  body='{"source_type":"Postgres","prefix":"p'$i'","payload":{"host":"127.0.0.1","port":"'$PORT'","database":"customer","user":"postgres","password":"unused","schema":"public","schemas":[{"name":"orders","should_sync":false},{"name":"customers","should_sync":false},{"name":"events","should_sync":false}]}}'
-  id=$(curl -sf -X POST -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" -d "$body" "$BASE/" \
-    | python3 -c 'import sys,json; print(json.load(sys.stdin)["id"])')
-  PATHS="$PATHS /api/projects/1/external_data_sources/$id/"
-done
+PATHS=$(create_sources "http://127.0.0.1:$HTTP_PORT" $SOURCES)
 export PATHS
 
 # One warm-up pass of each, so the JIT and the plans are warm as in a long-running service.
